@@ -1,0 +1,694 @@
+//! One deliverable: convert each rendered frame to the deliverable's format,
+//! encode video and audio through the chosen plugins, mux, and validate.
+//!
+//! Validation runs beside the encoder: a second thread decodes the very
+//! packets that go into the file and compares each decoded frame with the
+//! frame that was encoded (PSNR, SSIM), keeping a hash of every decoded
+//! picture. When the file is finished it is decoded once more, from disk, and
+//! every picture must hash the same: so the quality figures provably describe
+//! the delivered file, without keeping the whole render around.
+
+use crate::loudness::{self, Measurement, Meter, Normalization};
+use crate::manifest::model::Manifest;
+use crate::plugins::{Choice, Registry};
+use crate::preset::Preset;
+use crate::quality::{Luma, Series};
+use crate::render::audio::sample_of_frame;
+use crate::render::image::{hash_view, resize_bilinear, rgba_to_yuv, Rgba8, Yuv};
+use crate::report::{Check, DeliverableReport, LoudnessReport, Probe, QualityReport, Verdict};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use deliver_plugin_api::abi::{self, cap, media, pix};
+use deliver_plugin_api::host::{Encoder, Frame, Muxer, PacketBuf};
+use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the render sends to every deliverable, per timeline frame.
+pub struct Chunk {
+    pub index: u64,
+    pub frame: Arc<Rgba8>,
+    /// The unnormalized mix for this frame's samples (interleaved).
+    pub audio: Arc<Vec<f32>>,
+}
+
+/// Everything chosen for one deliverable before any work starts.
+pub struct Plan {
+    pub name: String,
+    pub preset: Preset,
+    pub width: u32,
+    pub height: u32,
+    pub pix_fmt: u32,
+    pub color: abi::ColorTags,
+    pub video: Choice,
+    pub audio: Option<Choice>,
+    pub muxer: Choice,
+    pub stream_decoder: Choice,
+    pub file_decoder: Choice,
+    pub output: PathBuf,
+    pub normalization: Option<Normalization>,
+    /// The programme's loudness before normalization.
+    pub programme: Option<Measurement>,
+}
+
+/// A failure while planning a deliverable (no plugin offers what the preset
+/// asks for, or the preset cannot apply to this composition).
+#[derive(Debug, thiserror::Error)]
+#[error("deliverable `{name}` (preset {preset}, {file}): {message}")]
+pub struct PlanError {
+    pub name: String,
+    pub preset: String,
+    pub file: String,
+    pub message: String,
+}
+
+fn find(
+    reg: &Registry,
+    kind: u32,
+    name: &str,
+    want: Option<&str>,
+    what: &str,
+) -> Result<Choice, String> {
+    reg.find(kind, name, want).ok_or_else(|| {
+        format!(
+            "no loaded plugin offers {what} `{name}`{}; available: {}",
+            want.map(|w| format!(" from `{w}`")).unwrap_or_default(),
+            {
+                let a = reg.available(kind);
+                if a.is_empty() {
+                    "none".to_owned()
+                } else {
+                    a.join(", ")
+                }
+            }
+        )
+    })
+}
+
+/// Chooses plugins and formats for a deliverable.
+///
+/// # Errors
+/// A [`PlanError`] naming the preset file and what is missing.
+pub fn plan(
+    m: &Manifest,
+    reg: &Registry,
+    name: &str,
+    preset: Preset,
+    out_dir: &Path,
+    programme: Option<&Measurement>,
+) -> Result<Plan, PlanError> {
+    let err = |message: String| PlanError {
+        name: name.to_owned(),
+        preset: preset.id.clone(),
+        file: preset.file.display().to_string(),
+        message,
+    };
+    let v = &preset.video;
+    let pix_fmt = pix::from_name(&v.pix_fmt)
+        .filter(|f| pix::layout(*f).is_some_and(|l| l.planes >= 3))
+        .ok_or_else(|| err(format!("video.pix_fmt `{}` is not a planar YUV format this host converts to", v.pix_fmt)))?;
+    let width = v.width.unwrap_or(m.canvas.width);
+    let height = v.height.unwrap_or(m.canvas.height);
+    let video = find(reg, cap::ENCODE, &v.codec, v.encoder.as_deref(), "video encoder").map_err(err)?;
+    let audio = match &preset.audio {
+        Some(a) => {
+            if a.sample_rate != m.canvas.sample_rate || a.channels != m.canvas.channels {
+                return Err(err(format!(
+                    "audio is {} Hz, {} channels but the composition mixes at {} Hz, {} channels; set canvas.sample_rate/channels to match",
+                    a.sample_rate, a.channels, m.canvas.sample_rate, m.canvas.channels
+                )));
+            }
+            Some(find(reg, cap::ENCODE, &a.codec, a.encoder.as_deref(), "audio encoder").map_err(err)?)
+        }
+        None => None,
+    };
+    let muxer = find(reg, cap::MUX, &preset.container, None, "container").map_err(err)?;
+    let stream_decoder =
+        find(reg, cap::STREAM_DECODE, &v.codec, None, "decoder (needed to validate)").map_err(err)?;
+    let file_decoder = find(reg, cap::FILE_DECODE, "*", None, "file decoder (needed to validate)").map_err(err)?;
+    let stem = m.name.replace(['/', '\\'], "_");
+    let output = out_dir.join(format!("{stem}_{name}.{}", preset.extension));
+    let normalization = match (&preset.audio, programme) {
+        (Some(_), Some(p)) => Some(loudness::plan(p, preset.loudness.target_lufs, preset.loudness.true_peak_dbtp)),
+        _ => None,
+    };
+    Ok(Plan {
+        name: name.to_owned(),
+        color: abi::ColorTags {
+            primaries: v.colour.primaries,
+            transfer: v.colour.transfer,
+            matrix: v.colour.matrix,
+            range: v.colour.range,
+        },
+        preset,
+        width,
+        height,
+        pix_fmt,
+        video,
+        audio,
+        muxer,
+        stream_decoder,
+        file_decoder,
+        output,
+        normalization,
+        programme: programme.copied(),
+    })
+}
+
+fn options_toml(t: &toml::Table) -> String {
+    toml::to_string(t).unwrap_or_default()
+}
+
+enum VMsg {
+    Ref(Arc<Yuv>),
+    Pkt(PacketBuf),
+}
+
+/// Result of the validation thread.
+struct Validated {
+    series: Series,
+    hashes: Vec<u64>,
+}
+
+fn luma_of_yuv(y: &Yuv) -> Luma<'_> {
+    let l = pix::layout(y.pix_fmt).expect("validated");
+    Luma {
+        data: &y.planes[0],
+        stride: y.strides[0],
+        width: y.width as usize,
+        height: y.height as usize,
+        bytes: l.bytes_per_sample,
+        depth: l.bit_depth,
+    }
+}
+
+fn validate_stream(
+    plan_dec: Choice,
+    params: StreamInfo,
+    rx: Receiver<VMsg>,
+) -> Result<Validated, String> {
+    let cfg = decoder_config(media::VIDEO, 0, 0);
+    let mut dec = plan_dec
+        .plugin
+        .open_stream_decoder(&params, &cfg)
+        .map_err(|e| e.to_string())?;
+    let mut refs = std::collections::VecDeque::new();
+    let mut out = Validated {
+        series: Series::default(),
+        hashes: Vec::new(),
+    };
+    let pull = |dec: &mut deliver_plugin_api::host::StreamDecoder,
+                    refs: &mut std::collections::VecDeque<Arc<Yuv>>,
+                    out: &mut Validated|
+     -> Result<bool, String> {
+        loop {
+            match dec.receive().map_err(|e| e.to_string())? {
+                Ok(Frame::Video(v)) => {
+                    let r = refs
+                        .pop_front()
+                        .ok_or("the decoder returned more pictures than were encoded")?;
+                    out.hashes.push(hash_view(&v));
+                    let l = pix::layout(v.pix_fmt).ok_or("decoder returned an unknown pixel format")?;
+                    let d = Luma {
+                        data: v.planes[0].0,
+                        stride: v.planes[0].1,
+                        width: v.width as usize,
+                        height: v.height as usize,
+                        bytes: l.bytes_per_sample,
+                        depth: l.bit_depth,
+                    };
+                    if d.width != r.width as usize || d.height != r.height as usize {
+                        return Err(format!(
+                            "decoded picture is {}x{}, encoded {}x{}",
+                            d.width, d.height, r.width, r.height
+                        ));
+                    }
+                    out.series.push(&luma_of_yuv(&r), &d);
+                }
+                Ok(Frame::Audio { .. }) => {}
+                Err(s) if s == abi::status::EOF => return Ok(true),
+                Err(_) => return Ok(false),
+            }
+        }
+    };
+    for msg in rx {
+        match msg {
+            VMsg::Ref(y) => refs.push_back(y),
+            VMsg::Pkt(p) => {
+                dec.send(Some(&p)).map_err(|e| e.to_string())?;
+                pull(&mut dec, &mut refs, &mut out)?;
+            }
+        }
+    }
+    dec.send(None).map_err(|e| e.to_string())?;
+    while !pull(&mut dec, &mut refs, &mut out)? {}
+    if !refs.is_empty() {
+        return Err(format!("{} encoded pictures never came out of the decoder", refs.len()));
+    }
+    Ok(out)
+}
+
+pub fn decoder_config(want: u32, rate: u32, channels: u32) -> abi::DecoderConfig {
+    abi::DecoderConfig {
+        struct_size: std::mem::size_of::<abi::DecoderConfig>() as u32,
+        want,
+        video_pix_fmt: pix::NONE,
+        audio_sample_rate: rate,
+        audio_channels: channels,
+        threads: 0,
+        reserved: [0; 4],
+    }
+}
+
+struct Streams {
+    mux: Muxer,
+    venc: Encoder,
+    vidx: u32,
+    aenc: Option<(Encoder, u32)>,
+    vparams: StreamInfo,
+}
+
+fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
+    let rate = m.canvas.frame_rate;
+    let tb = abi::Rational::new(rate.den as i32, rate.num as i32);
+    let global_header = matches!(p.preset.container.as_str(), "mp4" | "mov");
+    let mut vopts = p.preset.video.options.clone();
+    if let Some(profile) = &p.preset.video.profile {
+        vopts
+            .entry("profile")
+            .or_insert_with(|| toml::Value::String(profile.clone()));
+    }
+    let vset = EncoderSettings {
+        media: media::VIDEO,
+        codec: p.preset.video.codec.clone(),
+        implementation: p.video.capability.implementation.clone(),
+        width: p.width,
+        height: p.height,
+        pix_fmt: p.pix_fmt,
+        frame_rate: abi::Rational::new(rate.num as i32, rate.den as i32),
+        time_base: tb,
+        color: p.color,
+        bit_rate: p.preset.video.bit_rate.unwrap_or(0),
+        global_header,
+        options: options_toml(&vopts),
+        ..Default::default()
+    };
+    let (venc, vparams) = p.video.plugin.open_encoder(&vset).map_err(|e| e.to_string())?;
+    let aenc = match (&p.preset.audio, &p.audio) {
+        (Some(a), Some(c)) => {
+            let aset = EncoderSettings {
+                media: media::AUDIO,
+                codec: a.codec.clone(),
+                implementation: c.capability.implementation.clone(),
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+                time_base: abi::Rational::new(1, a.sample_rate as i32),
+                bit_rate: a.bit_rate.unwrap_or(0),
+                global_header,
+                options: options_toml(&a.options),
+                ..Default::default()
+            };
+            let (enc, params) = c.plugin.open_encoder(&aset).map_err(|e| e.to_string())?;
+            Some((enc, params))
+        }
+        _ => None,
+    };
+    let partial = deliver_watch::partial_path(&p.output);
+    let mut mux = p
+        .muxer
+        .plugin
+        .open_muxer(
+            &partial.to_string_lossy(),
+            &p.preset.container,
+            &options_toml(&p.preset.container_options),
+        )
+        .map_err(|e| e.to_string())?;
+    let vidx = mux.add_stream(&vparams).map_err(|e| e.to_string())?;
+    let aenc = match aenc {
+        Some((enc, params)) => {
+            let i = mux.add_stream(&params).map_err(|e| e.to_string())?;
+            Some((enc, i))
+        }
+        None => None,
+    };
+    mux.write_header().map_err(|e| e.to_string())?;
+    Ok(Streams {
+        mux,
+        venc,
+        vidx,
+        aenc,
+        vparams,
+    })
+}
+
+/// Drains an encoder into the muxer (and the validator, for video).
+fn drain(
+    enc: &mut Encoder,
+    mux: &mut Muxer,
+    idx: u32,
+    tee: Option<&Sender<VMsg>>,
+) -> Result<bool, String> {
+    loop {
+        match enc.receive().map_err(|e| e.to_string())? {
+            Ok(pkt) => {
+                mux.write_packet(idx, &pkt).map_err(|e| e.to_string())?;
+                if let Some(tx) = tee {
+                    tx.send(VMsg::Pkt(pkt)).map_err(|_| "validator stopped".to_owned())?;
+                }
+            }
+            Err(s) => return Ok(s == abi::status::EOF),
+        }
+    }
+}
+
+/// Progress callback type: frames done by this deliverable.
+pub type Tick<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Encodes the deliverable from the chunks on `rx`, then validates the file.
+/// Never panics on bad data: every failure lands in the report.
+pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> DeliverableReport {
+    let started = Instant::now();
+    let mut report = DeliverableReport {
+        name: p.name.clone(),
+        preset: p.preset.id.clone(),
+        preset_file: p.preset.file.clone(),
+        file: None,
+        bytes: 0,
+        verdict: Verdict::Fail,
+        error: None,
+        video_encoder: format!(
+            "{} ({} {})",
+            p.video.capability.implementation,
+            p.video.plugin.name(),
+            p.video.plugin.version()
+        ),
+        audio_encoder: p
+            .audio
+            .as_ref()
+            .map(|a| format!("{} ({} {})", a.capability.implementation, a.plugin.name(), a.plugin.version())),
+        muxer: format!("{} ({})", p.preset.container, p.muxer.plugin.name()),
+        encode_seconds: 0.0,
+        probe: None,
+        loudness: None,
+        quality: None,
+        checks: Vec::new(),
+    };
+    let encoded = encode(p, m, rx, tick);
+    report.encode_seconds = started.elapsed().as_secs_f64();
+    let validated = match encoded {
+        Ok(v) => v,
+        Err(e) => {
+            report.error = Some(e);
+            return report;
+        }
+    };
+    let partial = deliver_watch::partial_path(&p.output);
+    report.bytes = std::fs::metadata(&partial).map(|md| md.len()).unwrap_or(0);
+    match verify_file(p, m, &partial, &validated, &mut report) {
+        Ok(()) => {}
+        Err(e) => report.error = Some(e),
+    }
+    report.quality = Some(QualityReport {
+        reference: "the rendered frame fed to the encoder (after scaling and conversion)",
+        summary: validated.series.summary(),
+        series: validated.series,
+    });
+    let pass = report.error.is_none() && !report.checks.is_empty() && report.checks.iter().all(|c| c.pass);
+    report.verdict = if pass { Verdict::Pass } else { Verdict::Fail };
+    report.file = Some(partial);
+    report
+}
+
+fn encode(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Result<Validated, String> {
+    let mut s = open_streams(p, m)?;
+    let (vtx, vrx) = bounded::<VMsg>(64);
+    let dec = p.stream_decoder.clone();
+    let params = s.vparams.clone();
+    let validator = std::thread::Builder::new()
+        .name(format!("validate-{}", p.name))
+        .spawn(move || validate_stream(dec, params, vrx))
+        .map_err(|e| e.to_string())?;
+    let gain = p.normalization.map(|n| loudness::gain_factor(n.gain_db)).unwrap_or(1.0);
+    let tb = abi::Rational::new(m.canvas.frame_rate.den as i32, m.canvas.frame_rate.num as i32);
+    let mut scaled = Rgba8::new(p.width, p.height);
+    let mut audio = Vec::new();
+    let result = (|| -> Result<(), String> {
+        for chunk in rx {
+            let src: &Rgba8 = if chunk.frame.width == p.width && chunk.frame.height == p.height {
+                &chunk.frame
+            } else {
+                resize_bilinear(&chunk.frame, &mut scaled);
+                &scaled
+            };
+            let mut yuv = Yuv::new(p.width, p.height, p.pix_fmt, p.color);
+            rgba_to_yuv(src, &mut yuv);
+            let yuv = Arc::new(yuv);
+            vtx.send(VMsg::Ref(yuv.clone())).map_err(|_| "validator stopped".to_owned())?;
+            s.venc
+                .send_video(Some(&yuv.view(chunk.index as i64, tb, false)))
+                .map_err(|e| e.to_string())?;
+            drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))?;
+            if let Some((aenc, aidx)) = &mut s.aenc {
+                audio.clear();
+                audio.extend(chunk.audio.iter().map(|v| v * gain));
+                let pts = sample_of_frame(&m.canvas, chunk.index) as i64;
+                aenc.send_audio(Some((&audio, m.canvas.sample_rate, m.canvas.channels, pts)))
+                    .map_err(|e| e.to_string())?;
+                drain(aenc, &mut s.mux, *aidx, None)?;
+            }
+            tick(chunk.index + 1);
+        }
+        s.venc.send_video(None).map_err(|e| e.to_string())?;
+        while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))? {}
+        if let Some((aenc, aidx)) = &mut s.aenc {
+            aenc.send_audio(None).map_err(|e| e.to_string())?;
+            while !drain(aenc, &mut s.mux, *aidx, None)? {}
+        }
+        s.mux.finish().map_err(|e| e.to_string())
+    })();
+    drop(vtx);
+    let validated = validator
+        .join()
+        .map_err(|_| "the validation thread panicked".to_owned())?;
+    result?;
+    validated
+}
+
+/// Decodes the finished file from disk and holds it to the preset.
+fn verify_file(
+    p: &Plan,
+    m: &Manifest,
+    path: &Path,
+    v: &Validated,
+    report: &mut DeliverableReport,
+) -> Result<(), String> {
+    let (rate, ch) = p
+        .preset
+        .audio
+        .as_ref()
+        .map(|a| (a.sample_rate, a.channels))
+        .unwrap_or((0, 0));
+    let cfg = decoder_config(media::VIDEO | media::AUDIO, rate, ch);
+    let (mut dec, info) = p
+        .file_decoder
+        .plugin
+        .open_file(&path.to_string_lossy(), &cfg)
+        .map_err(|e| format!("the delivered file does not decode: {e}"))?;
+    let mut meter = if info.has_audio != 0 && rate > 0 {
+        Some(Meter::new(ch, rate).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let mut frames = 0u64;
+    let mut mismatched = 0u64;
+    let mut first_mismatch = None;
+    while let Some(f) = dec.next_frame().map_err(|e| format!("decoding the delivered file: {e}"))? {
+        match f {
+            Frame::Video(view) => {
+                let h = hash_view(&view);
+                if v.hashes.get(frames as usize) != Some(&h) {
+                    mismatched += 1;
+                    first_mismatch.get_or_insert(frames);
+                }
+                frames += 1;
+            }
+            Frame::Audio { samples, .. } => {
+                if let Some(mt) = &mut meter {
+                    mt.add(samples).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    let s = |n: &abi::Name| abi::name_str(n).to_owned();
+    let fps = m.canvas.frame_rate.as_f64();
+    let expected_duration = m.canvas.frames as f64 / fps;
+    let duration = if info.video_duration_us > 0 {
+        info.video_duration_us as f64 / 1e6
+    } else {
+        info.duration_us as f64 / 1e6
+    };
+    let probe = Probe {
+        container: s(&info.container),
+        video_codec: s(&info.video_codec),
+        video_profile: s(&info.video_profile),
+        width: info.width,
+        height: info.height,
+        pix_fmt: s(&info.pix_fmt_name),
+        frame_rate: format!("{}/{}", info.frame_rate.num, info.frame_rate.den),
+        frames,
+        duration_s: duration,
+        colour_primaries: info.color.primaries,
+        colour_transfer: info.color.transfer,
+        colour_matrix: info.color.matrix,
+        colour_range: info.color.range,
+        audio_codec: s(&info.audio_codec),
+        sample_rate: info.sample_rate,
+        channels: info.channels,
+    };
+    let c = &mut report.checks;
+    let pre = &p.preset;
+    c.push(Check::new(
+        "video.codec",
+        "video codec of the delivered file",
+        &probe.video_codec,
+        format!("= {}", pre.video.codec),
+        probe.video_codec == pre.video.codec,
+    ));
+    if let Some(profile) = &pre.video.profile {
+        c.push(Check::new(
+            "video.profile",
+            "codec profile",
+            &probe.video_profile,
+            format!("= {profile} (case-insensitive)"),
+            probe.video_profile.eq_ignore_ascii_case(profile),
+        ));
+    }
+    c.push(Check::new(
+        "video.resolution",
+        "frame size",
+        format!("{}x{}", probe.width, probe.height),
+        format!("= {}x{}", p.width, p.height),
+        probe.width == p.width && probe.height == p.height,
+    ));
+    c.push(Check::new(
+        "video.pix_fmt",
+        "pixel format",
+        &probe.pix_fmt,
+        format!("= {}", pre.video.pix_fmt),
+        probe.pix_fmt == pre.video.pix_fmt,
+    ));
+    let fr_ok = info.frame_rate.num as i64 * m.canvas.frame_rate.den as i64
+        == info.frame_rate.den as i64 * m.canvas.frame_rate.num as i64;
+    c.push(Check::new(
+        "video.frame_rate",
+        "frame rate",
+        &probe.frame_rate,
+        format!("= {}", m.canvas.frame_rate),
+        fr_ok,
+    ));
+    c.push(Check::new(
+        "video.frame_count",
+        "frames decoded from the delivered file",
+        frames,
+        format!("= {} (the composition)", m.canvas.frames),
+        frames == m.canvas.frames,
+    ));
+    c.push(Check::new(
+        "video.duration",
+        "video stream duration in seconds",
+        duration,
+        format!("{expected_duration:.3} ± {}", pre.qc.max_duration_error_s),
+        (duration - expected_duration).abs() <= pre.qc.max_duration_error_s,
+    ));
+    c.push(Check::new(
+        "video.colour_tags",
+        "colour primaries/transfer/matrix/range tags (H.273)",
+        [info.color.primaries, info.color.transfer, info.color.matrix, info.color.range],
+        format!(
+            "= [{}, {}, {}, {}]",
+            p.color.primaries, p.color.transfer, p.color.matrix, p.color.range
+        ),
+        info.color == p.color,
+    ));
+    c.push(Check::new(
+        "video.bitstream_identity",
+        "pictures decoded from the file that differ from the pictures that were measured",
+        mismatched,
+        "= 0",
+        mismatched == 0 && frames as usize == v.hashes.len(),
+    ));
+    let sum = v.series.summary();
+    c.push(Check::new(
+        "video.psnr_y",
+        "luma PSNR against the render, mean over frames (dB; null = identical)",
+        sum.psnr_y_mean,
+        format!(">= {}", pre.qc.min_psnr_y),
+        sum.psnr_y_mean.is_none_or(|p| p >= pre.qc.min_psnr_y),
+    ));
+    c.push(Check::new(
+        "video.ssim_y",
+        "luma SSIM against the render, worst frame",
+        sum.ssim_y_min,
+        format!(">= {}", pre.qc.min_ssim_y),
+        sum.ssim_y_min >= pre.qc.min_ssim_y,
+    ));
+    if let Some(a) = &pre.audio {
+        c.push(Check::new(
+            "audio.codec",
+            "audio codec",
+            &probe.audio_codec,
+            format!("= {}", a.codec),
+            probe.audio_codec == a.codec,
+        ));
+        c.push(Check::new(
+            "audio.sample_rate",
+            "sample rate (Hz)",
+            probe.sample_rate,
+            format!("= {}", a.sample_rate),
+            probe.sample_rate == a.sample_rate,
+        ));
+        c.push(Check::new(
+            "audio.channels",
+            "channels",
+            probe.channels,
+            format!("= {}", a.channels),
+            probe.channels == a.channels,
+        ));
+    }
+    let delivered = meter.map(|mt| mt.finish());
+    if let (Some(n), Some(d)) = (p.normalization, delivered) {
+        let tol = pre.loudness.tolerance_lu;
+        if let Some(i) = d.integrated_lufs {
+            c.push(Check::new(
+                "audio.loudness",
+                "integrated loudness of the delivered audio (LUFS)",
+                i,
+                format!("{} ± {tol}", n.target_lufs),
+                (i - n.target_lufs).abs() <= tol,
+            ));
+        } else {
+            c.push(Check::new(
+                "audio.loudness",
+                "integrated loudness of the delivered audio (LUFS)",
+                "silent (below the absolute gate)",
+                "not measured: the programme is silent",
+                true,
+            ));
+        }
+        c.push(Check::new(
+            "audio.true_peak",
+            "maximum true peak of the delivered audio (dBTP)",
+            d.true_peak_dbtp,
+            format!("<= {}", n.ceiling_dbtp),
+            d.true_peak_dbtp.is_none_or(|tp| tp <= n.ceiling_dbtp),
+        ));
+    }
+    report.loudness = p.normalization.zip(p.programme).map(|(n, programme)| LoudnessReport {
+        programme,
+        normalization: n,
+        delivered,
+        tolerance_lu: pre.loudness.tolerance_lu,
+    });
+    report.probe = Some(probe);
+    Ok(())
+}

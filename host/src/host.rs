@@ -1,0 +1,337 @@
+//! The watch host: actix actors coordinate, threads compute.
+//!
+//! - [`Watcher`] polls a root's `incoming/` for stable manifests, claims each
+//!   into `processing/<job>/` and submits it.
+//! - [`Scheduler`] queues jobs and starts them on their own threads, up to
+//!   the configured concurrency; a finished job reports back with a message.
+//!
+//! Frames never travel as actor messages, and no actor blocks its arbiter:
+//! a job runs on a dedicated thread that owns its render and encode threads.
+
+use crate::jobs::{self, JobError, JobOptions};
+use crate::manifest::{self, LoadContext};
+use crate::plugins::Registry;
+use crate::preset::PresetLibrary;
+use crate::report::{self, Verdict};
+use actix::prelude::*;
+use deliver_watch::{JobId, StabilityTracker, WatchRoot};
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Manifests larger than this are refused unread (a manifest is a few KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// Everything a job needs from the host, shared by all jobs.
+pub struct Shared {
+    pub root: WatchRoot,
+    pub registry: &'static Registry,
+    pub presets: PresetLibrary,
+    pub media_roots: Vec<PathBuf>,
+}
+
+/// Host settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub settle: Duration,
+    pub poll: Duration,
+    pub concurrency: usize,
+    /// Stop the system once `incoming/` holds no manifest and no job runs.
+    pub exit_when_idle: bool,
+}
+
+/// Whether a file in `incoming/` is a composition this host takes.
+pub fn is_manifest(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "toml")
+}
+
+/// A claimed manifest, ready to run.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Submit {
+    pub id: JobId,
+    /// Where the manifest was dropped (errors and relative paths refer to it).
+    pub dropped_as: PathBuf,
+    /// Where it is now, in `processing/<id>/`.
+    pub claimed: PathBuf,
+}
+
+/// A job ended.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Finished {
+    pub id: JobId,
+    pub verdict: Verdict,
+    pub folder: Option<PathBuf>,
+}
+
+/// Polls `incoming/` and claims stable manifests.
+pub struct Watcher {
+    shared: Arc<Shared>,
+    tracker: StabilityTracker,
+    poll: Duration,
+    scheduler: Recipient<Submit>,
+}
+
+impl Watcher {
+    pub fn new(shared: Arc<Shared>, settings: &Settings, scheduler: Recipient<Submit>) -> Self {
+        Watcher {
+            shared,
+            tracker: StabilityTracker::new(settings.settle),
+            poll: settings.poll,
+            scheduler,
+        }
+    }
+
+    fn scan(&mut self, ctx: &mut Context<Self>) {
+        let incoming = self.shared.root.incoming().to_owned();
+        let ready = match self.tracker.poll(&incoming, is_manifest) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("watching {}: {e}", incoming.display());
+                return;
+            }
+        };
+        for file in ready {
+            let stem = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let id = JobId::new(&stem);
+            match self.shared.root.claim(&file, &id) {
+                Ok(claimed) => {
+                    tracing::info!(job = %id, file = %file.display(), "manifest claimed");
+                    let msg = Submit {
+                        id,
+                        dropped_as: file,
+                        claimed,
+                    };
+                    self.scheduler
+                        .send(msg)
+                        .into_actor(self)
+                        .map(|r, _, _| {
+                            if let Err(e) = r {
+                                tracing::error!("scheduler unreachable: {e}");
+                            }
+                        })
+                        .spawn(ctx);
+                }
+                Err(e) => tracing::error!("cannot claim {}: {e}", file.display()),
+            }
+        }
+    }
+}
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(root = %self.shared.root.root().display(), "watching");
+        self.scan(ctx);
+        ctx.run_interval(self.poll, |act, ctx| act.scan(ctx));
+    }
+}
+
+/// Queues and runs jobs.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    settings: Settings,
+    queue: VecDeque<Submit>,
+    running: usize,
+    finished: Vec<(JobId, Verdict, Option<PathBuf>)>,
+    /// Called with every finished job (the demo prints them).
+    on_finished: Option<Box<dyn Fn(&JobId, Verdict, Option<&Path>)>>,
+}
+
+impl Scheduler {
+    pub fn new(shared: Arc<Shared>, settings: Settings) -> Self {
+        Scheduler {
+            shared,
+            settings,
+            queue: VecDeque::new(),
+            running: 0,
+            finished: Vec::new(),
+            on_finished: None,
+        }
+    }
+
+    /// Sets a callback for finished jobs.
+    pub fn on_finished(mut self, f: impl Fn(&JobId, Verdict, Option<&Path>) + 'static) -> Self {
+        self.on_finished = Some(Box::new(f));
+        self
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while self.running < self.settings.concurrency.max(1) {
+            let Some(job) = self.queue.pop_front() else { break };
+            self.running += 1;
+            let shared = self.shared.clone();
+            let addr = ctx.address();
+            let name = format!("job-{}", job.id);
+            let spawned = std::thread::Builder::new().name(name).spawn(move || {
+                let id = job.id.clone();
+                let (verdict, folder) = process(&shared, &job);
+                // The actor may already be stopping at shutdown; nothing to do then.
+                let _ = addr.try_send(Finished { id, verdict, folder });
+            });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a job thread: {e}");
+                self.running -= 1;
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        if self.running > 0 || !self.queue.is_empty() {
+            return false;
+        }
+        match std::fs::read_dir(self.shared.root.incoming()) {
+            Ok(rd) => !rd.filter_map(Result::ok).any(|e| is_manifest(&e.path())),
+            Err(_) => true,
+        }
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.settings.exit_when_idle {
+            ctx.run_interval(Duration::from_millis(200), |act, _| {
+                if act.idle() {
+                    tracing::info!(jobs = act.finished.len(), "idle: stopping");
+                    System::current().stop();
+                }
+            });
+        }
+    }
+}
+
+impl Handler<Submit> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) {
+        self.queue.push_back(msg);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Finished> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        self.running -= 1;
+        tracing::info!(job = %msg.id, verdict = ?msg.verdict, folder = ?msg.folder, "job finished");
+        if let Some(cb) = &self.on_finished {
+            cb(&msg.id, msg.verdict, msg.folder.as_deref());
+        }
+        self.finished.push((msg.id, msg.verdict, msg.folder));
+        self.pump(ctx);
+    }
+}
+
+/// Reads at most `limit + 1` bytes, so that a huge file is refused without
+/// being read whole.
+fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Runs one claimed job to its end: report written, folder published or
+/// quarantined. Never panics on bad input.
+fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
+    let started = report::now();
+    let job_dir = shared.root.job_dir(&job.id);
+    let reg = shared.registry;
+    let ctx = LoadContext {
+        media_roots: shared.media_roots.clone(),
+        base_dir: Some(shared.root.incoming().to_owned()),
+        max_bytes: MAX_MANIFEST_BYTES,
+    };
+    let loaded = read_capped(&job.claimed, MAX_MANIFEST_BYTES)
+        .map_err(|e| manifest::InputError {
+            file: job.dropped_as.clone(),
+            line: None,
+            column: None,
+            field: None,
+            value: None,
+            message: format!("cannot read the manifest: {e}"),
+            expected: None,
+        })
+        .and_then(|bytes| manifest::parse(&bytes, &job.dropped_as, &ctx));
+    let report = match loaded {
+        Err(e) => {
+            tracing::warn!(job = %job.id, "{e}");
+            jobs::error_report(job.id.as_str(), &job.dropped_as, reg, &JobError::Input(e), &started)
+        }
+        Ok(m) => {
+            let id = job.id.clone();
+            let mut last = Instant::now();
+            let progress = std::sync::Mutex::new(move |p: &jobs::Progress| {
+                if last.elapsed() >= Duration::from_secs(2) || p.frames_done == p.total {
+                    last = Instant::now();
+                    tracing::info!(
+                        job = %id,
+                        "frame {}/{} ({:.0} %), {:.1} fps, ETA {}",
+                        p.frames_done,
+                        p.total,
+                        100.0 * p.frames_done as f64 / p.total.max(1) as f64,
+                        p.fps,
+                        p.eta_s.map(|s| format!("{s:.0} s")).unwrap_or_else(|| "-".into())
+                    );
+                }
+            });
+            let opts = JobOptions {
+                job_id: job.id.to_string(),
+                out_dir: job_dir.clone(),
+                cancel: Arc::new(AtomicBool::new(false)),
+                progress: Some(Box::new(move |p: &jobs::Progress| {
+                    if let Ok(mut f) = progress.lock() {
+                        f(p)
+                    }
+                })),
+            };
+            jobs::run(&m, reg, &shared.presets, &opts)
+        }
+    };
+    if let Err(e) = report::write(&report, &job_dir) {
+        tracing::error!(job = %job.id, "cannot write the report: {e}");
+    }
+    let moved = if report.verdict == Verdict::Pass {
+        shared.root.publish(&job.id)
+    } else {
+        shared.root.quarantine(&job.id)
+    };
+    match moved {
+        Ok(folder) => (report.verdict, Some(folder)),
+        Err(e) => {
+            tracing::error!(job = %job.id, "{e}");
+            (Verdict::Fail, None)
+        }
+    }
+}
+
+/// Runs the watch host until it is stopped (or, with `exit_when_idle`, until
+/// there is nothing left to do). Returns the finished jobs.
+///
+/// # Errors
+/// Only if the actix system cannot run.
+pub fn run(
+    shared: Shared,
+    settings: Settings,
+    on_finished: impl Fn(&JobId, Verdict, Option<&Path>) + 'static,
+) -> std::io::Result<()> {
+    let shared = Arc::new(shared);
+    let sys = System::new();
+    sys.block_on(async move {
+        let scheduler = Scheduler::new(shared.clone(), settings.clone())
+            .on_finished(on_finished)
+            .start();
+        Watcher::new(shared, &settings, scheduler.recipient()).start();
+    });
+    sys.run()
+}

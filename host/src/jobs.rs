@@ -1,0 +1,338 @@
+//! One job: a validated manifest rendered once and fanned out to every
+//! deliverable through bounded channels, then reported.
+
+use crate::encode::{self, Chunk, Plan};
+use crate::loudness::{Measurement, Meter};
+use crate::manifest::model::Manifest;
+use crate::manifest::InputError;
+use crate::plugins::Registry;
+use crate::preset::PresetLibrary;
+use crate::render::audio::{sample_of_frame, total_samples, AudioMixer};
+use crate::render::{Compositor, Rgba8};
+use crate::report::{self, DeliverableReport, ErrorReport, HostInfo, JobReport, RenderReport, Verdict};
+use crossbeam_channel::bounded;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Frames buffered between the render and each deliverable: enough to keep
+/// both busy, small enough that memory does not depend on duration.
+const QUEUE_DEPTH: usize = 4;
+
+/// Progress of a running job.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Frames that every deliverable has encoded.
+    pub frames_done: u64,
+    pub total: u64,
+    pub fps: f64,
+    pub eta_s: Option<f64>,
+}
+
+/// Callback for progress; called from the job's thread.
+pub type ProgressFn = dyn Fn(&Progress) + Send + Sync;
+
+/// How to run a job.
+pub struct JobOptions {
+    pub job_id: String,
+    pub out_dir: PathBuf,
+    pub cancel: Arc<AtomicBool>,
+    pub progress: Option<Box<ProgressFn>>,
+}
+
+/// Why a job stopped before it could report on deliverables.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Input(#[from] InputError),
+    #[error("{0}")]
+    Plan(#[from] encode::PlanError),
+    #[error("{0}")]
+    Render(#[from] crate::render::RenderError),
+    #[error("audio: {0}")]
+    Audio(String),
+    #[error("job cancelled")]
+    Cancelled,
+}
+
+impl JobError {
+    pub fn to_report(&self) -> ErrorReport {
+        let (kind, input) = match self {
+            JobError::Input(e) => ("input", Some(e.clone())),
+            JobError::Plan(_) => ("preset", None),
+            JobError::Render(_) => ("render", None),
+            JobError::Audio(_) => ("render", None),
+            JobError::Cancelled => ("cancelled", None),
+        };
+        ErrorReport {
+            kind,
+            message: self.to_string(),
+            input,
+        }
+    }
+}
+
+/// Host facts for the report.
+pub fn host_info(reg: &Registry) -> HostInfo {
+    HostInfo {
+        deliver_version: env!("CARGO_PKG_VERSION"),
+        plugins: reg
+            .plugins
+            .iter()
+            .map(|l| format!("{} {} ({})", l.plugin.name(), l.plugin.version(), l.file.display()))
+            .collect(),
+    }
+}
+
+/// A report for a job that failed before rendering.
+pub fn error_report(job_id: &str, manifest: &Path, reg: &Registry, err: &JobError, started: &str) -> JobReport {
+    JobReport {
+        schema: report::SCHEMA,
+        job_id: job_id.to_owned(),
+        manifest: manifest.to_owned(),
+        name: manifest
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        verdict: Verdict::Fail,
+        started: started.to_owned(),
+        finished: report::now(),
+        seconds: 0.0,
+        host: host_info(reg),
+        render: None,
+        deliverables: Vec::new(),
+        error: Some(err.to_report()),
+    }
+}
+
+fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Measurement>, JobError> {
+    let mut mixer = AudioMixer::new(m, reg);
+    if !mixer.has_audio() {
+        return Ok(None);
+    }
+    let c = &m.canvas;
+    let mut meter = Meter::new(c.channels, c.sample_rate).map_err(|e| JobError::Audio(e.to_string()))?;
+    let total = total_samples(c);
+    let block = c.sample_rate as u64;
+    let mut buf = Vec::new();
+    let mut pos = 0;
+    while pos < total {
+        let n = block.min(total - pos);
+        buf.resize((n * c.channels as u64) as usize, 0.0);
+        mixer.render(pos, &mut buf).map_err(JobError::Audio)?;
+        meter.add(&buf).map_err(|e| JobError::Audio(e.to_string()))?;
+        pos += n;
+    }
+    Ok(Some(meter.finish()))
+}
+
+fn plan_all(
+    m: &Manifest,
+    reg: &Registry,
+    presets: &PresetLibrary,
+    out_dir: &Path,
+    programme: Option<&Measurement>,
+) -> Result<Vec<Plan>, JobError> {
+    let mut plans = Vec::new();
+    for (i, d) in m.deliverables.iter().enumerate() {
+        let preset = presets.resolve(&d.preset, &d.overrides).map_err(|mut e| {
+            if e.file.as_os_str().is_empty() || !presets.ids().iter().any(|id| id == &d.preset) {
+                // An unknown id is the manifest's error: point at its line.
+                e = InputError {
+                    file: m.path.clone(),
+                    line: Some(d.line),
+                    column: None,
+                    field: Some(format!("deliverable[{i}].preset")),
+                    value: Some(d.preset.clone()),
+                    message: format!("unknown preset `{}`", d.preset),
+                    expected: Some(format!("one of: {}", presets.ids().join(", "))),
+                };
+            }
+            e
+        })?;
+        plans.push(encode::plan(m, reg, &d.name, preset, out_dir, programme)?);
+    }
+    Ok(plans)
+}
+
+/// Runs a validated manifest: plans every deliverable, renders once, encodes
+/// and validates each, renames the valid outputs from `*.partial` to their
+/// final names, and returns the report (not yet written).
+pub fn run(m: &Manifest, reg: &Registry, presets: &PresetLibrary, opts: &JobOptions) -> JobReport {
+    let started_at = report::now();
+    let started = Instant::now();
+    let span = tracing::info_span!("job", id = %opts.job_id, manifest = %m.path.display());
+    let _enter = span.enter();
+    let result = run_inner(m, reg, presets, opts);
+    let (render, deliverables, error) = match result {
+        Ok((r, d)) => (Some(r), d, None),
+        Err(e) => {
+            tracing::error!("{e}");
+            (None, Vec::new(), Some(e.to_report()))
+        }
+    };
+    let pass = error.is_none() && !deliverables.is_empty() && deliverables.iter().all(|d| d.verdict == Verdict::Pass);
+    JobReport {
+        schema: report::SCHEMA,
+        job_id: opts.job_id.clone(),
+        manifest: m.path.clone(),
+        name: m.name.clone(),
+        verdict: if pass { Verdict::Pass } else { Verdict::Fail },
+        started: started_at,
+        finished: report::now(),
+        seconds: started.elapsed().as_secs_f64(),
+        host: host_info(reg),
+        render,
+        deliverables,
+        error,
+    }
+}
+
+fn run_inner(
+    m: &Manifest,
+    reg: &Registry,
+    presets: &PresetLibrary,
+    opts: &JobOptions,
+) -> Result<(RenderReport, Vec<DeliverableReport>), JobError> {
+    let mut compositor = Compositor::new(m, reg);
+    compositor.preflight()?;
+    let programme = measure_programme(m, reg)?;
+    if let Some(p) = &programme {
+        tracing::info!(
+            integrated = ?p.integrated_lufs,
+            true_peak = ?p.true_peak_dbtp,
+            "programme loudness measured"
+        );
+    }
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| {
+        JobError::Audio(format!("cannot create output directory {}: {e}", opts.out_dir.display()))
+    })?;
+    let plans = plan_all(m, reg, presets, &opts.out_dir, programme.as_ref())?;
+    let c = &m.canvas;
+    let total = c.frames;
+    let render_start = Instant::now();
+    // Each deliverable counts its own encoded frames; progress is the slowest.
+    let counters: Vec<AtomicU64> = plans.iter().map(|_| AtomicU64::new(0)).collect();
+    let report_progress = |counters: &[AtomicU64]| {
+        if let Some(cb) = &opts.progress {
+            let done = counters.iter().map(|a| a.load(Ordering::Relaxed)).min().unwrap_or(0);
+            let secs = render_start.elapsed().as_secs_f64();
+            let fps = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+            cb(&Progress {
+                frames_done: done,
+                total,
+                fps,
+                eta_s: (fps > 0.0).then(|| (total - done) as f64 / fps),
+            });
+        }
+    };
+    let mut mixer = AudioMixer::new(m, reg);
+    let mut cancelled = false;
+    let mut render_err = None;
+    let reports = std::thread::scope(|scope| {
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for (i, plan) in plans.iter().enumerate() {
+            let (tx, rx) = bounded::<Chunk>(QUEUE_DEPTH);
+            senders.push(Some(tx));
+            let counters = &counters;
+            let report_progress = &report_progress;
+            let span = tracing::info_span!("deliverable", name = %plan.name, preset = %plan.preset.id);
+            let h = std::thread::Builder::new()
+                .name(format!("encode-{}", plan.name))
+                .spawn_scoped(scope, move || {
+                    let _e = span.enter();
+                    let tick = move |n: u64| {
+                        counters[i].store(n, Ordering::Relaxed);
+                        if i == 0 {
+                            report_progress(counters);
+                        }
+                    };
+                    encode::run(plan, m, rx, &tick)
+                })
+                .expect("spawning an encode thread");
+            handles.push(h);
+        }
+        for n in 0..total {
+            if opts.cancel.load(Ordering::Relaxed) {
+                cancelled = true;
+                break;
+            }
+            let mut frame = Rgba8::new(c.width, c.height);
+            if let Err(e) = compositor.render(n, &mut frame) {
+                render_err = Some(JobError::Render(e));
+                break;
+            }
+            let (a, b) = (sample_of_frame(c, n), sample_of_frame(c, n + 1));
+            let mut audio = vec![0f32; ((b - a) * c.channels as u64) as usize];
+            if let Err(e) = mixer.render(a, &mut audio) {
+                render_err = Some(JobError::Audio(e));
+                break;
+            }
+            let frame = Arc::new(frame);
+            let audio = Arc::new(audio);
+            for tx in senders.iter_mut() {
+                // A deliverable whose encoder failed has dropped its receiver;
+                // the others go on, and its report carries the error.
+                if let Some(t) = tx {
+                    if t
+                        .send(Chunk {
+                            index: n,
+                            frame: frame.clone(),
+                            audio: audio.clone(),
+                        })
+                        .is_err()
+                    {
+                        *tx = None;
+                    }
+                }
+            }
+            if senders.iter().all(Option::is_none) {
+                break;
+            }
+        }
+        drop(senders);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("encode threads report errors, they do not panic"))
+            .collect::<Vec<_>>()
+    });
+    if cancelled {
+        for p in &plans {
+            let _ = std::fs::remove_file(deliver_watch::partial_path(&p.output));
+        }
+        return Err(JobError::Cancelled);
+    }
+    if let Some(e) = render_err {
+        return Err(e);
+    }
+    let render = RenderReport {
+        renderer: "cpu",
+        width: c.width,
+        height: c.height,
+        frame_rate: c.frame_rate.to_string(),
+        frames: total,
+        seconds: render_start.elapsed().as_secs_f64(),
+    };
+    let mut reports = reports;
+    for (r, p) in reports.iter_mut().zip(&plans) {
+        if r.verdict == Verdict::Pass {
+            match deliver_watch::commit_partial(&deliver_watch::partial_path(&p.output)) {
+                Ok(f) => r.file = Some(f),
+                Err(e) => {
+                    r.verdict = Verdict::Fail;
+                    r.error = Some(e.to_string());
+                }
+            }
+        }
+        tracing::info!(
+            deliverable = %r.name,
+            verdict = ?r.verdict,
+            file = ?r.file,
+            error = ?r.error,
+            "deliverable finished"
+        );
+    }
+    Ok((render, reports))
+}

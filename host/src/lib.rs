@@ -1,0 +1,18 @@
+//! `deliver`: a delivery host for post-production.
+//!
+//! One module per pipeline stage: `manifest` (raw → validated compositions),
+//! `preset`, `plugins` (loading codec plugins behind the C ABI), `render`
+//! (compositor and audio mix), `encode` (one deliverable: convert, encode,
+//! mux, validate), `loudness`, `quality`, `report`, `jobs` (one job's
+//! pipeline) and `host` (the actix actors that watch, schedule and run jobs).
+
+pub mod encode;
+pub mod host;
+pub mod jobs;
+pub mod loudness;
+pub mod manifest;
+pub mod plugins;
+pub mod preset;
+pub mod quality;
+pub mod render;
+pub mod report;

@@ -1,0 +1,334 @@
+//! The `deliver` command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use deliver::host::{self, Settings, Shared};
+use deliver::jobs::{self, JobOptions};
+use deliver::manifest::{self, LoadContext};
+use deliver::plugins::Registry;
+use deliver::preset::PresetLibrary;
+use deliver::report::{self, Verdict};
+use deliver_plugin_api::abi;
+use deliver_watch::WatchRoot;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "deliver", version, about = "Render, encode, normalize, validate and publish deliverables")]
+struct Cli {
+    /// Directory to load codec plugins from (repeatable; default: next to the executable).
+    #[arg(long, global = true)]
+    plugin_dir: Vec<PathBuf>,
+    /// Directory of presets that override or add to the built-in library (repeatable).
+    #[arg(long, global = true)]
+    presets: Vec<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Watch a root folder: manifests dropped into <root>/incoming/ are delivered to done/ or failed/.
+    Watch {
+        root: PathBuf,
+        /// A file is taken once its size and mtime are unchanged this long.
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Folders media may be read from (repeatable; default: the watch root).
+        #[arg(long)]
+        media_root: Vec<PathBuf>,
+        /// Stop when incoming/ is empty and no job runs.
+        #[arg(long)]
+        exit_when_idle: bool,
+    },
+    /// Deliver one manifest in the foreground.
+    Render {
+        manifest: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Folders media may be read from (repeatable; default: the manifest's folder).
+        #[arg(long)]
+        media_root: Vec<PathBuf>,
+    },
+    /// Validate a manifest (and its presets) without rendering.
+    Check {
+        manifest: PathBuf,
+        #[arg(long)]
+        media_root: Vec<PathBuf>,
+    },
+    /// List loaded plugins, their capabilities and ABI version.
+    Plugins,
+    /// List presets.
+    Presets,
+    /// Run the embedded example: a temporary watch root with the example
+    /// manifests, processed until idle.
+    Demo {
+        /// Where to make the watch root (default: a new temporary folder).
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+}
+
+/// The example manifests, embedded so that `deliver demo` runs anywhere.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("promo.toml", include_str!("../../examples/watch/incoming/promo.toml")),
+    ("slate.toml", include_str!("../../examples/watch/incoming/slate.toml")),
+];
+
+fn registry(cli: &Cli) -> &'static Registry {
+    let dirs = if cli.plugin_dir.is_empty() {
+        deliver::plugins::default_dirs()
+    } else {
+        cli.plugin_dir.clone()
+    };
+    let reg = Registry::global(&dirs);
+    if reg.plugins.is_empty() {
+        tracing::warn!(
+            "no plugins loaded from {}",
+            dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    reg
+}
+
+fn presets(cli: &Cli) -> Result<PresetLibrary> {
+    Ok(PresetLibrary::load(&cli.presets)?)
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match &cli.cmd {
+        Cmd::Plugins => {
+            let reg = registry(cli);
+            println!("host plugin ABI {}.{}", abi::ABI_MAJOR, abi::ABI_MINOR);
+            for l in &reg.plugins {
+                let (ma, mi) = l.plugin.abi();
+                println!(
+                    "\n{} {} (ABI {ma}.{mi}) — {}\n  {}",
+                    l.plugin.name(),
+                    l.plugin.version(),
+                    l.plugin.description(),
+                    l.file.display()
+                );
+                for c in &l.capabilities {
+                    let mut extra = Vec::new();
+                    if !c.profiles.is_empty() {
+                        extra.push(format!("profiles: {}", c.profiles.join(",")));
+                    }
+                    if !c.pix_fmts.is_empty() {
+                        extra.push(format!("pix_fmts: {}", c.pix_fmts.join(",")));
+                    }
+                    if c.hardware {
+                        extra.push("hardware".into());
+                    }
+                    println!(
+                        "  {:<12} {:<8} {:<12} rank {:<4} {}",
+                        c.kind_name(),
+                        c.name,
+                        c.implementation,
+                        c.rank,
+                        extra.join("; ")
+                    );
+                }
+            }
+            for r in &reg.refused {
+                println!("\nrefused: {r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Presets => {
+            let lib = presets(cli)?;
+            for id in lib.ids() {
+                match lib.resolve(&id, &toml::Table::new()) {
+                    Ok(p) => println!(
+                        "{id:<24} {:<5} {}{} — {}",
+                        p.container,
+                        p.video.codec,
+                        p.audio.as_ref().map(|a| format!(" + {}", a.codec)).unwrap_or_default(),
+                        p.description
+                    ),
+                    Err(e) => println!("{id:<24} invalid: {e}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { manifest: path, media_root } => {
+            let ctx = load_context(path, media_root);
+            let m = manifest::load(path, &ctx)?;
+            let lib = presets(cli)?;
+            for d in &m.deliverables {
+                lib.resolve(&d.preset, &d.overrides)
+                    .with_context(|| format!("{}:{}: deliverable `{}`", path.display(), d.line, d.name))?;
+            }
+            println!(
+                "{}: ok — {}x{} @ {} fps, {} frames, {} video / {} audio tracks, {} deliverables",
+                path.display(),
+                m.canvas.width,
+                m.canvas.height,
+                m.canvas.frame_rate,
+                m.canvas.frames,
+                m.video.len(),
+                m.audio.len(),
+                m.deliverables.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Render { manifest: path, out, media_root } => {
+            let reg = registry(cli);
+            let lib = presets(cli)?;
+            let ctx = load_context(path, media_root);
+            let m = manifest::load(path, &ctx)?;
+            let bar = indicatif::ProgressBar::new(m.canvas.frames);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} frames {msg}",
+                )
+                .expect("static template"),
+            );
+            let b2 = bar.clone();
+            let opts = JobOptions {
+                job_id: format!("render-{}", m.name),
+                out_dir: out.clone(),
+                cancel: Arc::new(AtomicBool::new(false)),
+                progress: Some(Box::new(move |p: &jobs::Progress| {
+                    b2.set_position(p.frames_done);
+                    b2.set_message(format!(
+                        "{:.1} fps, ETA {}",
+                        p.fps,
+                        p.eta_s.map(|s| format!("{s:.0} s")).unwrap_or_else(|| "-".into())
+                    ));
+                })),
+            };
+            let r = jobs::run(&m, reg, &lib, &opts);
+            bar.finish_and_clear();
+            std::fs::create_dir_all(out)?;
+            let rp = report::write(&r, out)?;
+            print_summary(&r, &rp);
+            Ok(if r.verdict == Verdict::Pass { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Cmd::Watch { root, settle_ms, concurrency, media_root, exit_when_idle } => {
+            watch(cli, root, *settle_ms, *concurrency, media_root, *exit_when_idle)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo { root } => {
+            let root = match root {
+                Some(r) => r.clone(),
+                None => std::env::temp_dir().join(format!(
+                    "deliver-demo-{}",
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                        .to_string()
+                        .replace(':', "")
+                )),
+            };
+            let wr = WatchRoot::open(&root)?;
+            for (name, text) in EXAMPLES {
+                std::fs::write(wr.incoming().join(name), text)?;
+            }
+            println!("demo watch root: {}", root.display());
+            watch(cli, &root, 300, 1, &[], true)?;
+            let failed = std::fs::read_dir(wr.failed())?.count();
+            println!("\ndeliverables and reports: {}", wr.done().display());
+            if failed > 0 {
+                println!("quarantined jobs: {}", wr.failed().display());
+                bail!("{failed} demo job(s) failed: see their report.json");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_context(manifest: &Path, media_root: &[PathBuf]) -> LoadContext {
+    LoadContext {
+        media_roots: if media_root.is_empty() {
+            vec![manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned()]
+        } else {
+            media_root.to_vec()
+        },
+        base_dir: None,
+        max_bytes: host::MAX_MANIFEST_BYTES,
+    }
+}
+
+fn watch(
+    cli: &Cli,
+    root: &Path,
+    settle_ms: u64,
+    concurrency: usize,
+    media_root: &[PathBuf],
+    exit_when_idle: bool,
+) -> Result<()> {
+    let reg = registry(cli);
+    let lib = presets(cli)?;
+    let wr = WatchRoot::open(root)?;
+    let media_roots = if media_root.is_empty() { vec![wr.root().to_owned()] } else { media_root.to_vec() };
+    let shared = Shared {
+        root: wr,
+        registry: reg,
+        presets: lib,
+        media_roots,
+    };
+    let settings = Settings {
+        settle: Duration::from_millis(settle_ms),
+        poll: Duration::from_millis(250),
+        concurrency,
+        exit_when_idle,
+    };
+    host::run(shared, settings, |id, verdict, folder| {
+        println!(
+            "{id}: {verdict:?} → {}",
+            folder.map(|f| f.display().to_string()).unwrap_or_else(|| "-".into())
+        );
+        if let Some(Ok(rd)) = folder.map(std::fs::read_dir) {
+            let mut files: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+            files.sort();
+            for p in files {
+                println!("    {}", p.display());
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn print_summary(r: &report::JobReport, report_path: &Path) {
+    if let Some(e) = &r.error {
+        println!("job failed ({}): {}", e.kind, e.message);
+    }
+    for d in &r.deliverables {
+        println!(
+            "{:<20} {:?}  {}",
+            d.name,
+            d.verdict,
+            d.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()
+        );
+        for c in d.checks.iter().filter(|c| !c.pass) {
+            println!("    failed {}: {} (want {})", c.id, c.value, c.threshold);
+        }
+        if let Some(e) = &d.error {
+            println!("    error: {e}");
+        }
+    }
+    println!("report: {}", report_path.display());
+}

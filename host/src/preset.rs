@@ -1,0 +1,1179 @@
+//! Presets: what one deliverable is (container, codec, pixel format, colour,
+//! audio, loudness target, QC thresholds), as TOML files in a presets
+//! directory. A preset's id is its path under that directory without `.toml`
+//! (`web/h264-1080p`). The host embeds the presets of `presets/` in the
+//! repository; directories given at start-up add presets or replace built-ins
+//! with the same id.
+//!
+//! Like manifests, presets are read in two phases: the file (with a
+//! deliverable's `overrides` deep-merged over it) is deserialized into
+//! `RawPreset` (serde, unknown fields refused), then validated into a
+//! [`Preset`]. Errors name the preset file, the line and column, the field,
+//! the bad value and what is accepted; a value that came from a manifest's
+//! overrides says so.
+//!
+//! ```
+//! use deliver::preset::PresetLibrary;
+//!
+//! let lib = PresetLibrary::builtin();
+//! let overrides: toml::Table = toml::from_str("video.options.crf = 18").unwrap();
+//! let p = lib.resolve("web/h264-1080p", &overrides).unwrap();
+//! assert_eq!((p.container.as_str(), p.video.width), ("mp4", Some(1920)));
+//! assert_eq!(p.video.options["crf"].as_integer(), Some(18));
+//! assert_eq!(p.video.options["preset"].as_str(), Some("medium"));
+//!
+//! let bad: toml::Table = toml::from_str("loudness.target_lufs = 5.0").unwrap();
+//! let err = lib.resolve("web/h264-1080p", &bad).unwrap_err();
+//! assert_eq!(err.field.as_deref(), Some("loudness.target_lufs"));
+//! ```
+//!
+//! # Preset file
+//!
+//! ```toml
+//! description = "Web 1080p"     # optional
+//! container = "mp4"             # required: "mp4" or "mov"
+//! extension = "mp4"             # optional, default: the container
+//! [container_options]           # optional, passed to the muxer plugin
+//! faststart = true
+//! [video]                       # required
+//! codec = "h264"                # required; plugins are chosen by it
+//! encoder = "libx264"           # optional: a plugin or implementation name; default: best ranked
+//! profile = "high"              # optional
+//! pix_fmt = "yuv420p"           # required
+//! width = 1920                  # optional, with height; default: the canvas size
+//! height = 1080
+//! primaries = "bt709"           # optional, default "bt709" (the only one in v1)
+//! transfer = "bt709"            # optional, default "bt709"
+//! matrix = "bt709"              # optional, default "bt709"
+//! range = "limited"             # optional: "limited" (default) or "full"
+//! bit_rate = 8000000            # optional, bits per second
+//! [video.options]               # optional, passed to the encoder plugin, which checks them
+//! crf = 20
+//! [audio]                       # optional: no [audio], no audio stream
+//! codec = "aac"                 # required
+//! encoder = "aac"               # optional
+//! sample_rate = 48000           # required, 8000 to 192000
+//! channels = 2                  # required, 1 or 2
+//! bit_rate = 192000             # optional
+//! [audio.options]               # optional
+//! [loudness]                    # required
+//! target_lufs = -23.0           # -70 to 0
+//! true_peak_dbtp = -1.0         # -20 to 0
+//! tolerance_lu = 0.5            # greater than 0, at most 5
+//! [qc]                          # required
+//! min_psnr_y = 35.0             # dB, 0 to 100
+//! min_ssim_y = 0.95             # 0 to 1
+//! max_duration_error_s = 0.05   # 0 to 10
+//! ```
+
+// `InputError` is about 150 bytes, over clippy's 128-byte `result_large_err`
+// limit. It is returned once per bad file, on a cold path, and boxing it would
+// make every caller deal with `Box<InputError>` for no measurable gain.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::manifest::error::{from_toml_error, span_of_path};
+use crate::manifest::validate::valid_preset_id;
+use crate::manifest::{line_col, DeliverableRequest, InputError};
+
+/// A validated preset with a deliverable's overrides applied.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Preset {
+    pub id: String,
+    /// The file it came from; `builtin:web/h264-1080p.toml` for embedded ones.
+    pub file: PathBuf,
+    pub description: String,
+    /// "mp4" or "mov".
+    pub container: String,
+    /// File extension without the dot.
+    pub extension: String,
+    /// Passed to the muxer plugin as TOML.
+    pub container_options: toml::Table,
+    pub video: VideoSpec,
+    pub audio: Option<AudioSpec>,
+    pub loudness: LoudnessSpec,
+    pub qc: QcSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VideoSpec {
+    /// e.g. "h264"; encoder plugins are chosen by the codecs they declare.
+    pub codec: String,
+    /// A plugin or implementation name (e.g. "libx264"); `None`: the best
+    /// ranked plugin for the codec.
+    pub encoder: Option<String>,
+    pub profile: Option<String>,
+    pub pix_fmt: String,
+    /// `None`: the canvas size. Both or neither are set.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub colour: Colour,
+    /// Bits per second.
+    pub bit_rate: Option<i64>,
+    /// Codec options passed to the plugin, which validates them.
+    pub options: toml::Table,
+}
+
+/// Colour description as code points: ITU-T H.273 for primaries, transfer
+/// and matrix; range as FFmpeg's `AVColorRange` (1 limited, 2 full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Colour {
+    pub primaries: u32,
+    pub transfer: u32,
+    pub matrix: u32,
+    pub range: u32,
+}
+
+impl Colour {
+    /// BT.709, limited range.
+    pub const BT709: Colour = Colour {
+        primaries: 1,
+        transfer: 1,
+        matrix: 1,
+        range: 1,
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AudioSpec {
+    pub codec: String,
+    pub encoder: Option<String>,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub bit_rate: Option<i64>,
+    pub options: toml::Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LoudnessSpec {
+    /// Integrated loudness target, -70 to 0 LUFS.
+    pub target_lufs: f64,
+    /// Maximum true peak, -20 to 0 dBTP.
+    pub true_peak_dbtp: f64,
+    /// Accepted distance from the target, (0, 5] LU.
+    pub tolerance_lu: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct QcSpec {
+    /// Minimum PSNR of luma against the reference render, dB.
+    pub min_psnr_y: f64,
+    /// Minimum SSIM of luma against the reference render.
+    pub min_ssim_y: f64,
+    /// Largest accepted difference between delivered and canvas duration.
+    pub max_duration_error_s: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreset {
+    description: Option<String>,
+    container: Option<String>,
+    extension: Option<String>,
+    container_options: Option<toml::Table>,
+    video: Option<RawVideo>,
+    audio: Option<RawAudio>,
+    loudness: Option<RawLoudness>,
+    qc: Option<RawQc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVideo {
+    codec: Option<String>,
+    encoder: Option<String>,
+    profile: Option<String>,
+    pix_fmt: Option<String>,
+    width: Option<i64>,
+    height: Option<i64>,
+    primaries: Option<String>,
+    transfer: Option<String>,
+    matrix: Option<String>,
+    range: Option<String>,
+    bit_rate: Option<i64>,
+    options: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudio {
+    codec: Option<String>,
+    encoder: Option<String>,
+    sample_rate: Option<i64>,
+    channels: Option<i64>,
+    bit_rate: Option<i64>,
+    options: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoudness {
+    target_lufs: Option<f64>,
+    true_peak_dbtp: Option<f64>,
+    tolerance_lu: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQc {
+    min_psnr_y: Option<f64>,
+    min_ssim_y: Option<f64>,
+    max_duration_error_s: Option<f64>,
+}
+
+/// One preset file as read, before overrides and validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresetSource {
+    pub id: String,
+    pub file: PathBuf,
+    pub text: String,
+    pub table: toml::Table,
+}
+
+/// The presets the host knows, by id.
+#[derive(Debug, Clone, Default)]
+pub struct PresetLibrary {
+    presets: BTreeMap<String, PresetSource>,
+}
+
+/// The repository's `presets/`, embedded.
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "web/h264-1080p",
+        include_str!("../../presets/web/h264-1080p.toml"),
+    ),
+    (
+        "web/h264-720p",
+        include_str!("../../presets/web/h264-720p.toml"),
+    ),
+];
+
+/// Preset files larger than this are refused unread (a preset is a page).
+const MAX_PRESET_BYTES: u64 = 1024 * 1024;
+/// Deepest sub-directory searched; also stops symlink loops.
+const MAX_DEPTH: usize = 8;
+const ID_EXPECTED: &str =
+    "a file name of lowercase letters, digits, _ and - (sub-directories allowed), ending in .toml";
+
+/// Which side of a merged preset a field came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Preset,
+    Overrides,
+}
+
+impl PresetLibrary {
+    /// The embedded presets only.
+    ///
+    /// # Panics
+    ///
+    /// If an embedded preset is invalid, which the unit tests rule out.
+    pub fn builtin() -> Self {
+        let mut lib = Self::default();
+        for (id, text) in BUILTIN {
+            let file = PathBuf::from(format!("builtin:{id}.toml"));
+            if let Err(e) = lib.add(id, file, (*text).to_owned()) {
+                panic!("built-in preset {id} is invalid: {e}");
+            }
+        }
+        lib
+    }
+
+    /// The embedded presets, then every `*.toml` under each of `dirs` in
+    /// order (sub-directories included; a later file with the same id
+    /// replaces an earlier one or a built-in). Every preset is validated now,
+    /// so a bad preset stops start-up rather than a job.
+    ///
+    /// # Errors
+    ///
+    /// An unreadable directory or file, a file name that is not a preset id,
+    /// a file over 1 MiB, or an invalid preset.
+    pub fn load(dirs: &[PathBuf]) -> Result<Self, InputError> {
+        let mut lib = Self::builtin();
+        for dir in dirs {
+            let meta = std::fs::metadata(dir).map_err(|e| {
+                InputError::new(dir, format!("cannot read the presets directory: {e}"))
+            })?;
+            if !meta.is_dir() {
+                return Err(InputError::new(dir, "is not a directory")
+                    .expected("a directory of preset .toml files"));
+            }
+            let mut files = Vec::new();
+            collect(dir, dir, 0, &mut files)?;
+            files.sort();
+            for (id, path) in files {
+                let text = read_limited(&path)?;
+                if lib.presets.contains_key(&id) {
+                    tracing::info!(preset = %id, file = %path.display(), "preset replaces an earlier one");
+                }
+                lib.add(&id, path, text)?;
+            }
+        }
+        Ok(lib)
+    }
+
+    /// Preset ids, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        self.presets.keys().cloned().collect()
+    }
+
+    /// The preset's table as written, before overrides and validation.
+    pub fn get_raw(&self, id: &str) -> Option<&toml::Table> {
+        self.presets.get(id).map(|s| &s.table)
+    }
+
+    /// The preset's file, text and table.
+    pub fn source(&self, id: &str) -> Option<&PresetSource> {
+        self.presets.get(id)
+    }
+
+    /// Deep-merges `overrides` over preset `id` (tables merge key by key,
+    /// any other value replaces) and validates the result.
+    ///
+    /// # Errors
+    ///
+    /// An unknown id (the error lists the known ones), or the merged preset
+    /// breaks a rule; the error names the preset file and, for values written
+    /// there, their line and column. Values that came from `overrides` are
+    /// marked as such; [`PresetLibrary::resolve_request`] reports those
+    /// against the manifest instead.
+    pub fn resolve(&self, id: &str, overrides: &toml::Table) -> Result<Preset, InputError> {
+        let source = self
+            .presets
+            .get(id)
+            .ok_or_else(|| self.unknown(id, Path::new("presets")))?;
+        resolve_source(source, overrides).map_err(|(e, _)| e)
+    }
+
+    /// [`PresetLibrary::resolve`] for a manifest's deliverable: an unknown
+    /// preset, or a bad value from the deliverable's overrides, is reported
+    /// against `manifest` at the `[[deliverable]]` line, since that is the file
+    /// to fix.
+    ///
+    /// # Errors
+    ///
+    /// As [`PresetLibrary::resolve`].
+    pub fn resolve_request(
+        &self,
+        req: &DeliverableRequest,
+        manifest: &Path,
+    ) -> Result<Preset, InputError> {
+        let Some(source) = self.presets.get(&req.preset) else {
+            let mut e = self.unknown(&req.preset, manifest);
+            e.line = Some(req.line);
+            return Err(e);
+        };
+        resolve_source(source, &req.overrides).map_err(|(mut e, origin)| {
+            if origin == Origin::Overrides {
+                e.file = manifest.to_path_buf();
+                e.line = Some(req.line);
+                e.column = None;
+                e.field = e.field.map(|f| format!("overrides.{f}"));
+                e.message = format!(
+                    "{} (in the overrides of deliverable \"{}\", preset {})",
+                    e.message
+                        .trim_end_matches(" (set by the deliverable's overrides)"),
+                    req.name,
+                    req.preset
+                );
+            }
+            e
+        })
+    }
+
+    fn unknown(&self, id: &str, file: &Path) -> InputError {
+        let known = self.ids().join(", ");
+        InputError::new(file, format!("value \"{id}\" is not a known preset"))
+            .field("preset")
+            .value(format!("\"{id}\""))
+            .expected(format!("one of the presets: {known}"))
+    }
+
+    /// Parses and validates (without overrides) one preset, then adds it.
+    fn add(&mut self, id: &str, file: PathBuf, text: String) -> Result<(), InputError> {
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| from_toml_error(&file, &text, &e))?;
+        let source = PresetSource {
+            id: id.to_owned(),
+            file,
+            text,
+            table,
+        };
+        resolve_source(&source, &toml::Table::new()).map_err(|(e, _)| e)?;
+        self.presets.insert(id.to_owned(), source);
+        Ok(())
+    }
+}
+
+/// Finds `*.toml` files under `dir`, with their ids relative to `root`.
+fn collect(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), InputError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| InputError::new(dir, format!("cannot read the presets directory: {e}")))?;
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| InputError::new(dir, format!("cannot read the presets directory: {e}")))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        // Hidden files: editor swap files, macOS `._*` resource forks.
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue; // a dangling symlink
+        };
+        if meta.is_dir() {
+            if depth < MAX_DEPTH {
+                collect(root, &path, depth + 1, out)?;
+            }
+            continue;
+        }
+        if !meta.is_file() || path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let rel = path.strip_prefix(root).unwrap_or(&path).with_extension("");
+        let id = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        if !valid_preset_id(&id) {
+            return Err(
+                InputError::new(&path, format!("\"{id}\" is not a usable preset id"))
+                    .value(format!("\"{id}\""))
+                    .expected(ID_EXPECTED),
+            );
+        }
+        out.push((id, path));
+    }
+    Ok(())
+}
+
+fn read_limited(path: &Path) -> Result<String, InputError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| InputError::new(path, format!("cannot open the preset: {e}")))?;
+    let mut buf = Vec::new();
+    file.take(MAX_PRESET_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| InputError::new(path, format!("cannot read the preset: {e}")))?;
+    if buf.len() as u64 > MAX_PRESET_BYTES {
+        return Err(InputError::new(
+            path,
+            format!("the preset is larger than the limit of {MAX_PRESET_BYTES} bytes"),
+        )
+        .expected(format!("a preset of at most {MAX_PRESET_BYTES} bytes")));
+    }
+    String::from_utf8(buf).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or("");
+        InputError::new(path, format!("byte 0x{:02x} is not valid UTF-8", bytes[at]))
+            .at_byte(valid, at)
+            .value(format!("0x{:02x}", bytes[at]))
+            .expected("UTF-8 text")
+    })
+}
+
+/// Tables merge key by key; any other value in `over` replaces.
+fn deep_merge(base: &mut toml::Table, over: &toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => deep_merge(b, o),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn lookup<'t>(table: &'t toml::Table, path: &[&str]) -> Option<&'t toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for key in parents {
+        t = t.get(*key)?.as_table()?;
+    }
+    t.get(*last)
+}
+
+fn resolve_source(
+    source: &PresetSource,
+    overrides: &toml::Table,
+) -> Result<Preset, (InputError, Origin)> {
+    let mut merged = source.table.clone();
+    deep_merge(&mut merged, overrides);
+    let checker = Checker {
+        source,
+        overrides,
+        merged: &merged,
+    };
+    // Serde works on text to report spans; the merged table is written back
+    // to TOML, and the error's field path is mapped to the preset file (or
+    // the overrides) by `Checker::place`.
+    let text = toml::to_string(&merged).map_err(|e| {
+        (
+            InputError::new(&source.file, format!("cannot merge the overrides: {e}")),
+            Origin::Overrides,
+        )
+    })?;
+    let raw: RawPreset = toml::from_str(&text).map_err(|e| {
+        let mut err = from_toml_error(&source.file, &text, &e);
+        let path: Vec<String> = err
+            .field
+            .as_deref()
+            .map(|f| {
+                f.split('.')
+                    .map(|k| k.trim_matches('"').to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+        err.line = None;
+        err.column = None;
+        let unknown_key = e.message().starts_with("unknown field");
+        let origin = checker.place(&mut err, &keys, unknown_key);
+        (err, origin)
+    })?;
+    checker.preset(raw)
+}
+
+struct Checker<'a> {
+    source: &'a PresetSource,
+    overrides: &'a toml::Table,
+    merged: &'a toml::Table,
+}
+
+type Checked<T> = Result<T, (InputError, Origin)>;
+
+impl Checker<'_> {
+    /// Sets the error's position from where `path` is written: the preset
+    /// file (line and column) or the overrides (marked in the message).
+    /// With `key`, the position is the key's (unknown fields).
+    fn place(&self, e: &mut InputError, path: &[&str], key: bool) -> Origin {
+        if !path.is_empty() && lookup(self.overrides, path).is_some() {
+            e.message.push_str(" (set by the deliverable's overrides)");
+            return Origin::Overrides;
+        }
+        // The value itself, else the nearest table that is written.
+        for n in (1..=path.len()).rev() {
+            let is_leaf = n == path.len();
+            if let Some(span) = span_of_path(&self.source.text, &path[..n], key && is_leaf) {
+                let (line, column) = line_col(&self.source.text, span.start);
+                e.line = Some(line);
+                e.column = Some(column);
+                break;
+            }
+        }
+        Origin::Preset
+    }
+
+    fn bad(
+        &self,
+        path: &[&str],
+        predicate: impl Display,
+        expected: impl Into<String>,
+    ) -> (InputError, Origin) {
+        let value = lookup(self.merged, path)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let mut e = InputError::new(&self.source.file, format!("value {value} {predicate}"))
+            .field(path.join("."))
+            .value(value)
+            .expected(expected);
+        let origin = self.place(&mut e, path, false);
+        (e, origin)
+    }
+
+    fn missing(&self, path: &[&str], expected: impl Into<String>) -> (InputError, Origin) {
+        let mut e = InputError::new(&self.source.file, "required field is missing")
+            .field(path.join("."))
+            .expected(expected);
+        // Point at the table it belongs in, when that is written.
+        if path.len() > 1 {
+            if let Some(span) = span_of_path(&self.source.text, &path[..path.len() - 1], false) {
+                let (line, column) = line_col(&self.source.text, span.start);
+                e = e.at(line, column);
+            }
+        }
+        (e, Origin::Preset)
+    }
+
+    fn required<'v, T>(&self, v: &'v Option<T>, path: &[&str], expected: &str) -> Checked<&'v T> {
+        v.as_ref().ok_or_else(|| self.missing(path, expected))
+    }
+
+    fn float(
+        &self,
+        v: Option<f64>,
+        path: &[&str],
+        ok: impl Fn(f64) -> bool,
+        expected: &str,
+    ) -> Checked<f64> {
+        let x = v.ok_or_else(|| self.missing(path, expected))?;
+        if x.is_finite() && ok(x) {
+            Ok(x)
+        } else {
+            Err(self.bad(path, "is out of range", expected))
+        }
+    }
+
+    fn int(
+        &self,
+        v: i64,
+        path: &[&str],
+        range: std::ops::RangeInclusive<i64>,
+        expected: &str,
+    ) -> Checked<i64> {
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.bad(path, "is out of range", expected))
+        }
+    }
+
+    fn name(
+        &self,
+        v: &str,
+        path: &[&str],
+        extra: &[u8],
+        max: usize,
+        expected: &str,
+    ) -> Checked<String> {
+        let ok = !v.is_empty()
+            && v.len() <= max
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || extra.contains(&b));
+        if ok {
+            Ok(v.to_owned())
+        } else {
+            Err(self.bad(path, "is not accepted", expected))
+        }
+    }
+
+    fn colour_name(&self, v: &Option<String>, path: &[&str]) -> Checked<u32> {
+        match v.as_deref() {
+            None | Some("bt709") => Ok(1),
+            Some(_) => Err(self.bad(path, "is not supported", "\"bt709\" (the only one in v1)")),
+        }
+    }
+
+    fn preset(&self, raw: RawPreset) -> Checked<Preset> {
+        let container = self.required(&raw.container, &["container"], "\"mp4\" or \"mov\"")?;
+        if !matches!(container.as_str(), "mp4" | "mov") {
+            return Err(self.bad(
+                &["container"],
+                "is not a supported container",
+                "\"mp4\" or \"mov\"",
+            ));
+        }
+        let extension = match &raw.extension {
+            Some(e) => self.name(
+                e,
+                &["extension"],
+                b"",
+                8,
+                "1 to 8 lowercase letters and digits, without the dot",
+            )?,
+            None => container.clone(),
+        };
+        let video = self.video(self.required(&raw.video, &["video"], "a [video] table")?)?;
+        let audio = raw.audio.as_ref().map(|a| self.audio(a)).transpose()?;
+        let l = self.required(
+            &raw.loudness,
+            &["loudness"],
+            "a [loudness] table with target_lufs, true_peak_dbtp and tolerance_lu",
+        )?;
+        let loudness = LoudnessSpec {
+            target_lufs: self.float(
+                l.target_lufs,
+                &["loudness", "target_lufs"],
+                |x| (-70.0..=0.0).contains(&x),
+                "an integrated loudness in LUFS from -70 to 0",
+            )?,
+            true_peak_dbtp: self.float(
+                l.true_peak_dbtp,
+                &["loudness", "true_peak_dbtp"],
+                |x| (-20.0..=0.0).contains(&x),
+                "a true peak in dBTP from -20 to 0",
+            )?,
+            tolerance_lu: self.float(
+                l.tolerance_lu,
+                &["loudness", "tolerance_lu"],
+                |x| x > 0.0 && x <= 5.0,
+                "a tolerance in LU greater than 0 and at most 5",
+            )?,
+        };
+        let q = self.required(
+            &raw.qc,
+            &["qc"],
+            "a [qc] table with min_psnr_y, min_ssim_y and max_duration_error_s",
+        )?;
+        let qc = QcSpec {
+            min_psnr_y: self.float(
+                q.min_psnr_y,
+                &["qc", "min_psnr_y"],
+                |x| (0.0..=100.0).contains(&x),
+                "a PSNR in dB from 0 to 100",
+            )?,
+            min_ssim_y: self.float(
+                q.min_ssim_y,
+                &["qc", "min_ssim_y"],
+                |x| (0.0..=1.0).contains(&x),
+                "an SSIM from 0 to 1",
+            )?,
+            max_duration_error_s: self.float(
+                q.max_duration_error_s,
+                &["qc", "max_duration_error_s"],
+                |x| (0.0..=10.0).contains(&x),
+                "seconds from 0 to 10",
+            )?,
+        };
+        Ok(Preset {
+            id: self.source.id.clone(),
+            file: self.source.file.clone(),
+            description: raw.description.clone().unwrap_or_default(),
+            container: container.clone(),
+            extension,
+            container_options: raw.container_options.clone().unwrap_or_default(),
+            video,
+            audio,
+            loudness,
+            qc,
+        })
+    }
+
+    fn video(&self, v: &RawVideo) -> Checked<VideoSpec> {
+        let codec = self.required(
+            &v.codec,
+            &["video", "codec"],
+            "a codec name such as \"h264\"",
+        )?;
+        let codec = self.name(
+            codec,
+            &["video", "codec"],
+            b"_",
+            32,
+            "a codec name such as \"h264\" (lowercase letters, digits and _)",
+        )?;
+        let encoder = match &v.encoder {
+            Some(e) => {
+                let ok = !e.is_empty()
+                    && e.len() <= 64
+                    && e.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+                if !ok {
+                    return Err(self.bad(&["video", "encoder"], "is not accepted", "a plugin or encoder name such as \"libx264\" (letters, digits, _, - and .)"));
+                }
+                Some(e.clone())
+            }
+            None => None,
+        };
+        let profile = v
+            .profile
+            .as_ref()
+            .map(|p| {
+                self.name(
+                    p,
+                    &["video", "profile"],
+                    b"_-.",
+                    32,
+                    "a profile name such as \"high\" (lowercase letters, digits, _, - and .)",
+                )
+            })
+            .transpose()?;
+        const PIX_FMTS: &[&str] = &[
+            "yuv420p",
+            "yuv422p",
+            "yuv444p",
+            "yuv420p10le",
+            "yuv422p10le",
+            "yuv444p10le",
+        ];
+        let pix_expected = format!(
+            "one of {}",
+            PIX_FMTS
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let pix_fmt = self.required(&v.pix_fmt, &["video", "pix_fmt"], &pix_expected)?;
+        if !PIX_FMTS.contains(&pix_fmt.as_str()) {
+            return Err(self.bad(
+                &["video", "pix_fmt"],
+                "is not a supported pixel format",
+                pix_expected,
+            ));
+        }
+        let dimension = |n: i64, key: &str| -> Checked<u32> {
+            let expected = "an even integer from 16 to 8192";
+            let n = self.int(n, &["video", key], 16..=8192, expected)?;
+            if n % 2 != 0 {
+                return Err(self.bad(&["video", key], "is odd", expected));
+            }
+            Ok(n as u32)
+        };
+        let (width, height) = match (v.width, v.height) {
+            (Some(w), Some(h)) => (Some(dimension(w, "width")?), Some(dimension(h, "height")?)),
+            (None, None) => (None, None),
+            (Some(_), None) => {
+                return Err(self.missing(
+                    &["video", "height"],
+                    "height together with width (or neither, for the canvas size)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.missing(
+                    &["video", "width"],
+                    "width together with height (or neither, for the canvas size)",
+                ))
+            }
+        };
+        let range = match v.range.as_deref() {
+            None | Some("limited") => 1,
+            Some("full") => 2,
+            Some(_) => {
+                return Err(self.bad(
+                    &["video", "range"],
+                    "is not a colour range",
+                    "\"limited\" or \"full\"",
+                ))
+            }
+        };
+        let colour = Colour {
+            primaries: self.colour_name(&v.primaries, &["video", "primaries"])?,
+            transfer: self.colour_name(&v.transfer, &["video", "transfer"])?,
+            matrix: self.colour_name(&v.matrix, &["video", "matrix"])?,
+            range,
+        };
+        let bit_rate = v
+            .bit_rate
+            .map(|b| {
+                self.int(
+                    b,
+                    &["video", "bit_rate"],
+                    1_000..=10_000_000_000,
+                    "bits per second from 1000 to 10000000000",
+                )
+            })
+            .transpose()?;
+        Ok(VideoSpec {
+            codec,
+            encoder,
+            profile,
+            pix_fmt: pix_fmt.clone(),
+            width,
+            height,
+            colour,
+            bit_rate,
+            options: v.options.clone().unwrap_or_default(),
+        })
+    }
+
+    fn audio(&self, a: &RawAudio) -> Checked<AudioSpec> {
+        let codec = self.required(
+            &a.codec,
+            &["audio", "codec"],
+            "a codec name such as \"aac\"",
+        )?;
+        let codec = self.name(
+            codec,
+            &["audio", "codec"],
+            b"_",
+            32,
+            "a codec name such as \"aac\" (lowercase letters, digits and _)",
+        )?;
+        let encoder = match &a.encoder {
+            Some(e) => {
+                let ok = !e.is_empty()
+                    && e.len() <= 64
+                    && e.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+                if !ok {
+                    return Err(self.bad(
+                        &["audio", "encoder"],
+                        "is not accepted",
+                        "a plugin or encoder name (letters, digits, _, - and .)",
+                    ));
+                }
+                Some(e.clone())
+            }
+            None => None,
+        };
+        let sr_expected = "a sample rate in Hz from 8000 to 192000";
+        let sample_rate = *self.required(&a.sample_rate, &["audio", "sample_rate"], sr_expected)?;
+        let sample_rate = self.int(
+            sample_rate,
+            &["audio", "sample_rate"],
+            8_000..=192_000,
+            sr_expected,
+        )? as u32;
+        let ch_expected = "1 (mono) or 2 (stereo)";
+        let channels = *self.required(&a.channels, &["audio", "channels"], ch_expected)?;
+        let channels = self.int(channels, &["audio", "channels"], 1..=2, ch_expected)? as u32;
+        let bit_rate = a
+            .bit_rate
+            .map(|b| {
+                self.int(
+                    b,
+                    &["audio", "bit_rate"],
+                    1_000..=10_000_000,
+                    "bits per second from 1000 to 10000000",
+                )
+            })
+            .transpose()?;
+        Ok(AudioSpec {
+            codec,
+            encoder,
+            sample_rate,
+            channels,
+            bit_rate,
+            options: a.options.clone().unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(src: &str) -> toml::Table {
+        toml::from_str(src).unwrap()
+    }
+
+    #[test]
+    fn builtins_are_valid_and_as_specified() {
+        let lib = PresetLibrary::builtin();
+        assert_eq!(lib.ids(), ["web/h264-1080p", "web/h264-720p"]);
+        let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
+        assert_eq!(p.file, Path::new("builtin:web/h264-1080p.toml"));
+        assert_eq!((p.container.as_str(), p.extension.as_str()), ("mp4", "mp4"));
+        assert_eq!(p.container_options, table("faststart = true"));
+        assert_eq!(p.video.codec, "h264");
+        assert_eq!(p.video.profile.as_deref(), Some("high"));
+        assert_eq!(p.video.pix_fmt, "yuv420p");
+        assert_eq!((p.video.width, p.video.height), (Some(1920), Some(1080)));
+        assert_eq!(p.video.colour, Colour::BT709);
+        assert_eq!(
+            p.video.options,
+            table("crf = 20\npreset = \"medium\"\nprofile = \"high\"")
+        );
+        let a = p.audio.unwrap();
+        assert_eq!(
+            (a.codec.as_str(), a.sample_rate, a.channels, a.bit_rate),
+            ("aac", 48000, 2, Some(192_000))
+        );
+        assert_eq!(
+            p.loudness,
+            LoudnessSpec {
+                target_lufs: -23.0,
+                true_peak_dbtp: -1.0,
+                tolerance_lu: 0.5
+            }
+        );
+        assert_eq!(
+            p.qc,
+            QcSpec {
+                min_psnr_y: 35.0,
+                min_ssim_y: 0.95,
+                max_duration_error_s: 0.05
+            }
+        );
+
+        let p = lib.resolve("web/h264-720p", &toml::Table::new()).unwrap();
+        assert_eq!((p.video.width, p.video.height), (Some(1280), Some(720)));
+        assert_eq!(
+            p.video.options,
+            table("crf = 20\npreset = \"fast\"\nprofile = \"high\"")
+        );
+    }
+
+    #[test]
+    fn overrides_merge_deeply() {
+        let lib = PresetLibrary::builtin();
+        let p = lib
+            .resolve(
+                "web/h264-1080p",
+                &table("video.options.crf = 18\nvideo.width = 1280\nvideo.height = 720"),
+            )
+            .unwrap();
+        assert_eq!(
+            p.video.options,
+            table("crf = 18\npreset = \"medium\"\nprofile = \"high\"")
+        );
+        assert_eq!((p.video.width, p.video.height), (Some(1280), Some(720)));
+        assert_eq!(
+            lib.get_raw("web/h264-1080p").unwrap()["video"]["width"].as_integer(),
+            Some(1920)
+        );
+    }
+
+    #[test]
+    fn unknown_preset_lists_the_known_ones() {
+        let e = PresetLibrary::builtin()
+            .resolve("web/nope", &toml::Table::new())
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("\"web/nope\" is not a known preset"),
+            "{text}"
+        );
+        assert!(text.contains("web/h264-1080p, web/h264-720p"), "{text}");
+    }
+
+    #[test]
+    fn errors_in_overrides_say_so() {
+        let lib = PresetLibrary::builtin();
+        let e = lib
+            .resolve("web/h264-1080p", &table("loudness.target_lufs = 5.0"))
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("loudness.target_lufs"));
+        assert_eq!(e.value.as_deref(), Some("5.0"));
+        assert!(
+            e.to_string().contains("set by the deliverable's overrides"),
+            "{e}"
+        );
+
+        let e = lib
+            .resolve("web/h264-1080p", &table("video.colour = 1"))
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("video.colour"), "{e}");
+        assert!(e.to_string().contains("one of `codec`"), "{e}");
+        assert!(
+            e.to_string().contains("set by the deliverable's overrides"),
+            "{e}"
+        );
+
+        let req = DeliverableRequest {
+            preset: "web/h264-1080p".into(),
+            name: "web".into(),
+            overrides: table("video.width = 1000\nvideo.height = 7"),
+            line: 42,
+        };
+        let e = lib
+            .resolve_request(&req, Path::new("incoming/a.toml"))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "incoming/a.toml:42: field `overrides.video.height`: value 7 is out of range (in the \
+             overrides of deliverable \"web\", preset web/h264-1080p) (expected an even integer \
+             from 16 to 8192)"
+        );
+        let req = DeliverableRequest {
+            preset: "x".into(),
+            ..req
+        };
+        let e = lib
+            .resolve_request(&req, Path::new("incoming/a.toml"))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("incoming/a.toml:42: field `preset`: value \"x\""),
+            "{e}"
+        );
+    }
+
+    fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const BUILTIN_1080P: &str = include_str!("../../presets/web/h264-1080p.toml");
+
+    #[test]
+    fn directories_add_and_replace_presets() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "web/h264-1080p.toml",
+            &BUILTIN_1080P.replace("crf = 20", "crf = 23"),
+        );
+        write(
+            dir.path(),
+            "master/h264-hq.toml",
+            &BUILTIN_1080P
+                .replace("container = \"mp4\"", "container = \"mov\"")
+                .replace("extension = \"mp4\"", "extension = \"mov\""),
+        );
+        write(dir.path(), "notes.txt", "not a preset");
+        let lib = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(
+            lib.ids(),
+            ["master/h264-hq", "web/h264-1080p", "web/h264-720p"]
+        );
+        let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
+        assert_eq!(p.video.options["crf"].as_integer(), Some(23));
+        assert_eq!(p.file, dir.path().join("web/h264-1080p.toml"));
+        assert_eq!(
+            lib.resolve("master/h264-hq", &toml::Table::new())
+                .unwrap()
+                .container,
+            "mov"
+        );
+    }
+
+    #[test]
+    fn bad_preset_files_name_file_line_column_field_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "web/bad.toml",
+            &BUILTIN_1080P.replace("pix_fmt = \"yuv420p\"", "pix_fmt = \"rgb24\""),
+        );
+        let e = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:14:11: field `video.pix_fmt`: value \"rgb24\" is not a supported pixel format \
+                 (expected one of \"yuv420p\", \"yuv422p\", \"yuv444p\", \"yuv420p10le\", \
+                 \"yuv422p10le\", \"yuv444p10le\")",
+                path.display()
+            )
+        );
+
+        // Unknown field, in a file.
+        std::fs::write(&path, BUILTIN_1080P.replace("[qc]", "[qc]\nmin_vmaf = 90")).unwrap();
+        let e = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap_err();
+        let text = e.to_string();
+        assert_eq!((e.line, e.column), (Some(41), Some(1)), "{text}");
+        assert_eq!(e.field.as_deref(), Some("qc.min_vmaf"), "{text}");
+        assert!(text.contains("unknown field `min_vmaf`"), "{text}");
+        assert!(
+            text.contains("one of `min_psnr_y`, `min_ssim_y`, `max_duration_error_s`"),
+            "{text}"
+        );
+
+        // Syntax error.
+        std::fs::write(&path, BUILTIN_1080P.replace("crf = 20", "crf = = 20")).unwrap();
+        let e = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!((e.line, e.column), (Some(23), Some(7)), "{e}");
+        assert_eq!(e.field.as_deref(), Some("video.options.crf"), "{e}");
+
+        // Missing field, pointing at its table.
+        std::fs::write(&path, BUILTIN_1080P.replace("tolerance_lu = 0.5", "")).unwrap();
+        let e = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("loudness.tolerance_lu"), "{e}");
+        assert_eq!(e.line, Some(33), "{e}"); // [loudness]
+
+        // Bad id.
+        std::fs::remove_file(&path).unwrap();
+        write(dir.path(), "Web/Big One.toml", BUILTIN_1080P);
+        let e = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("\"Web/Big One\" is not a usable preset id"),
+            "{e}"
+        );
+    }
+}

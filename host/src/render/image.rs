@@ -1,0 +1,308 @@
+//! Frame buffers and pixel operations shared by the compositor and the
+//! per-deliverable conversion.
+
+use deliver_plugin_api::abi::{self, pix};
+use deliver_plugin_api::plugin::VideoView;
+
+/// Packed 8-bit RGBA, straight alpha: the compositor's working format in
+/// manifest v1 (8-bit BT.709 sources and outputs; the f32 linear-light path
+/// arrives with colour management).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rgba8 {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl Rgba8 {
+    pub fn new(width: u32, height: u32) -> Self {
+        Rgba8 {
+            width,
+            height,
+            data: vec![0; width as usize * height as usize * 4],
+        }
+    }
+
+    pub fn fill(&mut self, c: [u8; 4]) {
+        for px in self.data.chunks_exact_mut(4) {
+            px.copy_from_slice(&c);
+        }
+    }
+
+    /// Copies a borrowed RGBA frame (with its stride) into this buffer,
+    /// resizing it.
+    pub fn copy_from_view(&mut self, v: &VideoView<'_>) {
+        let (w, h) = (v.width as usize, v.height as usize);
+        self.width = v.width;
+        self.height = v.height;
+        self.data.resize(w * h * 4, 0);
+        let (src, stride) = v.planes[0];
+        for y in 0..h {
+            let s = &src[y * stride..y * stride + w * 4];
+            self.data[y * w * 4..(y + 1) * w * 4].copy_from_slice(s);
+        }
+    }
+}
+
+/// A planar YUV frame in one of the [`pix`] formats, tightly packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Yuv {
+    pub width: u32,
+    pub height: u32,
+    pub pix_fmt: u32,
+    pub planes: Vec<Vec<u8>>,
+    pub strides: Vec<usize>,
+    pub color: abi::ColorTags,
+}
+
+impl Yuv {
+    /// Allocates a black-less (zeroed) frame.
+    ///
+    /// # Panics
+    /// On a format without a known layout (callers check presets first).
+    pub fn new(width: u32, height: u32, pix_fmt: u32, color: abi::ColorTags) -> Self {
+        let l = pix::layout(pix_fmt).expect("validated pixel format");
+        let mut planes = Vec::new();
+        let mut strides = Vec::new();
+        for p in 0..l.planes {
+            let (w, h) = plane_size(width, height, l, p);
+            let stride = w * l.bytes_per_sample;
+            strides.push(stride);
+            planes.push(vec![0u8; stride * h]);
+        }
+        Yuv {
+            width,
+            height,
+            pix_fmt,
+            planes,
+            strides,
+            color,
+        }
+    }
+
+    /// Borrows this frame for an encoder.
+    pub fn view(&self, pts: i64, time_base: abi::Rational, key: bool) -> VideoView<'_> {
+        let mut planes: [(&[u8], usize); 4] = [(&[], 0); 4];
+        for (i, p) in self.planes.iter().enumerate().take(4) {
+            planes[i] = (p.as_slice(), self.strides[i]);
+        }
+        VideoView {
+            width: self.width,
+            height: self.height,
+            pix_fmt: self.pix_fmt,
+            planes,
+            n_planes: self.planes.len(),
+            pts,
+            time_base,
+            color: self.color,
+            key,
+        }
+    }
+}
+
+/// Width and height in samples of plane `p`.
+pub fn plane_size(width: u32, height: u32, l: pix::Layout, p: usize) -> (usize, usize) {
+    if p == 0 || p == 3 {
+        (width as usize, height as usize)
+    } else {
+        let w = (width as usize + (1 << l.chroma_shift_x) - 1) >> l.chroma_shift_x;
+        let h = (height as usize + (1 << l.chroma_shift_y) - 1) >> l.chroma_shift_y;
+        (w, h)
+    }
+}
+
+/// Hashes the visible samples of a frame (not its padding), so that two
+/// decodes of the same stream can be proven identical.
+pub fn hash_view(v: &VideoView<'_>) -> u64 {
+    let Some(l) = pix::layout(v.pix_fmt) else {
+        return 0;
+    };
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in 0..v.n_planes.min(l.planes) {
+        let (w, rows) = plane_size(v.width, v.height, l, p);
+        let (data, stride) = v.planes[p];
+        let row_bytes = w * l.bytes_per_sample;
+        for y in 0..rows {
+            h.update(&data[y * stride..y * stride + row_bytes]);
+        }
+    }
+    h.digest()
+}
+
+/// Bilinear resize of an RGBA frame. Good for the moderate ratios of v1
+/// deliverables (UHD↔HD↔720p); large downscales want an area filter, which
+/// comes with the colour-managed scaler.
+pub fn resize_bilinear(src: &Rgba8, dst: &mut Rgba8) {
+    let (sw, sh) = (src.width as usize, src.height as usize);
+    let (dw, dh) = (dst.width as usize, dst.height as usize);
+    if sw == dw && sh == dh {
+        dst.data.copy_from_slice(&src.data);
+        return;
+    }
+    // 16.16 fixed point, sampling at pixel centres.
+    let fx = |d: usize, sd: usize, dd: usize| -> (usize, u32) {
+        let pos = ((d as f64 + 0.5) * sd as f64 / dd as f64 - 0.5).max(0.0);
+        let i = (pos.floor() as usize).min(sd - 1);
+        let f = ((pos - i as f64) * 256.0) as u32;
+        (i, f.min(256))
+    };
+    let xs: Vec<(usize, u32)> = (0..dw).map(|x| fx(x, sw, dw)).collect();
+    for y in 0..dh {
+        let (y0, wy) = fx(y, sh, dh);
+        let y1 = (y0 + 1).min(sh - 1);
+        let r0 = &src.data[y0 * sw * 4..(y0 + 1) * sw * 4];
+        let r1 = &src.data[y1 * sw * 4..(y1 + 1) * sw * 4];
+        let out = &mut dst.data[y * dw * 4..(y + 1) * dw * 4];
+        for (x, &(x0, wx)) in xs.iter().enumerate() {
+            let x1 = (x0 + 1).min(sw - 1);
+            for c in 0..4 {
+                let a = r0[x0 * 4 + c] as u32 * (256 - wx) + r0[x1 * 4 + c] as u32 * wx;
+                let b = r1[x0 * 4 + c] as u32 * (256 - wx) + r1[x1 * 4 + c] as u32 * wx;
+                out[x * 4 + c] = ((a * (256 - wy) + b * wy + 32768) >> 16) as u8;
+            }
+        }
+    }
+}
+
+/// RGB → Y'CbCr coefficients for a matrix and range, as 16.16 fixed point.
+struct Coeffs {
+    y: [i32; 3],
+    cb: [i32; 3],
+    cr: [i32; 3],
+    y_off: i32,
+    c_off: i32,
+}
+
+fn coeffs(matrix: u32, range: u32, depth: u32) -> Coeffs {
+    // H.273 matrix 9 is BT.2020 non-constant luminance; 1 and anything else BT.709.
+    let (kr, kb) = if matrix == 9 {
+        (0.2627, 0.0593)
+    } else {
+        (0.2126, 0.0722)
+    };
+    let kg = 1.0 - kr - kb;
+    let scale = (1u32 << (depth - 8)) as f64;
+    let (ys, cs, y_off, c_off) = if range == 2 {
+        (255.0, 255.0, 0.0, 128.0)
+    } else {
+        (219.0, 224.0, 16.0, 128.0)
+    };
+    let f = |v: f64| (v * 65536.0 * scale / 255.0).round() as i32;
+    Coeffs {
+        y: [f(ys * kr), f(ys * kg), f(ys * kb)],
+        cb: [
+            f(-cs * kr / (2.0 * (1.0 - kb))),
+            f(-cs * kg / (2.0 * (1.0 - kb))),
+            f(cs * 0.5),
+        ],
+        cr: [
+            f(cs * 0.5),
+            f(-cs * kg / (2.0 * (1.0 - kr))),
+            f(-cs * kb / (2.0 * (1.0 - kr))),
+        ],
+        y_off: (y_off * scale) as i32,
+        c_off: (c_off * scale) as i32,
+    }
+}
+
+/// Converts RGBA to the frame's YUV format (alpha is dropped; chroma is the
+/// mean of the co-sited block, i.e. centre siting).
+pub fn rgba_to_yuv(src: &Rgba8, dst: &mut Yuv) {
+    let l = pix::layout(dst.pix_fmt).expect("validated pixel format");
+    let k = coeffs(dst.color.matrix, dst.color.range, l.bit_depth);
+    let (w, h) = (src.width as usize, src.height as usize);
+    let (sx, sy) = (l.chroma_shift_x as usize, l.chroma_shift_y as usize);
+    let max = (1i32 << l.bit_depth) - 1;
+    let put = |plane: &mut [u8], i: usize, v: i32| {
+        let v = v.clamp(0, max);
+        if l.bytes_per_sample == 1 {
+            plane[i] = v as u8;
+        } else {
+            plane[2 * i..2 * i + 2].copy_from_slice(&(v as u16).to_le_bytes());
+        }
+    };
+    let (cw, ch) = plane_size(src.width, src.height, l, 1);
+    let (yp, rest) = dst.planes.split_at_mut(1);
+    let yp = &mut yp[0];
+    for y in 0..h {
+        let row = &src.data[y * w * 4..(y + 1) * w * 4];
+        for x in 0..w {
+            let p = &row[x * 4..x * 4 + 4];
+            let (r, g, b) = (p[0] as i32, p[1] as i32, p[2] as i32);
+            let v = ((k.y[0] * r + k.y[1] * g + k.y[2] * b + 32768) >> 16) + k.y_off;
+            put(yp, y * w + x, v);
+        }
+    }
+    let (cbp, crp) = rest.split_at_mut(1);
+    let (cbp, crp) = (&mut cbp[0], &mut crp[0]);
+    for cy in 0..ch {
+        for cx in 0..cw {
+            let (mut r, mut g, mut b, mut n) = (0i32, 0i32, 0i32, 0i32);
+            for yy in (cy << sy)..((cy + 1) << sy).min(h) {
+                let row = &src.data[yy * w * 4..];
+                for xx in (cx << sx)..((cx + 1) << sx).min(w) {
+                    r += row[xx * 4] as i32;
+                    g += row[xx * 4 + 1] as i32;
+                    b += row[xx * 4 + 2] as i32;
+                    n += 1;
+                }
+            }
+            let cb = ((k.cb[0] * r + k.cb[1] * g + k.cb[2] * b) / n + 32768) >> 16;
+            let cr = ((k.cr[0] * r + k.cr[1] * g + k.cr[2] * b) / n + 32768) >> 16;
+            put(cbp, cy * cw + cx, cb + k.c_off);
+            put(crp, cy * cw + cx, cr + k.c_off);
+        }
+    }
+}
+
+/// Parses `#rrggbb` or `#rrggbbaa`.
+pub fn parse_hex_color(s: &str) -> Option<[u8; 4]> {
+    let h = s.strip_prefix('#')?;
+    let byte = |i: usize| u8::from_str_radix(h.get(i..i + 2)?, 16).ok();
+    match h.len() {
+        6 => Some([byte(0)?, byte(2)?, byte(4)?, 255]),
+        8 => Some([byte(0)?, byte(2)?, byte(4)?, byte(6)?]),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bt709_limited_white_black_and_grey() {
+        let mut src = Rgba8::new(2, 2);
+        src.fill([255, 255, 255, 255]);
+        let mut dst = Yuv::new(2, 2, pix::YUV420P, abi::ColorTags::BT709_LIMITED);
+        rgba_to_yuv(&src, &mut dst);
+        assert_eq!(dst.planes[0], vec![235; 4]);
+        assert_eq!(dst.planes[1], vec![128]);
+        src.fill([0, 0, 0, 255]);
+        rgba_to_yuv(&src, &mut dst);
+        assert_eq!(dst.planes[0], vec![16; 4]);
+        assert_eq!(dst.planes[2], vec![128]);
+    }
+
+    #[test]
+    fn bt709_red_matches_the_standard() {
+        // BT.709 limited range: R'=1 → Y' = 16 + 219*0.2126 = 62.56, Cr = 240.
+        let mut src = Rgba8::new(2, 2);
+        src.fill([255, 0, 0, 255]);
+        let mut dst = Yuv::new(2, 2, pix::YUV420P10, abi::ColorTags::BT709_LIMITED);
+        rgba_to_yuv(&src, &mut dst);
+        let y = u16::from_le_bytes([dst.planes[0][0], dst.planes[0][1]]);
+        let cr = u16::from_le_bytes([dst.planes[2][0], dst.planes[2][1]]);
+        assert_eq!(y, (62.56f64 * 4.0).round() as u16);
+        assert_eq!(cr, 960);
+    }
+
+    #[test]
+    fn resize_keeps_flat_fields_flat() {
+        let mut src = Rgba8::new(64, 36);
+        src.fill([10, 200, 30, 255]);
+        let mut dst = Rgba8::new(40, 20);
+        resize_bilinear(&src, &mut dst);
+        assert!(dst.data.chunks(4).all(|p| p == [10, 200, 30, 255]));
+    }
+}

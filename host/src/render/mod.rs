@@ -1,0 +1,470 @@
+//! The render stage: composites the video tracks of a manifest into canvas
+//! frames and mixes its audio tracks, once per job. Every deliverable is fed
+//! from this one render.
+//!
+//! This is the CPU path: straight-alpha 8-bit RGBA "over" compositing with
+//! opacity, position/scale and cross-dissolves. Work that cannot change the
+//! picture is skipped: layers below an opaque full-canvas layer are not drawn,
+//! and static generators (bars, solids) are drawn once and copied.
+
+pub mod audio;
+pub mod image;
+
+use crate::manifest::model::{Manifest, VideoClip, VideoSource};
+use crate::plugins::Registry;
+use deliver_plugin_api::abi::{self, cap, media, pix};
+use deliver_plugin_api::host::{FileDecoder, Frame};
+pub use image::{Rgba8, Yuv};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// A render failure: names the clip and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("no loaded plugin can decode media files (file-decode capability); loaded: {available}")]
+    NoDecoder { available: String },
+    #[error("cannot open media {path} (track {track}, clip {clip}): {reason}")]
+    Open {
+        path: PathBuf,
+        track: String,
+        clip: usize,
+        reason: String,
+    },
+    #[error("media {path} has no video stream (track {track}, clip {clip})")]
+    NoVideo {
+        path: PathBuf,
+        track: String,
+        clip: usize,
+    },
+    #[error("decoding {path} failed: {reason}")]
+    Decode { path: PathBuf, reason: String },
+}
+
+/// Reads a media file's video sequentially, holding the frame shown at a
+/// given source time.
+struct MediaReader {
+    path: PathBuf,
+    dec: FileDecoder,
+    /// Frame shown now and its time in seconds.
+    cur: Rgba8,
+    cur_t: f64,
+    /// A frame read ahead of the requested time.
+    next: Option<(Rgba8, f64)>,
+    eof: bool,
+}
+
+impl MediaReader {
+    fn open(reg: &Registry, path: &PathBuf, in_point: f64) -> Result<(Self, abi::MediaInfo), String> {
+        let choice = reg
+            .find(cap::FILE_DECODE, "*", None)
+            .ok_or("no file decoder loaded")?;
+        let cfg = abi::DecoderConfig {
+            struct_size: std::mem::size_of::<abi::DecoderConfig>() as u32,
+            want: media::VIDEO,
+            video_pix_fmt: pix::RGBA,
+            audio_sample_rate: 0,
+            audio_channels: 0,
+            threads: 0,
+            reserved: [0; 4],
+        };
+        let (mut dec, info) = choice
+            .plugin
+            .open_file(&path.to_string_lossy(), &cfg)
+            .map_err(|e| e.to_string())?;
+        if info.has_video == 0 {
+            return Err("no video stream".into());
+        }
+        if in_point > 0.0 {
+            dec.seek((in_point * 1e6) as i64).map_err(|e| e.to_string())?;
+        }
+        Ok((
+            MediaReader {
+                path: path.clone(),
+                dec,
+                cur: Rgba8::new(info.width, info.height),
+                cur_t: f64::NEG_INFINITY,
+                next: None,
+                eof: false,
+            },
+            info,
+        ))
+    }
+
+    fn read(&mut self) -> Result<Option<(Rgba8, f64)>, RenderError> {
+        loop {
+            let f = self.dec.next_frame().map_err(|e| RenderError::Decode {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+            match f {
+                None => return Ok(None),
+                Some(Frame::Video(v)) => {
+                    let t = v.pts as f64 * v.time_base.as_f64();
+                    let mut img = Rgba8::new(v.width, v.height);
+                    img.copy_from_view(&v);
+                    return Ok(Some((img, t)));
+                }
+                Some(Frame::Audio { .. }) => continue,
+            }
+        }
+    }
+
+    /// The frame that is on screen at source time `t`: the last one whose
+    /// timestamp is at or before `t` (half a microsecond of slack for
+    /// rounding in container time bases).
+    fn frame_at(&mut self, t: f64) -> Result<&Rgba8, RenderError> {
+        const EPS: f64 = 5e-7;
+        loop {
+            if self.next.is_none() && !self.eof {
+                self.next = self.read()?;
+                self.eof = self.next.is_none();
+            }
+            match &self.next {
+                Some((_, nt)) if *nt <= t + EPS || self.cur_t == f64::NEG_INFINITY => {
+                    let (img, nt) = self.next.take().expect("checked");
+                    self.cur = img;
+                    self.cur_t = nt;
+                }
+                _ => break,
+            }
+        }
+        Ok(&self.cur)
+    }
+}
+
+/// Which generator image a clip draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum StaticKey {
+    Bars,
+    Solid([u8; 4]),
+}
+
+/// One layer to draw at a frame.
+struct Layer<'a> {
+    clip: &'a VideoClip,
+    key: (usize, usize),
+    opacity: f32,
+}
+
+/// Renders the canvas frames of one manifest.
+pub struct Compositor<'a> {
+    manifest: &'a Manifest,
+    registry: &'a Registry,
+    readers: HashMap<(usize, usize), MediaReader>,
+    statics: HashMap<StaticKey, Rgba8>,
+    scratch: Rgba8,
+}
+
+impl<'a> Compositor<'a> {
+    pub fn new(manifest: &'a Manifest, registry: &'a Registry) -> Self {
+        let (w, h) = (manifest.canvas.width, manifest.canvas.height);
+        Compositor {
+            manifest,
+            registry,
+            readers: HashMap::new(),
+            statics: HashMap::new(),
+            scratch: Rgba8::new(w, h),
+        }
+    }
+
+    /// Opens every media file once up front, so that a missing codec or a
+    /// corrupt file fails the job before any encoding starts.
+    ///
+    /// # Errors
+    /// The first media file that cannot be opened.
+    pub fn preflight(&self) -> Result<(), RenderError> {
+        for track in &self.manifest.video {
+            for (ci, clip) in track.clips.iter().enumerate() {
+                if let VideoSource::Media { path } = &clip.source {
+                    if self.registry.find(cap::FILE_DECODE, "*", None).is_none() {
+                        return Err(RenderError::NoDecoder {
+                            available: self.registry.available(cap::FILE_DECODE).join(", "),
+                        });
+                    }
+                    MediaReader::open(self.registry, path, clip.in_point).map_err(|reason| {
+                        RenderError::Open {
+                            path: path.clone(),
+                            track: track.name.clone(),
+                            clip: ci,
+                            reason,
+                        }
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn layers_at(&self, n: u64) -> Vec<Layer<'a>> {
+        let m: &'a Manifest = self.manifest;
+        let mut out = Vec::new();
+        for (ti, track) in m.video.iter().enumerate() {
+            for (ci, clip) in track.clips.iter().enumerate() {
+                if n < clip.start || n >= clip.start + clip.frames {
+                    continue;
+                }
+                let mut opacity = clip.opacity;
+                if let Some(d) = &clip.transition_in {
+                    let into = n - clip.start;
+                    if into < d.frames {
+                        // Frame-centred ramp: neither end of the dissolve shows
+                        // a pure frame of one side.
+                        opacity *= (into as f32 + 0.5) / d.frames as f32;
+                    }
+                }
+                out.push(Layer {
+                    clip,
+                    key: (ti, ci),
+                    opacity,
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether a layer hides everything below it.
+    fn covers_canvas(l: &Layer<'_>) -> bool {
+        if l.opacity < 1.0 || l.clip.position != [0.0, 0.0] || l.clip.scale != 1.0 {
+            return false;
+        }
+        match &l.clip.source {
+            VideoSource::Bars | VideoSource::Pattern => true,
+            VideoSource::Solid { color } => color.0[3] == 255,
+            // A media frame may carry alpha or be smaller than the canvas.
+            VideoSource::Media { .. } => false,
+        }
+    }
+
+    /// Renders timeline frame `n` into `out` (canvas size, alpha 255 where
+    /// the background is opaque).
+    ///
+    /// # Errors
+    /// A media decode failure.
+    pub fn render(&mut self, n: u64, out: &mut Rgba8) -> Result<(), RenderError> {
+        let layers = self.layers_at(n);
+        // Start at the topmost layer that hides everything below it.
+        let first = layers
+            .iter()
+            .rposition(Self::covers_canvas)
+            .unwrap_or(usize::MAX);
+        if first == usize::MAX {
+            out.fill(self.manifest.canvas.background.0);
+        }
+        let start = if first == usize::MAX { 0 } else { first };
+        // Close readers of clips that have ended.
+        let live: Vec<(usize, usize)> = layers.iter().map(|l| l.key).collect();
+        self.readers.retain(|k, _| live.contains(k));
+        for (i, l) in layers.iter().enumerate().skip(start) {
+            let opaque_base = i == first;
+            self.draw(n, l, out, opaque_base)?;
+        }
+        Ok(())
+    }
+
+    fn draw(&mut self, n: u64, l: &Layer<'a>, out: &mut Rgba8, replace: bool) -> Result<(), RenderError> {
+        let c = &self.manifest.canvas;
+        let (w, h) = (c.width, c.height);
+        let clip = l.clip;
+        let src: &Rgba8 = match &clip.source {
+            VideoSource::Bars => self
+                .statics
+                .entry(StaticKey::Bars)
+                .or_insert_with(|| bars(w, h)),
+            VideoSource::Solid { color } => {
+                if replace {
+                    out.fill(color.0);
+                    return Ok(());
+                }
+                self.statics
+                    .entry(StaticKey::Solid(color.0))
+                    .or_insert_with(|| {
+                        let mut img = Rgba8::new(w, h);
+                        img.fill(color.0);
+                        img
+                    })
+            }
+            VideoSource::Pattern => {
+                if replace {
+                    pattern(n, out);
+                    return Ok(());
+                }
+                pattern(n, &mut self.scratch);
+                &self.scratch
+            }
+            VideoSource::Media { path } => {
+                let t = clip.in_point + (n - clip.start) as f64 / c.frame_rate.as_f64();
+                if !self.readers.contains_key(&l.key) {
+                    let track = &self.manifest.video[l.key.0];
+                    let (r, _) = MediaReader::open(self.registry, path, clip.in_point).map_err(|reason| {
+                        RenderError::Open {
+                            path: path.clone(),
+                            track: track.name.clone(),
+                            clip: l.key.1,
+                            reason,
+                        }
+                    })?;
+                    self.readers.insert(l.key, r);
+                }
+                self.readers.get_mut(&l.key).expect("inserted").frame_at(t)?
+            }
+        };
+        if replace && clip.position == [0.0, 0.0] && clip.scale == 1.0 && src.width == w && src.height == h {
+            out.data.copy_from_slice(&src.data);
+        } else {
+            composite(src, out, clip.position, clip.scale, l.opacity);
+        }
+        Ok(())
+    }
+}
+
+/// Draws `src` over `dst`, scaled by `scale` with its top-left at `pos`
+/// (bilinear sampling when scaled or at a sub-pixel position).
+pub fn composite(src: &Rgba8, dst: &mut Rgba8, pos: [f32; 2], scale: f32, opacity: f32) {
+    let (dw, dh) = (dst.width as i64, dst.height as i64);
+    let (sw, sh) = (src.width as f32 * scale, src.height as f32 * scale);
+    let x0 = pos[0].floor().max(0.0) as i64;
+    let y0 = pos[1].floor().max(0.0) as i64;
+    let x1 = ((pos[0] + sw).ceil() as i64).min(dw);
+    let y1 = ((pos[1] + sh).ceil() as i64).min(dh);
+    if x0 >= x1 || y0 >= y1 {
+        return;
+    }
+    let op = (opacity.clamp(0.0, 1.0) * 256.0).round() as u32;
+    let integer = scale == 1.0 && pos[0].fract() == 0.0 && pos[1].fract() == 0.0;
+    let sws = src.width as usize * 4;
+    for y in y0..y1 {
+        let drow = &mut dst.data[(y * dw * 4) as usize..((y + 1) * dw * 4) as usize];
+        for x in x0..x1 {
+            let s: [u32; 4] = if integer {
+                let sx = (x - pos[0] as i64) as usize;
+                let sy = (y - pos[1] as i64) as usize;
+                if sx >= src.width as usize || sy >= src.height as usize {
+                    continue;
+                }
+                let p = &src.data[sy * sws + sx * 4..sy * sws + sx * 4 + 4];
+                [p[0] as u32, p[1] as u32, p[2] as u32, p[3] as u32]
+            } else {
+                let fx = (x as f32 + 0.5 - pos[0]) / scale - 0.5;
+                let fy = (y as f32 + 0.5 - pos[1]) / scale - 0.5;
+                if fx < -0.5 || fy < -0.5 || fx > src.width as f32 - 0.5 || fy > src.height as f32 - 0.5 {
+                    continue;
+                }
+                sample_bilinear(src, fx, fy)
+            };
+            let a = s[3] * op / 256; // 0..=255
+            let d = &mut drow[(x * 4) as usize..(x * 4 + 4) as usize];
+            if a >= 255 {
+                d[0] = s[0] as u8;
+                d[1] = s[1] as u8;
+                d[2] = s[2] as u8;
+                d[3] = 255;
+            } else if a > 0 {
+                let ia = 255 - a;
+                for c in 0..3 {
+                    d[c] = ((s[c] * a + d[c] as u32 * ia + 127) / 255) as u8;
+                }
+                d[3] = (a + (d[3] as u32 * ia + 127) / 255) as u8;
+            }
+        }
+    }
+}
+
+fn sample_bilinear(src: &Rgba8, fx: f32, fy: f32) -> [u32; 4] {
+    let fx = fx.max(0.0);
+    let fy = fy.max(0.0);
+    let x0 = (fx as usize).min(src.width as usize - 1);
+    let y0 = (fy as usize).min(src.height as usize - 1);
+    let x1 = (x0 + 1).min(src.width as usize - 1);
+    let y1 = (y0 + 1).min(src.height as usize - 1);
+    let wx = ((fx - x0 as f32) * 256.0) as u32;
+    let wy = ((fy - y0 as f32) * 256.0) as u32;
+    let w = src.width as usize;
+    let px = |x: usize, y: usize, c: usize| src.data[(y * w + x) * 4 + c] as u32;
+    let mut out = [0u32; 4];
+    for (c, o) in out.iter_mut().enumerate() {
+        let a = px(x0, y0, c) * (256 - wx) + px(x1, y0, c) * wx;
+        let b = px(x0, y1, c) * (256 - wx) + px(x1, y1, c) * wx;
+        *o = (a * (256 - wy) + b * wy + 32768) >> 16;
+    }
+    out
+}
+
+/// SMPTE RP 219-style 75 % bars: seven bars over the top two thirds, the
+/// reverse castellations, then -I / white / +Q / black with a PLUGE.
+pub fn bars(w: u32, h: u32) -> Rgba8 {
+    const B75: [[u8; 3]; 7] = [
+        [191, 191, 191],
+        [191, 191, 0],
+        [0, 191, 191],
+        [0, 191, 0],
+        [191, 0, 191],
+        [191, 0, 0],
+        [0, 0, 191],
+    ];
+    const CASTLE: [[u8; 3]; 7] = [
+        [0, 0, 191],
+        [19, 19, 19],
+        [191, 0, 191],
+        [19, 19, 19],
+        [0, 191, 191],
+        [19, 19, 19],
+        [191, 191, 191],
+    ];
+    let mut img = Rgba8::new(w, h);
+    let (wu, hu) = (w as usize, h as usize);
+    let top = hu * 2 / 3;
+    let mid = hu * 3 / 4;
+    for y in 0..hu {
+        for x in 0..wu {
+            let bar = (x * 7 / wu).min(6);
+            let c = if y < top {
+                B75[bar]
+            } else if y < mid {
+                CASTLE[bar]
+            } else {
+                // Bottom row: -I, white, +Q, black, then the PLUGE steps.
+                let q = x * 6 / wu;
+                match q {
+                    0 => [0, 33, 76],
+                    1 => [255, 255, 255],
+                    2 => [50, 0, 106],
+                    4 => {
+                        let p = (x * 18 / wu) % 3;
+                        [[9, 9, 9], [19, 19, 19], [29, 29, 29]][p]
+                    }
+                    _ => [19, 19, 19],
+                }
+            };
+            let i = (y * wu + x) * 4;
+            img.data[i..i + 4].copy_from_slice(&[c[0], c[1], c[2], 255]);
+        }
+    }
+    img
+}
+
+/// A moving test pattern: diagonal colour ramps scrolling at different
+/// speeds with a white box crossing the frame, so that motion, frame order
+/// and dropped frames are visible in every deliverable.
+pub fn pattern(n: u64, out: &mut Rgba8) {
+    let (w, h) = (out.width as usize, out.height as usize);
+    let t = n as usize;
+    let box_size = (h / 6).max(2);
+    let bx = (t * 8) % (w + box_size);
+    let by = h / 2 - box_size / 2;
+    let sx = 1024 / w.max(1) + 1;
+    for y in 0..h {
+        let row = &mut out.data[y * w * 4..(y + 1) * w * 4];
+        let g = ((y * 255 / h.max(1)) as u8).wrapping_add((t * 2) as u8);
+        for x in 0..w {
+            let r = ((x * sx / 4) as u8).wrapping_add((t * 3) as u8);
+            let b = (((x + y) * sx / 8) as u8).wrapping_sub((t * 5) as u8);
+            let inside = x + box_size >= bx && x < bx && y >= by && y < by + box_size;
+            let px = &mut row[x * 4..x * 4 + 4];
+            if inside {
+                px.copy_from_slice(&[235, 235, 235, 255]);
+            } else {
+                px.copy_from_slice(&[r, g, b, 255]);
+            }
+        }
+    }
+}

@@ -1,0 +1,670 @@
+//! Decoding: whole files through libavformat ([`FileDecoder`]) and bare
+//! packets of one stream ([`StreamDecoder`], which is what validation uses to
+//! decode an encoder's own output).
+
+use crate::convert::{AudioOut, VideoOut};
+use crate::ffi_util::{
+    abi_rational, av_code, av_err, av_extradata, codec_name, cstr, find_decoder, name, pix_from_av,
+    pix_name, profile_name, rescale, to_us, Layout,
+};
+use crate::ffmpeg_log::clear_last_error;
+use deliver_plugin_api::abi::{self, media, status};
+use deliver_plugin_api::plugin::{self, level, log, FrameView, PResult, PacketView, StreamInfo};
+use ffmpeg_next::{codec, decoder, ffi, format, frame, media as ff_media, Packet};
+use std::collections::VecDeque;
+use std::ffi::c_int;
+
+/// What one attempt to take a frame from a decoder gave.
+enum Got {
+    Frame,
+    Again,
+    Eof,
+}
+
+fn receive(dec: &mut decoder::Opened, f: &mut ffmpeg_next::Frame) -> Result<Got, String> {
+    match dec.receive_frame(f) {
+        Ok(()) => Ok(Got::Frame),
+        Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
+            Ok(Got::Again)
+        }
+        Err(ffmpeg_next::Error::Eof) => Ok(Got::Eof),
+        Err(e) => Err(av_err(e)),
+    }
+}
+
+/// Outcome of sending one packet.
+enum Sent {
+    Taken,
+    Full,
+}
+
+/// Sends a packet; a corrupt packet is logged and skipped, as the `ffmpeg`
+/// CLI does, so one bad packet does not end the decode (frame counts and
+/// quality checks downstream still see the damage).
+fn send(dec: &mut decoder::Opened, p: &Packet, what: &str) -> Result<Sent, String> {
+    match dec.send_packet(p) {
+        Ok(()) => Ok(Sent::Taken),
+        Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
+            Ok(Sent::Full)
+        }
+        Err(ffmpeg_next::Error::InvalidData) => {
+            log(
+                level::WARN,
+                "ffmpeg",
+                &format!("{what}: skipped a packet the decoder found invalid"),
+            );
+            Ok(Sent::Taken)
+        }
+        Err(e) => Err(format!("{what}: {}", av_err(e))),
+    }
+}
+
+/// Opens `codec` on a context whose parameters are already set.
+fn open_decoder(
+    mut ctx: codec::Context,
+    codec: *const ffi::AVCodec,
+    threads: u32,
+    what: &str,
+) -> Result<decoder::Opened, String> {
+    // SAFETY: a fresh, unopened context and a static codec.
+    unsafe {
+        let p = ctx.as_mut_ptr();
+        // 0 lets FFmpeg pick one thread per core.
+        (*p).thread_count = threads as c_int;
+        (*p).thread_type = ffi::FF_THREAD_FRAME | ffi::FF_THREAD_SLICE;
+        clear_last_error();
+        let r = ffi::avcodec_open2(p, codec, std::ptr::null_mut());
+        if r < 0 {
+            return Err(format!(
+                "{what}: cannot open decoder `{}`: {}",
+                cstr((*codec).name),
+                av_code(r)
+            ));
+        }
+    }
+    Ok(decoder::Opened(ctx.decoder()))
+}
+
+struct VideoTrack {
+    index: usize,
+    dec: decoder::Opened,
+    tb: ffi::AVRational,
+    frame: frame::Video,
+    out: VideoOut,
+    eof: bool,
+}
+
+impl VideoTrack {
+    /// Takes the next frame into `out`; false when the decoder needs input
+    /// or is drained.
+    fn pull(&mut self) -> Result<bool, String> {
+        match receive(&mut self.dec, &mut self.frame)? {
+            Got::Frame => {
+                self.out.process(&self.frame, abi_rational(self.tb))?;
+                Ok(true)
+            }
+            Got::Again => Ok(false),
+            Got::Eof => {
+                self.eof = true;
+                Ok(false)
+            }
+        }
+    }
+
+    fn view(&self) -> FrameView<'_> {
+        FrameView::Video(self.out.view(&self.frame))
+    }
+}
+
+struct AudioTrack {
+    index: usize,
+    dec: decoder::Opened,
+    tb: ffi::AVRational,
+    frame: frame::Audio,
+    out: AudioOut,
+    eof: bool,
+}
+
+impl AudioTrack {
+    /// Takes decoded audio until some converted samples are ready; false
+    /// when the decoder needs input or is drained.
+    fn pull(&mut self) -> Result<bool, String> {
+        loop {
+            match receive(&mut self.dec, &mut self.frame)? {
+                Got::Frame => {
+                    if self.out.push(&self.frame, self.tb)? > 0 {
+                        return Ok(true);
+                    }
+                }
+                Got::Again => return Ok(false),
+                Got::Eof => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    fn view(&self) -> FrameView<'_> {
+        FrameView::Audio(self.out.view())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Ready {
+    Video,
+    Audio,
+}
+
+/// A media file opened for decoding: the best video and audio streams that
+/// the host asked for, decoded in demux order.
+pub struct FileDecoder {
+    path: String,
+    input: format::context::Input,
+    video: Option<VideoTrack>,
+    audio: Option<AudioTrack>,
+    demux_eof: bool,
+    audio_flushed: bool,
+    /// The container's start, in microseconds, which seeks are relative to.
+    start_us: i64,
+}
+
+fn field_order(f: ffi::AVFieldOrder) -> u32 {
+    use ffi::AVFieldOrder::*;
+    match f {
+        AV_FIELD_PROGRESSIVE => 1,
+        AV_FIELD_TT | AV_FIELD_BB | AV_FIELD_TB | AV_FIELD_BT => 2,
+        _ => 0,
+    }
+}
+
+impl FileDecoder {
+    fn describe_video(st: &ffmpeg_next::Stream<'_>, info: &mut abi::MediaInfo) {
+        // SAFETY: a stream of an open input; codecpar is always allocated.
+        let (s, par) = unsafe { (&*st.as_ptr(), &*(*st.as_ptr()).codecpar) };
+        info.has_video = 1;
+        info.video_codec = name(&codec_name(par.codec_id));
+        info.video_profile = name(&profile_name(par.codec_id, par.profile));
+        info.width = par.width.max(0) as u32;
+        info.height = par.height.max(0) as u32;
+        info.pix_fmt = pix_from_av(par.format);
+        info.pix_fmt_name = name(&pix_name(par.format));
+        let rate = if s.avg_frame_rate.num > 0 && s.avg_frame_rate.den > 0 {
+            s.avg_frame_rate
+        } else {
+            s.r_frame_rate
+        };
+        info.frame_rate = abi_rational(rate);
+        info.n_frames = if s.nb_frames > 0 { s.nb_frames } else { -1 };
+        info.video_duration_us = to_us(s.duration, s.time_base);
+        info.color = abi::ColorTags {
+            primaries: par.color_primaries as u32,
+            transfer: par.color_trc as u32,
+            matrix: par.color_space as u32,
+            range: par.color_range as u32,
+        };
+        info.field_order = field_order(par.field_order);
+    }
+
+    fn describe_audio(st: &ffmpeg_next::Stream<'_>, info: &mut abi::MediaInfo) {
+        // SAFETY: as above.
+        let (s, par) = unsafe { (&*st.as_ptr(), &*(*st.as_ptr()).codecpar) };
+        info.has_audio = 1;
+        info.audio_codec = name(&codec_name(par.codec_id));
+        info.audio_profile = name(&profile_name(par.codec_id, par.profile));
+        info.sample_rate = par.sample_rate.max(0) as u32;
+        info.channels = par.ch_layout.nb_channels.max(par.channels).max(0) as u32;
+        info.audio_duration_us = to_us(s.duration, s.time_base);
+    }
+
+    fn open_track(
+        path: &str,
+        st: &ffmpeg_next::Stream<'_>,
+        threads: u32,
+    ) -> Result<(decoder::Opened, ffi::AVRational), String> {
+        // SAFETY: as above.
+        let (tb, id) = unsafe { ((*st.as_ptr()).time_base, (*(*st.as_ptr()).codecpar).codec_id) };
+        let what = format!("{path}, stream {} ({})", st.index(), codec_name(id));
+        let mut ctx = codec::Context::from_parameters(st.parameters())
+            .map_err(|e| format!("{what}: {}", av_err(e)))?;
+        // SAFETY: a fresh context; decoders read pkt_timebase for skip
+        // samples and timestamp guessing.
+        unsafe { (*ctx.as_mut_ptr()).pkt_timebase = tb };
+        // SAFETY: codecs are static.
+        let dec = unsafe { ffi::avcodec_find_decoder(id) };
+        if dec.is_null() {
+            return Err(format!("{what}: this FFmpeg build has no decoder for it"));
+        }
+        Ok((open_decoder(ctx, dec, threads, &what)?, tb))
+    }
+
+    /// The next decoded item, without borrowing it yet.
+    fn step(&mut self) -> Result<Option<Ready>, String> {
+        loop {
+            if let Some(v) = self.video.as_mut() {
+                if !v.eof && v.pull()? {
+                    return Ok(Some(Ready::Video));
+                }
+            }
+            if let Some(a) = self.audio.as_mut() {
+                if !a.eof && a.pull()? {
+                    return Ok(Some(Ready::Audio));
+                }
+            }
+            if self.demux_eof {
+                // Both decoders are drained (after EOF they never ask for
+                // more): what is left is the resampler's tail.
+                if let Some(a) = self.audio.as_mut() {
+                    if !self.audio_flushed {
+                        self.audio_flushed = true;
+                        if a.out.flush()? > 0 {
+                            return Ok(Some(Ready::Audio));
+                        }
+                    }
+                }
+                return Ok(None);
+            }
+            self.read_packet()?;
+        }
+    }
+
+    fn read_packet(&mut self) -> Result<(), String> {
+        let mut packet = Packet::empty();
+        match packet.read(&mut self.input) {
+            Ok(()) => {
+                let idx = packet.stream();
+                let what = &self.path;
+                if let Some(v) = self.video.as_mut().filter(|v| v.index == idx) {
+                    if let Sent::Full = send(&mut v.dec, &packet, what)? {
+                        return Err(format!("{what}: the video decoder refused input it should take"));
+                    }
+                } else if let Some(a) = self.audio.as_mut().filter(|a| a.index == idx) {
+                    if let Sent::Full = send(&mut a.dec, &packet, what)? {
+                        return Err(format!("{what}: the audio decoder refused input it should take"));
+                    }
+                }
+                Ok(())
+            }
+            Err(ffmpeg_next::Error::Eof) => {
+                self.demux_eof = true;
+                // Draining can only fail if already draining, which is fine.
+                if let Some(v) = self.video.as_mut() {
+                    let _ = v.dec.send_eof();
+                }
+                if let Some(a) = self.audio.as_mut() {
+                    let _ = a.dec.send_eof();
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("reading {}: {}", self.path, av_err(e))),
+        }
+    }
+}
+
+impl plugin::FileDecoder for FileDecoder {
+    fn open(path: &str, cfg: &abi::DecoderConfig) -> PResult<(Self, abi::MediaInfo)> {
+        crate::ensure_init();
+        clear_last_error();
+        let mut input =
+            format::input(&path).map_err(|e| format!("cannot open {path}: {}", av_err(e)))?;
+        let mut info = abi::MediaInfo::EMPTY;
+        info.container = name(input.format().name());
+        let duration = input.duration();
+        info.duration_us = if duration == ffi::AV_NOPTS_VALUE || duration < 0 {
+            -1
+        } else {
+            duration
+        };
+        info.bit_rate = input.bit_rate();
+        // SAFETY: an open input.
+        let start = unsafe { (*input.as_ptr()).start_time };
+        let start_us = if start == ffi::AV_NOPTS_VALUE { 0 } else { start };
+
+        // A cover picture is a "video" stream of one frame: not programme video.
+        let vbest = input
+            .streams()
+            .best(ff_media::Type::Video)
+            .filter(|s| s.disposition().bits() & ffi::AV_DISPOSITION_ATTACHED_PIC == 0)
+            .map(|s| s.index());
+        let abest = input.streams().best(ff_media::Type::Audio).map(|s| s.index());
+
+        let mut video = None;
+        let mut audio = None;
+        if let Some(i) = vbest {
+            let st = input.stream(i).expect("index from best()");
+            Self::describe_video(&st, &mut info);
+            if cfg.want & media::VIDEO != 0 {
+                let (dec, tb) = Self::open_track(path, &st, cfg.threads)?;
+                video = Some(VideoTrack {
+                    index: i,
+                    dec,
+                    tb,
+                    frame: frame::Video::empty(),
+                    out: VideoOut::new(cfg.video_pix_fmt)?,
+                    eof: false,
+                });
+            }
+        }
+        if let Some(i) = abest {
+            let st = input.stream(i).expect("index from best()");
+            Self::describe_audio(&st, &mut info);
+            if cfg.want & media::AUDIO != 0 {
+                check_audio_request(cfg)?;
+                let (dec, tb) = Self::open_track(path, &st, cfg.threads)?;
+                audio = Some(AudioTrack {
+                    index: i,
+                    dec,
+                    tb,
+                    frame: frame::Audio::empty(),
+                    // The demuxer already marks priming samples for the
+                    // decoder to drop (MP4 edit lists), so none are skipped here.
+                    out: AudioOut::new(cfg.audio_sample_rate, cfg.audio_channels, 0),
+                    eof: false,
+                });
+            }
+        }
+        if video.is_none() && audio.is_none() {
+            return Err(format!(
+                "{path} has no {} stream to decode",
+                match cfg.want & media::ANY {
+                    media::VIDEO => "video",
+                    media::AUDIO => "audio",
+                    0 => "requested (DecoderConfig.want is 0)",
+                    _ => "video or audio",
+                }
+            ));
+        }
+        // Streams nobody decodes are not even demuxed into packets.
+        let used = [video.as_ref().map(|v| v.index), audio.as_ref().map(|a| a.index)];
+        for mut st in input.streams_mut() {
+            if !used.contains(&Some(st.index())) {
+                // SAFETY: a stream of an open input.
+                unsafe { (*st.as_mut_ptr()).discard = ffi::AVDiscard::AVDISCARD_ALL };
+            }
+        }
+        Ok((
+            FileDecoder {
+                path: path.to_owned(),
+                input,
+                video,
+                audio,
+                demux_eof: false,
+                audio_flushed: false,
+                start_us,
+            },
+            info,
+        ))
+    }
+
+    fn seek(&mut self, time_us: i64) -> PResult<()> {
+        clear_last_error();
+        let target = time_us.saturating_add(self.start_us);
+        // SAFETY: an open input; -1 selects AV_TIME_BASE (microsecond) units.
+        let r = unsafe {
+            ffi::av_seek_frame(self.input.as_mut_ptr(), -1, target, ffi::AVSEEK_FLAG_BACKWARD)
+        };
+        if r < 0 {
+            return Err(format!("seeking {} to {time_us} µs: {}", self.path, av_code(r)));
+        }
+        if let Some(v) = self.video.as_mut() {
+            v.dec.flush();
+            v.eof = false;
+        }
+        if let Some(a) = self.audio.as_mut() {
+            a.dec.flush();
+            a.eof = false;
+            a.out.reset();
+        }
+        self.demux_eof = false;
+        self.audio_flushed = false;
+        Ok(())
+    }
+
+    fn next(&mut self) -> PResult<Option<FrameView<'_>>> {
+        Ok(match self.step()? {
+            Some(Ready::Video) => self.video.as_ref().map(VideoTrack::view),
+            Some(Ready::Audio) => self.audio.as_ref().map(AudioTrack::view),
+            None => None,
+        })
+    }
+}
+
+fn check_audio_request(cfg: &abi::DecoderConfig) -> Result<(), String> {
+    if cfg.audio_channels > 64 {
+        return Err(format!(
+            "audio_channels {} is not a channel count FFmpeg can lay out (0 keeps the native layout)",
+            cfg.audio_channels
+        ));
+    }
+    if cfg.audio_sample_rate > 768_000 {
+        return Err(format!(
+            "audio_sample_rate {} Hz is beyond what swresample handles (0 keeps the native rate)",
+            cfg.audio_sample_rate
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes the packets of one stream, as described by an encoder's
+/// [`StreamInfo`].
+pub struct StreamDecoder {
+    codec: String,
+    dec: decoder::Opened,
+    tb: ffi::AVRational,
+    video: Option<(frame::Video, VideoOut)>,
+    audio: Option<(frame::Audio, AudioOut)>,
+    /// Packets the decoder could not take yet (it had frames to give first).
+    pending: VecDeque<Packet>,
+    eof_requested: bool,
+    eof_sent: bool,
+    flushed: bool,
+}
+
+impl StreamDecoder {
+    /// Sends what is pending; returns whether anything was sent.
+    fn pump(&mut self) -> Result<bool, String> {
+        let mut progressed = false;
+        while let Some(p) = self.pending.front() {
+            match send(&mut self.dec, p, &self.codec)? {
+                Sent::Taken => {
+                    self.pending.pop_front();
+                    progressed = true;
+                }
+                Sent::Full => break,
+            }
+        }
+        if self.pending.is_empty() && self.eof_requested && !self.eof_sent {
+            // Draining can only fail if already draining, which is fine.
+            let _ = self.dec.send_eof();
+            self.eof_sent = true;
+            progressed = true;
+        }
+        Ok(progressed)
+    }
+
+    fn step(&mut self) -> Result<Result<Ready, i32>, String> {
+        loop {
+            let got = match (&mut self.video, &mut self.audio) {
+                (Some((f, _)), _) => receive(&mut self.dec, f)?,
+                (_, Some((f, _))) => receive(&mut self.dec, f)?,
+                _ => unreachable!("a stream decoder is video or audio"),
+            };
+            match got {
+                Got::Frame => {
+                    if let Some((f, out)) = self.video.as_mut() {
+                        out.process(f, abi_rational(self.tb))?;
+                        return Ok(Ok(Ready::Video));
+                    }
+                    if let Some((f, out)) = self.audio.as_mut() {
+                        if out.push(f, self.tb)? > 0 {
+                            return Ok(Ok(Ready::Audio));
+                        }
+                    }
+                }
+                Got::Again => {
+                    if self.pending.is_empty() && !(self.eof_requested && !self.eof_sent) {
+                        return Ok(Err(status::NEED_MORE));
+                    }
+                    if !self.pump()? {
+                        return Err(format!(
+                            "{}: the decoder takes neither input nor gives output",
+                            self.codec
+                        ));
+                    }
+                }
+                Got::Eof => {
+                    if let Some((_, out)) = self.audio.as_mut() {
+                        if !self.flushed {
+                            self.flushed = true;
+                            if out.flush()? > 0 {
+                                return Ok(Ok(Ready::Audio));
+                            }
+                        }
+                    }
+                    return Ok(Err(status::EOF));
+                }
+            }
+        }
+    }
+}
+
+impl plugin::StreamDecoder for StreamDecoder {
+    fn open(params: &StreamInfo, cfg: &abi::DecoderConfig) -> PResult<Self> {
+        crate::ensure_init();
+        let codec = find_decoder(&params.codec).ok_or_else(|| {
+            format!(
+                "this FFmpeg build has no decoder for codec `{}` (FFmpeg codec names: h264, hevc, aac, prores, …)",
+                params.codec
+            )
+        })?;
+        // SAFETY: static codec.
+        let kind = unsafe { (*codec).type_ };
+        let m = match kind {
+            ffi::AVMediaType::AVMEDIA_TYPE_VIDEO => media::VIDEO,
+            ffi::AVMediaType::AVMEDIA_TYPE_AUDIO => media::AUDIO,
+            _ => return Err(format!("`{}` is neither a video nor an audio codec", params.codec)),
+        };
+        if params.media != 0 && params.media != m {
+            return Err(format!(
+                "stream params say media {} but `{}` is a {} codec",
+                params.media,
+                params.codec,
+                if m == media::VIDEO { "video" } else { "audio" }
+            ));
+        }
+        let what = format!("{} stream decoder", params.codec);
+        // SAFETY: allocation with a static codec; checked for null.
+        let raw = unsafe { ffi::avcodec_alloc_context3(codec) };
+        if raw.is_null() {
+            return Err(format!("{what}: out of memory"));
+        }
+        // SAFETY: a fresh context we own.
+        let ctx = unsafe { codec::Context::wrap(raw, None) };
+        let tb = ffi::AVRational {
+            num: params.time_base.num,
+            den: params.time_base.den,
+        };
+        let (extradata, extradata_len) = av_extradata(&params.extradata)?;
+        // SAFETY: a fresh, unopened context; extradata is av_malloc'd and
+        // owned by the context from here on.
+        unsafe {
+            (*raw).extradata = extradata;
+            (*raw).extradata_size = extradata_len;
+            if tb.num > 0 && tb.den > 0 {
+                (*raw).pkt_timebase = tb;
+            }
+            if m == media::VIDEO {
+                (*raw).width = params.width as c_int;
+                (*raw).height = params.height as c_int;
+                if params.frame_rate.num > 0 && params.frame_rate.den > 0 {
+                    (*raw).framerate = ffi::AVRational {
+                        num: params.frame_rate.num,
+                        den: params.frame_rate.den,
+                    };
+                }
+            } else {
+                check_audio_request(cfg)?;
+                (*raw).sample_rate = params.sample_rate as c_int;
+                if params.channels > 0 {
+                    let l = Layout::default_for(params.channels);
+                    ffi::av_channel_layout_copy(&mut (*raw).ch_layout, &l.0);
+                }
+            }
+        }
+        let dec = open_decoder(ctx, codec, cfg.threads, &what)?;
+        let (video, audio) = if m == media::VIDEO {
+            (Some((frame::Video::empty(), VideoOut::new(cfg.video_pix_fmt)?)), None)
+        } else {
+            // Priming samples are part of the stream but not of the
+            // programme; a container would carry this as an edit list.
+            let skip = params.initial_padding as usize;
+            (
+                None,
+                Some((
+                    frame::Audio::empty(),
+                    AudioOut::new(cfg.audio_sample_rate, cfg.audio_channels, skip),
+                )),
+            )
+        };
+        Ok(StreamDecoder {
+            codec: params.codec.clone(),
+            dec,
+            tb,
+            video,
+            audio,
+            pending: VecDeque::new(),
+            eof_requested: false,
+            eof_sent: false,
+            flushed: false,
+        })
+    }
+
+    fn send(&mut self, pkt: Option<&PacketView<'_>>) -> PResult<()> {
+        let Some(p) = pkt else {
+            self.eof_requested = true;
+            self.pump()?;
+            return Ok(());
+        };
+        if self.eof_requested {
+            return Err(format!("{}: a packet was sent after the drain request", self.codec));
+        }
+        let ptb = ffi::AVRational {
+            num: p.time_base.num,
+            den: p.time_base.den,
+        };
+        if self.tb.num <= 0 || self.tb.den <= 0 {
+            // No usable time base in the params: the packets' own is it.
+            self.tb = ptb;
+            // SAFETY: an open decoder context; the field is read per packet.
+            unsafe { (*self.dec.as_mut_ptr()).pkt_timebase = ptb };
+        }
+        let mut packet = if p.data.is_empty() {
+            Packet::empty()
+        } else {
+            Packet::copy(p.data)
+        };
+        packet.set_pts(Some(rescale(p.pts, ptb, self.tb)));
+        packet.set_dts(Some(rescale(p.dts, ptb, self.tb)));
+        packet.set_duration(rescale(p.duration, ptb, self.tb));
+        if p.key {
+            packet.set_flags(ffmpeg_next::packet::Flags::KEY);
+        }
+        self.pending.push_back(packet);
+        self.pump()?;
+        Ok(())
+    }
+
+    fn receive(&mut self) -> PResult<Result<FrameView<'_>, i32>> {
+        Ok(match self.step()? {
+            Ok(Ready::Video) => {
+                let (f, out) = self.video.as_ref().expect("video decoder");
+                Ok(FrameView::Video(out.view(f)))
+            }
+            Ok(Ready::Audio) => {
+                let (_, out) = self.audio.as_ref().expect("audio decoder");
+                Ok(FrameView::Audio(out.view()))
+            }
+            Err(s) => Err(s),
+        })
+    }
+}

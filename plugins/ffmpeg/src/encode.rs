@@ -1,0 +1,687 @@
+//! Encoding through any encoder listed in [`crate::caps::ENCODERS`]: one
+//! code path for every video encoder and one for every audio encoder, with
+//! the per-encoder differences kept in the table's option schemas.
+
+use crate::caps::{self, EncoderEntry};
+use crate::convert::{plane_row_bytes, plane_rows, Resampler};
+use crate::ffi_util::{
+    abi_rational, av_code, av_color, av_rational, codec_name, is_positive, pix_to_av,
+    profile_name, read_extradata, rescale, Layout,
+};
+use crate::ffmpeg_log::clear_last_error;
+use crate::options::{self, AvSettings};
+use deliver_plugin_api::abi::{self, media, pix, status};
+use deliver_plugin_api::plugin::{self, AudioView, EncoderSettings, OwnedPacket, PResult, StreamInfo, VideoView};
+use ffmpeg_next::{codec, ffi, Packet};
+use std::collections::VecDeque;
+use std::ffi::c_int;
+
+/// The AAC bit rate when neither the config nor the options give one: a
+/// common broadcast/web delivery rate for stereo.
+const DEFAULT_AUDIO_BIT_RATE: i64 = 192_000;
+
+/// Audio frame size for encoders that take any size.
+const VARIABLE_FRAME_SIZE: usize = 1024;
+
+struct VideoIn {
+    /// Reused for every frame unless the encoder still holds its buffers.
+    work: ffmpeg_next::Frame,
+    width: u32,
+    height: u32,
+    pix_fmt: u32,
+    av_fmt: ffi::AVPixelFormat,
+    layout: pix::Layout,
+    time_base: abi::Rational,
+}
+
+struct AudioIn {
+    /// Interleaved samples waiting to fill a frame.
+    fifo: Vec<f32>,
+    channels: u32,
+    sample_rate: u32,
+    frame_size: usize,
+    /// The encoder accepts a short last frame, so no silence is added.
+    small_last: bool,
+    next_pts: Option<i64>,
+    /// Packed f32 → the encoder's sample format, same rate and layout.
+    swr: Resampler,
+    layout: Layout,
+}
+
+/// An open encoder.
+pub struct Encoder {
+    what: String,
+    enc: ffmpeg_next::encoder::Encoder,
+    time_base: ffi::AVRational,
+    /// Packet duration to use where the encoder leaves it 0.
+    frame_duration: i64,
+    video: Option<VideoIn>,
+    audio: Option<AudioIn>,
+    /// Frames the encoder could not take yet (it had packets to give first).
+    pending: VecDeque<ffmpeg_next::Frame>,
+    eof_requested: bool,
+    eof_sent: bool,
+}
+
+/// The H.264 profile an SPS declares, as FFmpeg numbers profiles, from
+/// extradata in either avcC or Annex B form.
+fn h264_profile(extradata: &[u8]) -> Option<c_int> {
+    let (idc, flags) = if extradata.first() == Some(&1) && extradata.len() > 3 {
+        (extradata[1], extradata[2])
+    } else {
+        let sps = extradata
+            .windows(4)
+            .position(|w| w[0..3] == [0, 0, 1] && w[3] & 0x1f == 7)?;
+        let b = extradata.get(sps + 4..sps + 6)?;
+        (b[0], b[1])
+    };
+    let mut profile = c_int::from(idc);
+    // constraint_set1 on Baseline and constraint_set3 on the High 4:x:x
+    // profiles name distinct profiles, as FFmpeg's h264 parser does.
+    if idc == 66 && flags & 0x40 != 0 {
+        profile |= ffi::FF_PROFILE_H264_CONSTRAINED;
+    }
+    if matches!(idc, 110 | 122 | 244) && flags & 0x10 != 0 {
+        profile |= ffi::FF_PROFILE_H264_INTRA;
+    }
+    Some(profile)
+}
+
+fn new_frame() -> Result<ffmpeg_next::Frame, String> {
+    // SAFETY: allocation, checked for null below.
+    let f = unsafe { ffmpeg_next::Frame::empty() };
+    // SAFETY: reading the pointer.
+    if unsafe { f.as_ptr() }.is_null() {
+        return Err("out of memory allocating a frame".into());
+    }
+    Ok(f)
+}
+
+/// (Re)allocates a video frame's buffers.
+fn alloc_video(f: &mut ffmpeg_next::Frame, fmt: ffi::AVPixelFormat, w: u32, h: u32) -> Result<(), String> {
+    // SAFETY: a valid frame we own.
+    unsafe {
+        let p = f.as_mut_ptr();
+        ffi::av_frame_unref(p);
+        (*p).format = fmt as c_int;
+        (*p).width = w as c_int;
+        (*p).height = h as c_int;
+        let r = ffi::av_frame_get_buffer(p, 0);
+        if r < 0 {
+            return Err(format!("allocating a {w}x{h} frame: {}", av_code(r)));
+        }
+    }
+    Ok(())
+}
+
+impl Encoder {
+    fn open_video(
+        entry: &EncoderEntry,
+        cfg: &EncoderSettings,
+        raw: *mut ffi::AVCodecContext,
+        settings: &mut AvSettings,
+    ) -> Result<VideoIn, String> {
+        let imp = entry.implementation;
+        let fmt_name = pix::name(cfg.pix_fmt).unwrap_or("unknown");
+        let av_fmt = pix_to_av(cfg.pix_fmt)
+            .filter(|_| entry.pix_fmts.contains(&fmt_name))
+            .ok_or_else(|| {
+                format!(
+                    "{imp} does not take pixel format {} ({fmt_name}); accepted: {}",
+                    cfg.pix_fmt,
+                    entry.pix_fmts.join(", ")
+                )
+            })?;
+        let profile_key = entry.options.iter().find_map(|o| match o.target {
+            options::Target::Av(name) if o.key == "profile" => Some(name),
+            _ => None,
+        });
+        if let Some(profile) = profile_key.and_then(|k| settings.get(k)) {
+            if let Some((_, fmts)) = entry.profile_pix_fmts.iter().find(|(p, _)| *p == profile) {
+                if !fmts.contains(&fmt_name) {
+                    return Err(format!(
+                        "{imp}: profile `{profile}` cannot carry {fmt_name}; it takes: {}",
+                        fmts.join(", ")
+                    ));
+                }
+            }
+        }
+        let layout = pix::layout(cfg.pix_fmt).expect("every ABI format has a layout");
+        if cfg.width == 0 || cfg.height == 0 || cfg.width > 16384 || cfg.height > 16384 {
+            return Err(format!(
+                "{imp}: frame size {}x{} is outside 1x1 to 16384x16384",
+                cfg.width, cfg.height
+            ));
+        }
+        if cfg.width % (1 << layout.chroma_shift_x) != 0 || cfg.height % (1 << layout.chroma_shift_y) != 0 {
+            return Err(format!(
+                "{imp}: {fmt_name} subsamples chroma, so {}x{} must be a multiple of {}x{}",
+                cfg.width,
+                cfg.height,
+                1 << layout.chroma_shift_x,
+                1 << layout.chroma_shift_y
+            ));
+        }
+        if !is_positive(cfg.time_base) {
+            return Err(format!(
+                "{imp}: time_base {}/{} must have a positive numerator and denominator",
+                cfg.time_base.num, cfg.time_base.den
+            ));
+        }
+        if !is_positive(cfg.frame_rate) {
+            return Err(format!(
+                "{imp}: frame_rate {}/{} must have a positive numerator and denominator",
+                cfg.frame_rate.num, cfg.frame_rate.den
+            ));
+        }
+        let color = av_color(cfg.color).map_err(|e| format!("{imp}: {e}"))?;
+        // SAFETY: a fresh, unopened context.
+        unsafe {
+            (*raw).width = cfg.width as c_int;
+            (*raw).height = cfg.height as c_int;
+            (*raw).pix_fmt = av_fmt;
+            (*raw).time_base = av_rational(cfg.time_base);
+            (*raw).framerate = av_rational(cfg.frame_rate);
+            (*raw).sample_aspect_ratio = ffi::AVRational { num: 1, den: 1 };
+            (*raw).color_primaries = color.primaries;
+            (*raw).color_trc = color.transfer;
+            (*raw).colorspace = color.matrix;
+            (*raw).color_range = color.range;
+        }
+        // ffmpeg-next leaves codec threads at 1; x264, prores_ks and dnxhd
+        // only use the machine when told to.
+        let threads = if cfg.threads == 0 {
+            "auto".to_owned()
+        } else {
+            cfg.threads.to_string()
+        };
+        settings.set("threads", &threads);
+        let mut work = new_frame()?;
+        alloc_video(&mut work, av_fmt, cfg.width, cfg.height)?;
+        Ok(VideoIn {
+            work,
+            width: cfg.width,
+            height: cfg.height,
+            pix_fmt: cfg.pix_fmt,
+            av_fmt,
+            layout,
+            time_base: cfg.time_base,
+        })
+    }
+
+    /// Sets up an audio context; returns its input layout and sample format.
+    fn prepare_audio(
+        entry: &EncoderEntry,
+        cfg: &EncoderSettings,
+        codec: *const ffi::AVCodec,
+        raw: *mut ffi::AVCodecContext,
+    ) -> Result<(Layout, ffi::AVSampleFormat), String> {
+        let imp = entry.implementation;
+        if !matches!(cfg.channels, 1 | 2 | 6) {
+            return Err(format!(
+                "{imp}: {} channels is not offered; accepted: 1 (mono), 2 (stereo), 6 (5.1)",
+                cfg.channels
+            ));
+        }
+        // SAFETY: a static codec; its lists end with 0 / NONE.
+        let (rates, fmts) = unsafe {
+            let mut rates = Vec::new();
+            let mut p = (*codec).supported_samplerates;
+            while !p.is_null() && *p != 0 {
+                rates.push(*p as u32);
+                p = p.add(1);
+            }
+            let mut fmts = Vec::new();
+            let mut p = (*codec).sample_fmts;
+            while !p.is_null() && *p != ffi::AVSampleFormat::AV_SAMPLE_FMT_NONE {
+                fmts.push(*p);
+                p = p.add(1);
+            }
+            (rates, fmts)
+        };
+        if cfg.sample_rate == 0 || (!rates.is_empty() && !rates.contains(&cfg.sample_rate)) {
+            let accepted = if rates.is_empty() {
+                "any positive rate".to_owned()
+            } else {
+                rates.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            };
+            return Err(format!(
+                "{imp}: sample rate {} Hz is not accepted; accepted: {accepted}",
+                cfg.sample_rate
+            ));
+        }
+        use ffi::AVSampleFormat::{AV_SAMPLE_FMT_FLT, AV_SAMPLE_FMT_FLTP};
+        // Float formats first: the host's samples are f32, so no precision
+        // is lost on the way in.
+        let sample_fmt = [AV_SAMPLE_FMT_FLTP, AV_SAMPLE_FMT_FLT]
+            .into_iter()
+            .find(|f| fmts.contains(f))
+            .or_else(|| fmts.first().copied())
+            .unwrap_or(AV_SAMPLE_FMT_FLTP);
+        let layout = Layout::default_for(cfg.channels);
+        // SAFETY: a fresh, unopened context.
+        unsafe {
+            (*raw).sample_rate = cfg.sample_rate as c_int;
+            (*raw).sample_fmt = sample_fmt;
+            ffi::av_channel_layout_copy(&mut (*raw).ch_layout, &layout.0);
+            (*raw).time_base = ffi::AVRational {
+                num: 1,
+                den: cfg.sample_rate as c_int,
+            };
+            if (*raw).bit_rate <= 0 {
+                (*raw).bit_rate = DEFAULT_AUDIO_BIT_RATE;
+            }
+        }
+        Ok((layout, sample_fmt))
+    }
+
+    /// Sends pending frames (and the drain request after them); returns
+    /// whether anything was sent.
+    fn pump(&mut self) -> Result<bool, String> {
+        let mut progressed = false;
+        while let Some(f) = self.pending.front() {
+            match self.enc.send_frame(f) {
+                Ok(()) => {
+                    self.pending.pop_front();
+                    progressed = true;
+                }
+                Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
+                    break
+                }
+                Err(e) => return Err(format!("{}: {}", self.what, crate::ffi_util::av_err(e))),
+            }
+        }
+        if self.pending.is_empty() && self.eof_requested && !self.eof_sent {
+            // Draining can only fail if already draining, which is fine.
+            let _ = self.enc.send_eof();
+            self.eof_sent = true;
+            progressed = true;
+        }
+        Ok(progressed)
+    }
+
+    /// Makes one audio frame of `n` samples from the first `n` in the FIFO
+    /// (padding with silence up to `pad_to`).
+    fn queue_audio(&mut self, n: usize, pad_to: usize) -> Result<(), String> {
+        let a = self.audio.as_mut().expect("audio encoder");
+        let ch = a.channels as usize;
+        let size = n.max(pad_to);
+        let mut samples: Vec<f32> = a.fifo.drain(..n * ch).collect();
+        samples.resize(size * ch, 0.0);
+        let mut f = new_frame()?;
+        // SAFETY: a fresh frame we own; the resampler's output format and
+        // layout are the encoder's.
+        unsafe {
+            let p = f.as_mut_ptr();
+            (*p).format = a.swr.out_format() as c_int;
+            (*p).nb_samples = size as c_int;
+            (*p).sample_rate = a.sample_rate as c_int;
+            ffi::av_channel_layout_copy(&mut (*p).ch_layout, &a.layout.0);
+            let r = ffi::av_frame_get_buffer(p, 0);
+            if r < 0 {
+                return Err(format!("{}: allocating an audio frame: {}", self.what, av_code(r)));
+            }
+            let planes = if ffi::av_sample_fmt_is_planar(a.swr.out_format()) != 0 {
+                ch
+            } else {
+                1
+            };
+            let out: Vec<*mut u8> = (0..planes).map(|i| *(*p).extended_data.add(i)).collect();
+            let input = [samples.as_ptr() as *const u8];
+            let got = a.swr.run(&out, size, Some(&input), size)?;
+            if got != size {
+                return Err(format!(
+                    "{}: sample format conversion returned {got} of {size} samples",
+                    self.what
+                ));
+            }
+            let pts = a.next_pts.unwrap_or(0);
+            (*p).pts = pts;
+            a.next_pts = Some(pts + n as i64);
+        }
+        self.pending.push_back(f);
+        Ok(())
+    }
+}
+
+impl plugin::Encoder for Encoder {
+    fn open(cfg: &EncoderSettings) -> PResult<(Self, StreamInfo)> {
+        crate::ensure_init();
+        clear_last_error();
+        if cfg.media != media::VIDEO && cfg.media != media::AUDIO {
+            return Err(format!(
+                "encoder media must be {} (video) or {} (audio), not {}",
+                media::VIDEO,
+                media::AUDIO,
+                cfg.media
+            ));
+        }
+        let entry = caps::select_encoder(&cfg.codec, &cfg.implementation, cfg.media)?;
+        let imp = entry.implementation;
+        let mut settings = options::parse(&cfg.options, entry.options, &format!("{imp} encoder options"))?;
+        let codec = caps::find_encoder(imp).ok_or_else(|| format!("encoder `{imp}` vanished"))?;
+        // SAFETY: allocation with a static codec; checked for null.
+        let raw = unsafe { ffi::avcodec_alloc_context3(codec) };
+        if raw.is_null() {
+            return Err(format!("{imp}: out of memory"));
+        }
+        // SAFETY: a fresh context we own; freed by Context's drop.
+        let ctx = unsafe { codec::Context::wrap(raw, None) };
+        // SAFETY: a fresh, unopened context.
+        unsafe {
+            if cfg.global_header {
+                (*raw).flags |= ffi::AV_CODEC_FLAG_GLOBAL_HEADER as c_int;
+            }
+            if cfg.bit_rate > 0 {
+                (*raw).bit_rate = cfg.bit_rate;
+            }
+        }
+        let (mut video, mut audio_setup) = (None, None);
+        if cfg.media == media::VIDEO {
+            video = Some(Self::open_video(entry, cfg, raw, &mut settings)?);
+        } else {
+            audio_setup = Some(Self::prepare_audio(entry, cfg, codec, raw)?);
+        }
+
+        let mut dict = settings.to_dictionary();
+        // SAFETY: the dictionary is handed to FFmpeg and taken back with what
+        // it did not consume.
+        let (r, leftover) = unsafe {
+            let mut d = dict.disown();
+            let r = ffi::avcodec_open2(raw, codec, &mut d);
+            dict = ffmpeg_next::Dictionary::own(d);
+            (r, dict)
+        };
+        if r < 0 {
+            return Err(format!(
+                "{imp} refused the settings (options: {}): {}",
+                if cfg.options.trim().is_empty() { "none" } else { cfg.options.trim() },
+                av_code(r)
+            ));
+        }
+        // libx264 logs a bad x264-params entry as an error yet opens anyway:
+        // refuse, rather than encode with a preset setting silently dropped.
+        if let Some(e) = crate::ffmpeg_log::take_last_error() {
+            return Err(format!(
+                "{imp} reported an error for the settings (options: {}): {e}",
+                if cfg.options.trim().is_empty() { "none" } else { cfg.options.trim() }
+            ));
+        }
+        let unused: Vec<String> = leftover.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !unused.is_empty() {
+            return Err(format!(
+                "this FFmpeg build's {imp} does not know the setting(s) {}",
+                unused.join(", ")
+            ));
+        }
+        let enc = ffmpeg_next::encoder::Encoder(ctx);
+
+        // SAFETY: an open context.
+        let c = unsafe { &*raw };
+        let extradata = read_extradata(c.extradata, c.extradata_size);
+        let mut profile = c.profile;
+        if profile == ffi::FF_PROFILE_UNKNOWN && c.codec_id == ffi::AVCodecID::AV_CODEC_ID_H264 {
+            profile = h264_profile(&extradata).unwrap_or(profile);
+        }
+        let mut info = StreamInfo {
+            media: cfg.media,
+            codec: codec_name(c.codec_id),
+            profile: profile_name(c.codec_id, profile),
+            bit_rate: c.bit_rate,
+            time_base: abi_rational(c.time_base),
+            extradata,
+            ..StreamInfo::default()
+        };
+        let what = format!("{} encoder ({imp})", info.codec);
+        let (frame_duration, audio) = if let Some(v) = &video {
+            info.width = v.width;
+            info.height = v.height;
+            info.pix_fmt = v.pix_fmt;
+            info.color = abi::ColorTags {
+                primaries: c.color_primaries as u32,
+                transfer: c.color_trc as u32,
+                matrix: c.colorspace as u32,
+                range: c.color_range as u32,
+            };
+            info.frame_rate = cfg.frame_rate;
+            let one_frame = ffi::AVRational {
+                num: cfg.frame_rate.den,
+                den: cfg.frame_rate.num,
+            };
+            (rescale(1, one_frame, c.time_base).max(1), None)
+        } else {
+            let (layout, _) = audio_setup.expect("audio set up");
+            // SAFETY: static codec.
+            let caps_bits = unsafe { (*codec).capabilities } as u32;
+            let variable = caps_bits & ffi::AV_CODEC_CAP_VARIABLE_FRAME_SIZE != 0;
+            let frame_size = if c.frame_size > 0 && !variable {
+                c.frame_size as usize
+            } else {
+                VARIABLE_FRAME_SIZE
+            };
+            info.sample_rate = c.sample_rate as u32;
+            info.channels = layout.channels();
+            info.frame_size = frame_size as u32;
+            info.initial_padding = c.initial_padding.max(0) as u32;
+            let swr = Resampler::new(
+                ffi::AVSampleFormat::AV_SAMPLE_FMT_FLT,
+                c.sample_rate,
+                Layout::copy_of(&layout.0),
+                c.sample_fmt,
+                c.sample_rate,
+                Layout::copy_of(&layout.0),
+            )?;
+            (
+                frame_size as i64,
+                Some(AudioIn {
+                    fifo: Vec::new(),
+                    channels: layout.channels(),
+                    sample_rate: c.sample_rate as u32,
+                    frame_size,
+                    small_last: variable || caps_bits & ffi::AV_CODEC_CAP_SMALL_LAST_FRAME != 0,
+                    next_pts: None,
+                    swr,
+                    layout,
+                }),
+            )
+        };
+        let time_base = c.time_base;
+        plugin::log(
+            plugin::level::DEBUG,
+            "ffmpeg",
+            &format!("opened {what}: {} profile, settings {:?}", info.profile, settings.0),
+        );
+        Ok((
+            Encoder {
+                what,
+                enc,
+                time_base,
+                frame_duration,
+                video,
+                audio,
+                pending: VecDeque::new(),
+                eof_requested: false,
+                eof_sent: false,
+            },
+            info,
+        ))
+    }
+
+    fn send_video(&mut self, frame: Option<&VideoView<'_>>) -> PResult<()> {
+        let what = self.what.clone();
+        let Some(vin) = self.video.as_mut() else {
+            return Err(format!("{what} encodes audio; frames go to send_audio"));
+        };
+        let Some(v) = frame else {
+            self.eof_requested = true;
+            self.pump()?;
+            return Ok(());
+        };
+        if self.eof_requested {
+            return Err(format!("{what}: a frame was sent after the drain request"));
+        }
+        if (v.width, v.height, v.pix_fmt) != (vin.width, vin.height, vin.pix_fmt) {
+            return Err(format!(
+                "{what} was opened for {}x{} {} but got a {}x{} {} frame",
+                vin.width,
+                vin.height,
+                pix::name(vin.pix_fmt).unwrap_or("?"),
+                v.width,
+                v.height,
+                pix::name(v.pix_fmt).unwrap_or("unknown format")
+            ));
+        }
+        let l = vin.layout;
+        if v.n_planes < l.planes {
+            return Err(format!("{what}: frame has {} planes, {} expected", v.n_planes, l.planes));
+        }
+        // SAFETY: a frame we own.
+        if unsafe { ffi::av_frame_is_writable(vin.work.as_mut_ptr()) } == 0 {
+            // The encoder still references the last picture: give this one
+            // fresh buffers rather than copying the old picture first.
+            alloc_video(&mut vin.work, vin.av_fmt, vin.width, vin.height)?;
+        }
+        // SAFETY: the work frame holds a writable image of this size/format.
+        let dst = unsafe { &mut *vin.work.as_mut_ptr() };
+        for i in 0..l.planes {
+            let rows = plane_rows(l, i, v.height);
+            let row = plane_row_bytes(l, i, v.width);
+            let (src, stride) = v.planes[i];
+            if stride < row || src.len() < stride * (rows - 1) + row {
+                return Err(format!(
+                    "{what}: plane {i} has stride {stride} and {} bytes; {rows} rows of {row} bytes need more",
+                    src.len()
+                ));
+            }
+            let dstride = dst.linesize[i] as usize;
+            for r in 0..rows {
+                // SAFETY: rows fit in both planes (checked above for the
+                // source; av_frame_get_buffer sized the destination).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.as_ptr().add(r * stride),
+                        dst.data[i].add(r * dstride),
+                        row,
+                    );
+                }
+            }
+        }
+        dst.pts = if is_positive(v.time_base) && v.time_base != vin.time_base {
+            rescale(v.pts, av_rational(v.time_base), av_rational(vin.time_base))
+        } else {
+            v.pts
+        };
+        dst.pict_type = if v.key {
+            ffi::AVPictureType::AV_PICTURE_TYPE_I
+        } else {
+            ffi::AVPictureType::AV_PICTURE_TYPE_NONE
+        };
+        // SAFETY: a new reference to the same buffers, for the queue.
+        let queued = unsafe { ffi::av_frame_clone(vin.work.as_ptr()) };
+        if queued.is_null() {
+            return Err(format!("{what}: out of memory"));
+        }
+        // SAFETY: a frame we own from here on.
+        self.pending.push_back(unsafe { ffmpeg_next::Frame::wrap(queued) });
+        self.pump()?;
+        Ok(())
+    }
+
+    fn send_audio(&mut self, frame: Option<&AudioView<'_>>) -> PResult<()> {
+        let what = self.what.clone();
+        let Some(a) = self.audio.as_mut() else {
+            return Err(format!("{what} encodes video; samples go to send_video"));
+        };
+        let (ch, size) = (a.channels as usize, a.frame_size);
+        let Some(v) = frame else {
+            if !self.eof_requested {
+                let rest = a.fifo.len() / ch;
+                if rest > 0 {
+                    let pad_to = if a.small_last { rest } else { size };
+                    self.queue_audio(rest, pad_to)?;
+                }
+                self.eof_requested = true;
+            }
+            self.pump()?;
+            return Ok(());
+        };
+        if self.eof_requested {
+            return Err(format!("{what}: samples were sent after the drain request"));
+        }
+        if v.channels != a.channels || (v.sample_rate != 0 && v.sample_rate != a.sample_rate) {
+            return Err(format!(
+                "{what} was opened for {} Hz, {} channels but got {} Hz, {} channels",
+                a.sample_rate, a.channels, v.sample_rate, v.channels
+            ));
+        }
+        if v.samples.len() % ch != 0 {
+            return Err(format!(
+                "{what}: {} samples do not divide into {ch} channels",
+                v.samples.len()
+            ));
+        }
+        if a.next_pts.is_none() {
+            a.next_pts = Some(v.pts);
+        }
+        a.fifo.extend_from_slice(v.samples);
+        while self.audio.as_ref().is_some_and(|a| a.fifo.len() >= size * ch) {
+            self.queue_audio(size, size)?;
+        }
+        self.pump()?;
+        Ok(())
+    }
+
+    fn receive(&mut self) -> PResult<Result<OwnedPacket, i32>> {
+        loop {
+            let mut pkt = Packet::empty();
+            match self.enc.receive_packet(&mut pkt) {
+                Ok(()) => {
+                    let duration = if pkt.duration() > 0 {
+                        pkt.duration()
+                    } else {
+                        self.frame_duration
+                    };
+                    return Ok(Ok(OwnedPacket {
+                        data: pkt.data().map(<[u8]>::to_vec).unwrap_or_default(),
+                        pts: pkt.pts().unwrap_or(ffi::AV_NOPTS_VALUE),
+                        dts: pkt.dts().unwrap_or(ffi::AV_NOPTS_VALUE),
+                        duration,
+                        time_base: abi_rational(self.time_base),
+                        key: pkt.is_key(),
+                    }));
+                }
+                Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
+                    let waiting = !self.pending.is_empty() || (self.eof_requested && !self.eof_sent);
+                    if !waiting {
+                        return Ok(Err(status::NEED_MORE));
+                    }
+                    if !self.pump()? {
+                        return Err(format!(
+                            "{}: the encoder takes neither input nor gives output",
+                            self.what
+                        ));
+                    }
+                }
+                Err(ffmpeg_next::Error::Eof) => return Ok(Err(status::EOF)),
+                Err(e) => return Err(format!("{}: {}", self.what, crate::ffi_util::av_err(e))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::h264_profile;
+
+    #[test]
+    fn reads_profile_from_annex_b_and_avcc() {
+        assert_eq!(h264_profile(&[0, 0, 0, 1, 0x67, 100, 0, 30]), Some(100));
+        assert_eq!(h264_profile(&[1, 77, 0x40, 30, 0xff]), Some(77));
+        assert_eq!(
+            h264_profile(&[0, 0, 1, 0x67, 66, 0x40, 30]),
+            Some(66 | ffmpeg_next::ffi::FF_PROFILE_H264_CONSTRAINED)
+        );
+        assert_eq!(h264_profile(&[0, 0, 1, 0x68, 1, 2]), None);
+    }
+}
+

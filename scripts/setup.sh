@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what deliver needs on Debian 12 (FFmpeg libraries and CLI, the
+# bindgen toolchain) and builds the workspace in release. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+  pkg-config clang nasm ffmpeg
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# One profile for everything (binaries, plugins, test fixtures): encoders and
+# pixel loops are far too slow unoptimized.
+cargo build --release --workspace --locked

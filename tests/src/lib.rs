@@ -1,0 +1,267 @@
+//! Shared helpers of the end-to-end tests: where the built binaries are, a
+//! watch host run as a child process, and `ffprobe`/`ffmpeg` wrappers. The
+//! tests use real things only: the `deliver` binary, the real ffmpeg plugin,
+//! Debian's ffmpeg CLI as the independent judge.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>`, found from the running test binary
+/// (`target/<profile>/deps/<test>`), so that `CARGO_TARGET_DIR` is honoured.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// The `deliver` binary. The workspace must be built first
+/// (`cargo build --release --workspace`, which the test script does).
+pub fn deliver_bin() -> PathBuf {
+    let p = target_dir().join("deliver");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release --workspace` before the tests",
+        p.display()
+    );
+    p
+}
+
+/// A cdylib built in the workspace, by crate name (`deliver_plugin_ffmpeg`).
+pub fn cdylib(name: &str) -> PathBuf {
+    let p = target_dir().join(format!("lib{name}.so"));
+    assert!(p.exists(), "{} is missing: build the workspace first", p.display());
+    p
+}
+
+/// A plugin directory holding the real ffmpeg plugin plus `extra` libraries
+/// (copied under the given plugin file names).
+pub fn plugin_dir(dir: &Path, extra: &[(&str, &str)]) -> PathBuf {
+    let pd = dir.join("plugins");
+    std::fs::create_dir_all(&pd).unwrap();
+    std::fs::copy(
+        cdylib("deliver_plugin_ffmpeg"),
+        pd.join("libdeliver_plugin_ffmpeg.so"),
+    )
+    .unwrap();
+    for (crate_name, as_name) in extra {
+        std::fs::copy(cdylib(crate_name), pd.join(as_name)).unwrap();
+    }
+    pd
+}
+
+/// A `deliver` command with the test's plugin directory.
+pub fn deliver(plugins: &Path) -> Command {
+    let mut c = Command::new(deliver_bin());
+    c.arg("--plugin-dir").arg(plugins);
+    c.env("RUST_LOG", "info");
+    c
+}
+
+/// A watch host running as a child process; killed on drop.
+pub struct Host {
+    child: Child,
+    pub root: PathBuf,
+    log: PathBuf,
+}
+
+impl Host {
+    /// Starts `deliver watch <root>` with a short settle time.
+    pub fn start(root: &Path, plugins: &Path, extra: &[&str]) -> Host {
+        let log = root.with_extension("log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = deliver(plugins)
+            .args(["watch", "--settle-ms", "300"])
+            .args(extra)
+            .arg(root)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("starting deliver watch");
+        // The host creates the layout; wait for it so tests can drop files.
+        wait_for(Duration::from_secs(20), || root.join("incoming").is_dir());
+        Host {
+            child,
+            root: root.to_owned(),
+            log,
+        }
+    }
+
+    /// Whether the host process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The host's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Drops a manifest into incoming/ atomically (write elsewhere, rename in).
+    pub fn drop_file(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.root.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.root.join("incoming").join(name)).unwrap();
+    }
+
+    /// Waits until a job whose id starts with `stem-` lands in done/ or
+    /// failed/ with its report; returns (folder, "done" | "failed", report).
+    pub fn wait_job(&mut self, stem: &str, timeout: Duration) -> (PathBuf, &'static str, Value) {
+        let start = Instant::now();
+        loop {
+            for state in ["done", "failed"] {
+                if let Ok(rd) = std::fs::read_dir(self.root.join(state)) {
+                    for e in rd.filter_map(Result::ok) {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if name.starts_with(&format!("{stem}-")) {
+                            let rp = e.path().join("report.json");
+                            if let Ok(text) = std::fs::read_to_string(&rp) {
+                                let v: Value = serde_json::from_str(&text).unwrap();
+                                return (e.path(), state, v);
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(self.alive(), "the host died:\n{}", self.log());
+            assert!(
+                start.elapsed() < timeout,
+                "job {stem} did not finish within {timeout:?}; host log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until true or panics after `timeout`.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "condition not met within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ffprobe` of a file: streams with counted frames.
+pub fn ffprobe(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed (Debian package ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The first stream of a type in an ffprobe result.
+pub fn stream<'a>(probe: &'a Value, kind: &str) -> &'a Value {
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} stream in {probe}"))
+}
+
+/// Integrated loudness measured by FFmpeg's `ebur128` filter.
+pub fn ffmpeg_integrated_lufs(path: &Path) -> f64 {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(path)
+        .args(["-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg ebur128 failed: {err}");
+    // The summary block at the end: "Integrated loudness:\n    I: -23.0 LUFS".
+    let summary = err
+        .rsplit_once("Integrated loudness:")
+        .unwrap_or_else(|| panic!("no ebur128 summary in: {err}"))
+        .1;
+    let i_line = summary.lines().find(|l| l.trim_start().starts_with("I:")).unwrap();
+    i_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Runs the `ffmpeg` CLI and asserts success.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Luma-and-chroma average PSNR between frame `fa` of `a` and frame `fb` of
+/// `b`, measured by FFmpeg's `psnr` filter.
+pub fn ffmpeg_frame_psnr(a: &Path, fa: u32, b: &Path, fb: u32) -> f64 {
+    let graph = format!(
+        "[0:v]trim=start_frame={fa}:end_frame={},setpts=PTS-STARTPTS[a];\
+         [1:v]trim=start_frame={fb}:end_frame={},setpts=PTS-STARTPTS[b];[a][b]psnr",
+        fa + 1,
+        fb + 1
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(a)
+        .arg("-i")
+        .arg(b)
+        .args(["-lavfi", &graph, "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg psnr failed: {err}");
+    let avg = err
+        .rsplit_once("average:")
+        .unwrap_or_else(|| panic!("no psnr summary in: {err}"))
+        .1
+        .split_whitespace()
+        .next()
+        .unwrap();
+    if avg == "inf" {
+        f64::INFINITY
+    } else {
+        avg.parse().unwrap()
+    }
+}
+
+/// Writes a file in `dir` and returns its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
