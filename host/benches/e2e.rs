@@ -52,7 +52,9 @@ fn run(cmd: &mut Command) -> String {
 }
 
 fn json_field(text: &str, key: &str) -> String {
-    let i = text.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("no {key} in {text}"));
+    let i = text
+        .find(&format!("\"{key}\""))
+        .unwrap_or_else(|| panic!("no {key} in {text}"));
     let rest = &text[i + key.len() + 2..];
     let v = rest.split('"').nth(1).unwrap();
     v.to_owned()
@@ -174,7 +176,13 @@ fn main() {
     let d2 = deliver(dir.path());
     let (d, p) = (d1.min(d2), p1.min(p2));
     println!("e2e 30 s 1080p25 H.264 + AAC, loudness-normalized (best of 2):");
-    println!("  deliver render : {d:7.2} s  ({:.2}x real time)", SECONDS as f64 / d);
-    println!("  ffmpeg 2-pass  : {p:7.2} s  ({:.2}x real time)", SECONDS as f64 / p);
+    println!(
+        "  deliver render : {d:7.2} s  ({:.2}x real time)",
+        SECONDS as f64 / d
+    );
+    println!(
+        "  ffmpeg 2-pass  : {p:7.2} s  ({:.2}x real time)",
+        SECONDS as f64 / p
+    );
     println!("  ratio deliver/ffmpeg = {:.3} (target <= 1.10)", d / p);
 }

@@ -106,10 +106,22 @@ pub fn plan(
     let v = &preset.video;
     let pix_fmt = pix::from_name(&v.pix_fmt)
         .filter(|f| pix::layout(*f).is_some_and(|l| l.planes >= 3))
-        .ok_or_else(|| err(format!("video.pix_fmt `{}` is not a planar YUV format this host converts to", v.pix_fmt)))?;
+        .ok_or_else(|| {
+            err(format!(
+                "video.pix_fmt `{}` is not a planar YUV format this host converts to",
+                v.pix_fmt
+            ))
+        })?;
     let width = v.width.unwrap_or(m.canvas.width);
     let height = v.height.unwrap_or(m.canvas.height);
-    let video = find(reg, cap::ENCODE, &v.codec, v.encoder.as_deref(), "video encoder").map_err(err)?;
+    let video = find(
+        reg,
+        cap::ENCODE,
+        &v.codec,
+        v.encoder.as_deref(),
+        "video encoder",
+    )
+    .map_err(err)?;
     let audio = match &preset.audio {
         Some(a) => {
             if a.sample_rate != m.canvas.sample_rate || a.channels != m.canvas.channels {
@@ -118,18 +130,44 @@ pub fn plan(
                     a.sample_rate, a.channels, m.canvas.sample_rate, m.canvas.channels
                 )));
             }
-            Some(find(reg, cap::ENCODE, &a.codec, a.encoder.as_deref(), "audio encoder").map_err(err)?)
+            Some(
+                find(
+                    reg,
+                    cap::ENCODE,
+                    &a.codec,
+                    a.encoder.as_deref(),
+                    "audio encoder",
+                )
+                .map_err(err)?,
+            )
         }
         None => None,
     };
     let muxer = find(reg, cap::MUX, &preset.container, None, "container").map_err(err)?;
-    let stream_decoder =
-        find(reg, cap::STREAM_DECODE, &v.codec, None, "decoder (needed to validate)").map_err(err)?;
-    let file_decoder = find(reg, cap::FILE_DECODE, "*", None, "file decoder (needed to validate)").map_err(err)?;
+    let stream_decoder = find(
+        reg,
+        cap::STREAM_DECODE,
+        &v.codec,
+        None,
+        "decoder (needed to validate)",
+    )
+    .map_err(err)?;
+    let file_decoder = find(
+        reg,
+        cap::FILE_DECODE,
+        "*",
+        None,
+        "file decoder (needed to validate)",
+    )
+    .map_err(err)?;
     let stem = m.name.replace(['/', '\\'], "_");
     let output = out_dir.join(format!("{stem}_{name}.{}", preset.extension));
     let normalization = match (&preset.audio, programme) {
-        (Some(_), Some(p)) => Some(loudness::plan(p, preset.loudness.target_lufs, preset.loudness.true_peak_dbtp)),
+        (Some(_), Some(p)) => Some(loudness::plan(
+            p,
+            preset.loudness.target_lufs,
+            preset.loudness.true_peak_dbtp,
+        )),
         _ => None,
     };
     Ok(Plan {
@@ -198,8 +236,8 @@ fn validate_stream(
         hashes: Vec::new(),
     };
     let pull = |dec: &mut deliver_plugin_api::host::StreamDecoder,
-                    refs: &mut std::collections::VecDeque<Arc<Yuv>>,
-                    out: &mut Validated|
+                refs: &mut std::collections::VecDeque<Arc<Yuv>>,
+                out: &mut Validated|
      -> Result<bool, String> {
         loop {
             match dec.receive().map_err(|e| e.to_string())? {
@@ -208,7 +246,8 @@ fn validate_stream(
                         .pop_front()
                         .ok_or("the decoder returned more pictures than were encoded")?;
                     out.hashes.push(hash_view(&v));
-                    let l = pix::layout(v.pix_fmt).ok_or("decoder returned an unknown pixel format")?;
+                    let l =
+                        pix::layout(v.pix_fmt).ok_or("decoder returned an unknown pixel format")?;
                     let d = Luma {
                         data: v.planes[0].0,
                         stride: v.planes[0].1,
@@ -243,7 +282,10 @@ fn validate_stream(
     dec.send(None).map_err(|e| e.to_string())?;
     while !pull(&mut dec, &mut refs, &mut out)? {}
     if !refs.is_empty() {
-        return Err(format!("{} encoded pictures never came out of the decoder", refs.len()));
+        return Err(format!(
+            "{} encoded pictures never came out of the decoder",
+            refs.len()
+        ));
     }
     Ok(out)
 }
@@ -293,7 +335,11 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
         options: options_toml(&vopts),
         ..Default::default()
     };
-    let (venc, vparams) = p.video.plugin.open_encoder(&vset).map_err(|e| e.to_string())?;
+    let (venc, vparams) = p
+        .video
+        .plugin
+        .open_encoder(&vset)
+        .map_err(|e| e.to_string())?;
     let aenc = match (&p.preset.audio, &p.audio) {
         (Some(a), Some(c)) => {
             let aset = EncoderSettings {
@@ -353,7 +399,8 @@ fn drain(
             Ok(pkt) => {
                 mux.write_packet(idx, &pkt).map_err(|e| e.to_string())?;
                 if let Some(tx) = tee {
-                    tx.send(VMsg::Pkt(pkt)).map_err(|_| "validator stopped".to_owned())?;
+                    tx.send(VMsg::Pkt(pkt))
+                        .map_err(|_| "validator stopped".to_owned())?;
                 }
             }
             Err(s) => return Ok(s == abi::status::EOF),
@@ -382,10 +429,14 @@ pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Deliv
             p.video.plugin.name(),
             p.video.plugin.version()
         ),
-        audio_encoder: p
-            .audio
-            .as_ref()
-            .map(|a| format!("{} ({} {})", a.capability.implementation, a.plugin.name(), a.plugin.version())),
+        audio_encoder: p.audio.as_ref().map(|a| {
+            format!(
+                "{} ({} {})",
+                a.capability.implementation,
+                a.plugin.name(),
+                a.plugin.version()
+            )
+        }),
         muxer: format!("{} ({})", p.preset.container, p.muxer.plugin.name()),
         encode_seconds: 0.0,
         probe: None,
@@ -413,13 +464,19 @@ pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Deliv
         summary: validated.series.summary(),
         series: validated.series,
     });
-    let pass = report.error.is_none() && !report.checks.is_empty() && report.checks.iter().all(|c| c.pass);
+    let pass =
+        report.error.is_none() && !report.checks.is_empty() && report.checks.iter().all(|c| c.pass);
     report.verdict = if pass { Verdict::Pass } else { Verdict::Fail };
     report.file = Some(partial);
     report
 }
 
-fn encode(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Result<Validated, String> {
+fn encode(
+    p: &Plan,
+    m: &Manifest,
+    rx: Receiver<Chunk>,
+    tick: Tick<'_>,
+) -> Result<Validated, String> {
     let mut s = open_streams(p, m)?;
     let (vtx, vrx) = bounded::<VMsg>(64);
     let dec = p.stream_decoder.clone();
@@ -428,8 +485,14 @@ fn encode(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Result
         .name(format!("validate-{}", p.name))
         .spawn(move || validate_stream(dec, params, vrx))
         .map_err(|e| e.to_string())?;
-    let gain = p.normalization.map(|n| loudness::gain_factor(n.gain_db)).unwrap_or(1.0);
-    let tb = abi::Rational::new(m.canvas.frame_rate.den as i32, m.canvas.frame_rate.num as i32);
+    let gain = p
+        .normalization
+        .map(|n| loudness::gain_factor(n.gain_db))
+        .unwrap_or(1.0);
+    let tb = abi::Rational::new(
+        m.canvas.frame_rate.den as i32,
+        m.canvas.frame_rate.num as i32,
+    );
     let mut scaled = Rgba8::new(p.width, p.height);
     let mut audio = Vec::new();
     let result = (|| -> Result<(), String> {
@@ -443,7 +506,8 @@ fn encode(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Result
             let mut yuv = Yuv::new(p.width, p.height, p.pix_fmt, p.color);
             rgba_to_yuv(src, &mut yuv);
             let yuv = Arc::new(yuv);
-            vtx.send(VMsg::Ref(yuv.clone())).map_err(|_| "validator stopped".to_owned())?;
+            vtx.send(VMsg::Ref(yuv.clone()))
+                .map_err(|_| "validator stopped".to_owned())?;
             s.venc
                 .send_video(Some(&yuv.view(chunk.index as i64, tb, false)))
                 .map_err(|e| e.to_string())?;
@@ -502,7 +566,10 @@ fn verify_file(
     let mut frames = 0u64;
     let mut mismatched = 0u64;
     let mut first_mismatch = None;
-    while let Some(f) = dec.next_frame().map_err(|e| format!("decoding the delivered file: {e}"))? {
+    while let Some(f) = dec
+        .next_frame()
+        .map_err(|e| format!("decoding the delivered file: {e}"))?
+    {
         match f {
             Frame::Video(view) => {
                 let h = hash_view(&view);
@@ -603,7 +670,12 @@ fn verify_file(
     c.push(Check::new(
         "video.colour_tags",
         "colour primaries/transfer/matrix/range tags (H.273)",
-        [info.color.primaries, info.color.transfer, info.color.matrix, info.color.range],
+        [
+            info.color.primaries,
+            info.color.transfer,
+            info.color.matrix,
+            info.color.range,
+        ],
         format!(
             "= [{}, {}, {}, {}]",
             p.color.primaries, p.color.transfer, p.color.matrix, p.color.range
@@ -683,12 +755,15 @@ fn verify_file(
             d.true_peak_dbtp.is_none_or(|tp| tp <= n.ceiling_dbtp),
         ));
     }
-    report.loudness = p.normalization.zip(p.programme).map(|(n, programme)| LoudnessReport {
-        programme,
-        normalization: n,
-        delivered,
-        tolerance_lu: pre.loudness.tolerance_lu,
-    });
+    report.loudness = p
+        .normalization
+        .zip(p.programme)
+        .map(|(n, programme)| LoudnessReport {
+            programme,
+            normalization: n,
+            delivered,
+            tolerance_lu: pre.loudness.tolerance_lu,
+        });
     report.probe = Some(probe);
     Ok(())
 }

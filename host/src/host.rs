@@ -135,6 +135,9 @@ impl Actor for Watcher {
     }
 }
 
+/// Called with each finished job: its id, verdict and folder.
+pub type OnFinished = dyn Fn(&JobId, Verdict, Option<&Path>);
+
 /// Queues and runs jobs.
 pub struct Scheduler {
     shared: Arc<Shared>,
@@ -143,7 +146,7 @@ pub struct Scheduler {
     running: usize,
     finished: Vec<(JobId, Verdict, Option<PathBuf>)>,
     /// Called with every finished job (the demo prints them).
-    on_finished: Option<Box<dyn Fn(&JobId, Verdict, Option<&Path>)>>,
+    on_finished: Option<Box<OnFinished>>,
 }
 
 impl Scheduler {
@@ -166,7 +169,9 @@ impl Scheduler {
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
         while self.running < self.settings.concurrency.max(1) {
-            let Some(job) = self.queue.pop_front() else { break };
+            let Some(job) = self.queue.pop_front() else {
+                break;
+            };
             self.running += 1;
             let shared = self.shared.clone();
             let addr = ctx.address();
@@ -175,7 +180,11 @@ impl Scheduler {
                 let id = job.id.clone();
                 let (verdict, folder) = process(&shared, &job);
                 // The actor may already be stopping at shutdown; nothing to do then.
-                let _ = addr.try_send(Finished { id, verdict, folder });
+                let _ = addr.try_send(Finished {
+                    id,
+                    verdict,
+                    folder,
+                });
             });
             if let Err(e) = spawned {
                 tracing::error!("cannot start a job thread: {e}");
@@ -237,7 +246,9 @@ impl Handler<Finished> for Scheduler {
 /// being read whole.
 fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut buf)?;
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut buf)?;
     Ok(buf)
 }
 
@@ -252,21 +263,31 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
         base_dir: Some(shared.root.incoming().to_owned()),
         max_bytes: MAX_MANIFEST_BYTES,
     };
-    let loaded = read_capped(&job.claimed, MAX_MANIFEST_BYTES)
-        .map_err(|e| manifest::InputError {
-            file: job.dropped_as.clone(),
-            line: None,
-            column: None,
-            field: None,
-            value: None,
-            message: format!("cannot read the manifest: {e}"),
-            expected: None,
+    let loaded = std::fs::metadata(&job.claimed)
+        .and_then(|md| {
+            if md.len() > MAX_MANIFEST_BYTES {
+                // Say how big it really is; the capped read below would only see the limit.
+                Err(std::io::Error::other(format!(
+                    "the manifest is {:.1} MiB, larger than the {} MiB limit for manifests (is it a media file with a .toml name?)",
+                    md.len() as f64 / (1 << 20) as f64,
+                    MAX_MANIFEST_BYTES >> 20
+                )))
+            } else {
+                read_capped(&job.claimed, MAX_MANIFEST_BYTES)
+            }
         })
+        .map_err(|e| manifest::InputError::new(&job.dropped_as, e.to_string()))
         .and_then(|bytes| manifest::parse(&bytes, &job.dropped_as, &ctx));
     let report = match loaded {
         Err(e) => {
             tracing::warn!(job = %job.id, "{e}");
-            jobs::error_report(job.id.as_str(), &job.dropped_as, reg, &JobError::Input(e), &started)
+            jobs::error_report(
+                job.id.as_str(),
+                &job.dropped_as,
+                reg,
+                &JobError::Input(e),
+                &started,
+            )
         }
         Ok(m) => {
             let id = job.id.clone();

@@ -9,7 +9,9 @@ use crate::plugins::Registry;
 use crate::preset::PresetLibrary;
 use crate::render::audio::{sample_of_frame, total_samples, AudioMixer};
 use crate::render::{Compositor, Rgba8};
-use crate::report::{self, DeliverableReport, ErrorReport, HostInfo, JobReport, RenderReport, Verdict};
+use crate::report::{
+    self, DeliverableReport, ErrorReport, HostInfo, JobReport, RenderReport, Verdict,
+};
 use crossbeam_channel::bounded;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,13 +82,26 @@ pub fn host_info(reg: &Registry) -> HostInfo {
         plugins: reg
             .plugins
             .iter()
-            .map(|l| format!("{} {} ({})", l.plugin.name(), l.plugin.version(), l.file.display()))
+            .map(|l| {
+                format!(
+                    "{} {} ({})",
+                    l.plugin.name(),
+                    l.plugin.version(),
+                    l.file.display()
+                )
+            })
             .collect(),
     }
 }
 
 /// A report for a job that failed before rendering.
-pub fn error_report(job_id: &str, manifest: &Path, reg: &Registry, err: &JobError, started: &str) -> JobReport {
+pub fn error_report(
+    job_id: &str,
+    manifest: &Path,
+    reg: &Registry,
+    err: &JobError,
+    started: &str,
+) -> JobReport {
     JobReport {
         schema: report::SCHEMA,
         job_id: job_id.to_owned(),
@@ -112,7 +127,8 @@ fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Measurement>
         return Ok(None);
     }
     let c = &m.canvas;
-    let mut meter = Meter::new(c.channels, c.sample_rate).map_err(|e| JobError::Audio(e.to_string()))?;
+    let mut meter =
+        Meter::new(c.channels, c.sample_rate).map_err(|e| JobError::Audio(e.to_string()))?;
     let total = total_samples(c);
     let block = c.sample_rate as u64;
     let mut buf = Vec::new();
@@ -121,7 +137,9 @@ fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Measurement>
         let n = block.min(total - pos);
         buf.resize((n * c.channels as u64) as usize, 0.0);
         mixer.render(pos, &mut buf).map_err(JobError::Audio)?;
-        meter.add(&buf).map_err(|e| JobError::Audio(e.to_string()))?;
+        meter
+            .add(&buf)
+            .map_err(|e| JobError::Audio(e.to_string()))?;
         pos += n;
     }
     Ok(Some(meter.finish()))
@@ -172,7 +190,9 @@ pub fn run(m: &Manifest, reg: &Registry, presets: &PresetLibrary, opts: &JobOpti
             (None, Vec::new(), Some(e.to_report()))
         }
     };
-    let pass = error.is_none() && !deliverables.is_empty() && deliverables.iter().all(|d| d.verdict == Verdict::Pass);
+    let pass = error.is_none()
+        && !deliverables.is_empty()
+        && deliverables.iter().all(|d| d.verdict == Verdict::Pass);
     JobReport {
         schema: report::SCHEMA,
         job_id: opts.job_id.clone(),
@@ -206,7 +226,10 @@ fn run_inner(
         );
     }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| {
-        JobError::Audio(format!("cannot create output directory {}: {e}", opts.out_dir.display()))
+        JobError::Audio(format!(
+            "cannot create output directory {}: {e}",
+            opts.out_dir.display()
+        ))
     })?;
     let plans = plan_all(m, reg, presets, &opts.out_dir, programme.as_ref())?;
     let c = &m.canvas;
@@ -216,7 +239,11 @@ fn run_inner(
     let counters: Vec<AtomicU64> = plans.iter().map(|_| AtomicU64::new(0)).collect();
     let report_progress = |counters: &[AtomicU64]| {
         if let Some(cb) = &opts.progress {
-            let done = counters.iter().map(|a| a.load(Ordering::Relaxed)).min().unwrap_or(0);
+            let done = counters
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(0);
             let secs = render_start.elapsed().as_secs_f64();
             let fps = if secs > 0.0 { done as f64 / secs } else { 0.0 };
             cb(&Progress {
@@ -238,7 +265,8 @@ fn run_inner(
             senders.push(Some(tx));
             let counters = &counters;
             let report_progress = &report_progress;
-            let span = tracing::info_span!("deliverable", name = %plan.name, preset = %plan.preset.id);
+            let span =
+                tracing::info_span!("deliverable", name = %plan.name, preset = %plan.preset.id);
             let h = std::thread::Builder::new()
                 .name(format!("encode-{}", plan.name))
                 .spawn_scoped(scope, move || {
@@ -276,13 +304,12 @@ fn run_inner(
                 // A deliverable whose encoder failed has dropped its receiver;
                 // the others go on, and its report carries the error.
                 if let Some(t) = tx {
-                    if t
-                        .send(Chunk {
-                            index: n,
-                            frame: frame.clone(),
-                            audio: audio.clone(),
-                        })
-                        .is_err()
+                    if t.send(Chunk {
+                        index: n,
+                        frame: frame.clone(),
+                        audio: audio.clone(),
+                    })
+                    .is_err()
                     {
                         *tx = None;
                     }
@@ -295,7 +322,10 @@ fn run_inner(
         drop(senders);
         handles
             .into_iter()
-            .map(|h| h.join().expect("encode threads report errors, they do not panic"))
+            .map(|h| {
+                h.join()
+                    .expect("encode threads report errors, they do not panic")
+            })
             .collect::<Vec<_>>()
     });
     if cancelled {

@@ -60,7 +60,13 @@ impl Meter {
     }
 
     pub fn finish(&self) -> Measurement {
-        let to_db = |v: f64| if v > 0.0 { Some(20.0 * v.log10()) } else { None };
+        let to_db = |v: f64| {
+            if v > 0.0 {
+                Some(20.0 * v.log10())
+            } else {
+                None
+            }
+        };
         let tp = (0..self.channels)
             .filter_map(|c| self.inner.true_peak(c).ok())
             .fold(0.0f64, f64::max);
@@ -134,7 +140,8 @@ mod tests {
         let mut m = Meter::new(2, rate).unwrap();
         let samples: Vec<f32> = (0..rate * 20)
             .flat_map(|i| {
-                let v = (amp * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / rate as f64).sin()) as f32;
+                let v = (amp * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / rate as f64).sin())
+                    as f32;
                 [v, v]
             })
             .collect();

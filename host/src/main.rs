@@ -16,7 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "deliver", version, about = "Render, encode, normalize, validate and publish deliverables")]
+#[command(
+    name = "deliver",
+    version,
+    about = "Render, encode, normalize, validate and publish deliverables"
+)]
 struct Cli {
     /// Directory to load codec plugins from (repeatable; default: next to the executable).
     #[arg(long, global = true)]
@@ -76,8 +80,14 @@ enum Cmd {
 
 /// The example manifests, embedded so that `deliver demo` runs anywhere.
 const EXAMPLES: &[(&str, &str)] = &[
-    ("promo.toml", include_str!("../../examples/watch/incoming/promo.toml")),
-    ("slate.toml", include_str!("../../examples/watch/incoming/slate.toml")),
+    (
+        "promo.toml",
+        include_str!("../../examples/watch/incoming/promo.toml"),
+    ),
+    (
+        "slate.toml",
+        include_str!("../../examples/watch/incoming/slate.toml"),
+    ),
 ];
 
 fn registry(cli: &Cli) -> &'static Registry {
@@ -90,7 +100,10 @@ fn registry(cli: &Cli) -> &'static Registry {
     if reg.plugins.is_empty() {
         tracing::warn!(
             "no plugins loaded from {}",
-            dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     reg
@@ -167,7 +180,10 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                         "{id:<24} {:<5} {}{} — {}",
                         p.container,
                         p.video.codec,
-                        p.audio.as_ref().map(|a| format!(" + {}", a.codec)).unwrap_or_default(),
+                        p.audio
+                            .as_ref()
+                            .map(|a| format!(" + {}", a.codec))
+                            .unwrap_or_default(),
                         p.description
                     ),
                     Err(e) => println!("{id:<24} invalid: {e}"),
@@ -175,13 +191,17 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { manifest: path, media_root } => {
+        Cmd::Check {
+            manifest: path,
+            media_root,
+        } => {
             let ctx = load_context(path, media_root);
             let m = manifest::load(path, &ctx)?;
             let lib = presets(cli)?;
             for d in &m.deliverables {
-                lib.resolve(&d.preset, &d.overrides)
-                    .with_context(|| format!("{}:{}: deliverable `{}`", path.display(), d.line, d.name))?;
+                lib.resolve(&d.preset, &d.overrides).with_context(|| {
+                    format!("{}:{}: deliverable `{}`", path.display(), d.line, d.name)
+                })?;
             }
             println!(
                 "{}: ok — {}x{} @ {} fps, {} frames, {} video / {} audio tracks, {} deliverables",
@@ -196,7 +216,11 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Render { manifest: path, out, media_root } => {
+        Cmd::Render {
+            manifest: path,
+            out,
+            media_root,
+        } => {
             let reg = registry(cli);
             let lib = presets(cli)?;
             let ctx = load_context(path, media_root);
@@ -218,7 +242,9 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                     b2.set_message(format!(
                         "{:.1} fps, ETA {}",
                         p.fps,
-                        p.eta_s.map(|s| format!("{s:.0} s")).unwrap_or_else(|| "-".into())
+                        p.eta_s
+                            .map(|s| format!("{s:.0} s"))
+                            .unwrap_or_else(|| "-".into())
                     ));
                 })),
             };
@@ -227,10 +253,27 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             std::fs::create_dir_all(out)?;
             let rp = report::write(&r, out)?;
             print_summary(&r, &rp);
-            Ok(if r.verdict == Verdict::Pass { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if r.verdict == Verdict::Pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Cmd::Watch { root, settle_ms, concurrency, media_root, exit_when_idle } => {
-            watch(cli, root, *settle_ms, *concurrency, media_root, *exit_when_idle)?;
+        Cmd::Watch {
+            root,
+            settle_ms,
+            concurrency,
+            media_root,
+            exit_when_idle,
+        } => {
+            watch(
+                cli,
+                root,
+                *settle_ms,
+                *concurrency,
+                media_root,
+                *exit_when_idle,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo { root } => {
@@ -263,7 +306,11 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
 fn load_context(manifest: &Path, media_root: &[PathBuf]) -> LoadContext {
     LoadContext {
         media_roots: if media_root.is_empty() {
-            vec![manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned()]
+            vec![manifest
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_owned()]
         } else {
             media_root.to_vec()
         },
@@ -283,7 +330,11 @@ fn watch(
     let reg = registry(cli);
     let lib = presets(cli)?;
     let wr = WatchRoot::open(root)?;
-    let media_roots = if media_root.is_empty() { vec![wr.root().to_owned()] } else { media_root.to_vec() };
+    let media_roots = if media_root.is_empty() {
+        vec![wr.root().to_owned()]
+    } else {
+        media_root.to_vec()
+    };
     let shared = Shared {
         root: wr,
         registry: reg,
@@ -299,7 +350,9 @@ fn watch(
     host::run(shared, settings, |id, verdict, folder| {
         println!(
             "{id}: {verdict:?} → {}",
-            folder.map(|f| f.display().to_string()).unwrap_or_else(|| "-".into())
+            folder
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "-".into())
         );
         if let Some(Ok(rd)) = folder.map(std::fs::read_dir) {
             let mut files: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
@@ -321,7 +374,10 @@ fn print_summary(r: &report::JobReport, report_path: &Path) {
             "{:<20} {:?}  {}",
             d.name,
             d.verdict,
-            d.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()
+            d.file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default()
         );
         for c in d.checks.iter().filter(|c| !c.pass) {
             println!("    failed {}: {} (want {})", c.id, c.value, c.threshold);

@@ -241,7 +241,9 @@ impl Registry {
                     capability: c.clone(),
                 })
             })
-            .filter(|c| c.capability.kind == kind && (c.capability.name == name || c.capability.name == "*"))
+            .filter(|c| {
+                c.capability.kind == kind && (c.capability.name == name || c.capability.name == "*")
+            })
             .filter(|c| {
                 want.is_none_or(|w| c.capability.implementation == w || c.plugin.name() == w)
             })
@@ -257,7 +259,9 @@ impl Registry {
                 l.capabilities
                     .iter()
                     .filter(move |c| c.kind == kind)
-                    .map(move |c| format!("{} ({} in {})", c.name, c.implementation, l.plugin.name()))
+                    .map(move |c| {
+                        format!("{} ({} in {})", c.name, c.implementation, l.plugin.name())
+                    })
             })
             .collect();
         v.sort();

@@ -66,11 +66,6 @@
 //! max_duration_error_s = 0.05   # 0 to 10
 //! ```
 
-// `InputError` is about 150 bytes, over clippy's 128-byte `result_large_err`
-// limit. It is returned once per bad file, on a cold path, and boxing it would
-// make every caller deal with `Box<InputError>` for no measurable gain.
-#![allow(clippy::result_large_err)]
-
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};

@@ -152,7 +152,11 @@ impl Series {
 
     pub fn summary(&self) -> Summary {
         let frames = self.ssim_y.len();
-        let mean_mse = if frames == 0 { 0.0 } else { self.mse_sum / frames as f64 };
+        let mean_mse = if frames == 0 {
+            0.0
+        } else {
+            self.mse_sum / frames as f64
+        };
         let psnr_min = self
             .psnr_y
             .iter()
@@ -167,7 +171,12 @@ impl Series {
             } else {
                 self.ssim_y.iter().sum::<f64>() / frames as f64
             },
-            ssim_y_min: self.ssim_y.iter().copied().fold(f64::INFINITY, f64::min).min(1.0),
+            ssim_y_min: self
+                .ssim_y
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .min(1.0),
         }
     }
 }
@@ -177,7 +186,10 @@ mod tests {
     use super::*;
 
     fn plane(w: usize, h: usize, f: impl Fn(usize, usize) -> u8) -> Vec<u8> {
-        (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| f(x, y)).collect()
+        (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y))
+            .collect()
     }
 
     fn luma(d: &[u8], w: usize, h: usize) -> Luma<'_> {
@@ -214,7 +226,9 @@ mod tests {
     #[test]
     fn noise_lowers_ssim() {
         let a = plane(64, 64, |x, y| ((x * 7 + y * 13) % 200) as u8);
-        let b = plane(64, 64, |x, y| (((x * 7 + y * 13) % 200) as u8).wrapping_add(((x * y) % 9) as u8));
+        let b = plane(64, 64, |x, y| {
+            (((x * 7 + y * 13) % 200) as u8).wrapping_add(((x * y) % 9) as u8)
+        });
         let s = ssim(&luma(&a, 64, 64), &luma(&b, 64, 64));
         assert!(s < 0.999 && s > 0.5, "{s}");
     }

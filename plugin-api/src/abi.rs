@@ -651,7 +651,8 @@ pub struct VTable {
         ) -> i32,
     >,
     /// Sends one packet (borrowed), or null to drain.
-    pub stream_decoder_send: Option<unsafe extern "C" fn(h: H, pkt: *const Packet, err: Err) -> i32>,
+    pub stream_decoder_send:
+        Option<unsafe extern "C" fn(h: H, pkt: *const Packet, err: Err) -> i32>,
     /// OK with a frame valid until the next call, NEED_MORE, or EOF.
     pub stream_decoder_receive:
         Option<unsafe extern "C" fn(h: H, out: *mut Decoded, err: Err) -> i32>,

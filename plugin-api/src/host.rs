@@ -126,9 +126,8 @@ impl PluginRef {
             return Vec::new();
         }
         // SAFETY: the descriptor's table lives for the process.
-        let caps = unsafe {
-            std::slice::from_raw_parts(self.desc.capabilities, self.desc.n_capabilities)
-        };
+        let caps =
+            unsafe { std::slice::from_raw_parts(self.desc.capabilities, self.desc.n_capabilities) };
         caps.iter()
             .map(|c| CapabilityInfo {
                 kind: c.kind,
@@ -200,7 +199,10 @@ impl PluginRef {
         path: &str,
         cfg: &abi::DecoderConfig,
     ) -> Result<(FileDecoder, abi::MediaInfo), CallError> {
-        let open = self.vt.decoder_open.ok_or_else(|| self.missing("decoder_open"))?;
+        let open = self
+            .vt
+            .decoder_open
+            .ok_or_else(|| self.missing("decoder_open"))?;
         let mut info = abi::MediaInfo::EMPTY;
         let mut h: *mut c_void = std::ptr::null_mut();
         // SAFETY: all pointers are valid for the call.
@@ -230,7 +232,9 @@ impl PluginRef {
         let raw = params.as_raw();
         let mut h: *mut c_void = std::ptr::null_mut();
         // SAFETY: all pointers are valid for the call.
-        self.call("stream_decoder_open", |e| unsafe { open(&raw, cfg, &mut h, e) })?;
+        self.call("stream_decoder_open", |e| unsafe {
+            open(&raw, cfg, &mut h, e)
+        })?;
         Ok(StreamDecoder {
             p: *self,
             h,
@@ -243,7 +247,10 @@ impl PluginRef {
         &self,
         cfg: &crate::plugin::EncoderSettings,
     ) -> Result<(Encoder, StreamInfo), CallError> {
-        let open = self.vt.encoder_open.ok_or_else(|| self.missing("encoder_open"))?;
+        let open = self
+            .vt
+            .encoder_open
+            .ok_or_else(|| self.missing("encoder_open"))?;
         let raw = cfg.as_raw();
         let mut params = std::mem::MaybeUninit::<abi::StreamParams>::zeroed();
         let mut h: *mut c_void = std::ptr::null_mut();
@@ -270,7 +277,10 @@ impl PluginRef {
         container: &str,
         options: &str,
     ) -> Result<Muxer, CallError> {
-        let open = self.vt.muxer_open.ok_or_else(|| self.missing("muxer_open"))?;
+        let open = self
+            .vt
+            .muxer_open
+            .ok_or_else(|| self.missing("muxer_open"))?;
         let mut h: *mut c_void = std::ptr::null_mut();
         // SAFETY: all pointers are valid for the call.
         self.call("muxer_open", |e| unsafe {
@@ -303,7 +313,9 @@ fn decoded_view(d: &abi::Decoded) -> Option<Frame<'_>> {
         abi::media::VIDEO => {
             // SAFETY: the plugin guarantees the planes until the next call, which
             // needs `&mut` on the decoder that this borrow holds.
-            Some(Frame::Video(unsafe { crate::plugin::video_from_raw(&d.video) }))
+            Some(Frame::Video(unsafe {
+                crate::plugin::video_from_raw(&d.video)
+            }))
         }
         abi::media::AUDIO => {
             let a = &d.audio;
@@ -338,16 +350,25 @@ unsafe impl Send for FileDecoder {}
 impl FileDecoder {
     /// Seeks to at or before `time_us`.
     pub fn seek(&mut self, time_us: i64) -> Result<(), CallError> {
-        let f = self.p.vt.decoder_seek.ok_or_else(|| self.p.missing("decoder_seek"))?;
+        let f = self
+            .p
+            .vt
+            .decoder_seek
+            .ok_or_else(|| self.p.missing("decoder_seek"))?;
         let h = self.h;
         // SAFETY: valid handle.
-        self.p.call("decoder_seek", |e| unsafe { f(h, time_us, e) })?;
+        self.p
+            .call("decoder_seek", |e| unsafe { f(h, time_us, e) })?;
         Ok(())
     }
 
     /// The next frame, or `None` at the end.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CallError> {
-        let f = self.p.vt.decoder_next.ok_or_else(|| self.p.missing("decoder_next"))?;
+        let f = self
+            .p
+            .vt
+            .decoder_next
+            .ok_or_else(|| self.p.missing("decoder_next"))?;
         let h = self.h;
         let cur: *mut abi::Decoded = &mut self.cur;
         // SAFETY: valid handle and out-pointer.
@@ -388,9 +409,12 @@ impl StreamDecoder {
             .ok_or_else(|| self.p.missing("stream_decoder_send"))?;
         let h = self.h;
         let raw = pkt.map(PacketBuf::as_raw);
-        let ptr = raw.as_ref().map_or(std::ptr::null(), |r| r as *const abi::Packet);
+        let ptr = raw
+            .as_ref()
+            .map_or(std::ptr::null(), |r| r as *const abi::Packet);
         // SAFETY: valid handle; the packet is borrowed for the call.
-        self.p.call("stream_decoder_send", |e| unsafe { f(h, ptr, e) })?;
+        self.p
+            .call("stream_decoder_send", |e| unsafe { f(h, ptr, e) })?;
         Ok(())
     }
 
@@ -405,7 +429,9 @@ impl StreamDecoder {
         let h = self.h;
         let cur: *mut abi::Decoded = &mut self.cur;
         // SAFETY: valid handle and out-pointer.
-        let st = self.p.call("stream_decoder_receive", |e| unsafe { f(h, cur, e) })?;
+        let st = self
+            .p
+            .call("stream_decoder_receive", |e| unsafe { f(h, cur, e) })?;
         if st != status::OK {
             return Ok(Err(st));
         }
@@ -472,7 +498,8 @@ impl Encoder {
             .map_or(std::ptr::null(), |r| r as *const abi::VideoFrame);
         let h = self.h;
         // SAFETY: valid handle; the frame is borrowed for the call.
-        self.p.call("encoder_send_video", |e| unsafe { f(h, ptr, e) })?;
+        self.p
+            .call("encoder_send_video", |e| unsafe { f(h, ptr, e) })?;
         Ok(())
     }
 
@@ -498,7 +525,8 @@ impl Encoder {
             .map_or(std::ptr::null(), |r| r as *const abi::AudioFrame);
         let h = self.h;
         // SAFETY: valid handle; the samples are borrowed for the call.
-        self.p.call("encoder_send_audio", |e| unsafe { f(h, ptr, e) })?;
+        self.p
+            .call("encoder_send_audio", |e| unsafe { f(h, ptr, e) })?;
         Ok(())
     }
 
@@ -513,7 +541,9 @@ impl Encoder {
         let h = self.h;
         let mut pkt = abi::Packet::EMPTY;
         // SAFETY: valid handle and out-pointer.
-        let st = self.p.call("encoder_receive", |e| unsafe { f(h, &mut pkt, e) })?;
+        let st = self
+            .p
+            .call("encoder_receive", |e| unsafe { f(h, &mut pkt, e) })?;
         if st != status::OK {
             return Ok(Err(st));
         }
@@ -568,7 +598,8 @@ impl Muxer {
         let mut idx = 0u32;
         let h = self.h;
         // SAFETY: valid handle and pointers for the call.
-        self.p.call("muxer_add_stream", |e| unsafe { f(h, &raw, &mut idx, e) })?;
+        self.p
+            .call("muxer_add_stream", |e| unsafe { f(h, &raw, &mut idx, e) })?;
         Ok(idx)
     }
 
@@ -593,7 +624,8 @@ impl Muxer {
         let raw = pkt.as_raw();
         let h = self.h;
         // SAFETY: valid handle; the packet is borrowed for the call.
-        self.p.call("muxer_write_packet", |e| unsafe { f(h, stream, &raw, e) })?;
+        self.p
+            .call("muxer_write_packet", |e| unsafe { f(h, stream, &raw, e) })?;
         Ok(())
     }
 

@@ -130,8 +130,12 @@ impl StreamInfo {
         };
         Ok(StreamInfo {
             media: p.media,
-            codec: codec.map_err(|e| format!("codec name is not UTF-8: {e}"))?.to_owned(),
-            profile: profile.map_err(|e| format!("profile is not UTF-8: {e}"))?.to_owned(),
+            codec: codec
+                .map_err(|e| format!("codec name is not UTF-8: {e}"))?
+                .to_owned(),
+            profile: profile
+                .map_err(|e| format!("profile is not UTF-8: {e}"))?
+                .to_owned(),
             width: p.width,
             height: p.height,
             pix_fmt: p.pix_fmt,
@@ -534,7 +538,10 @@ pub unsafe fn video_from_raw<'a>(f: &abi::VideoFrame) -> VideoView<'a> {
     for (i, p) in f.planes.iter().enumerate().take(n) {
         if !p.data.is_null() {
             // SAFETY: guaranteed by the caller.
-            planes[i] = (unsafe { std::slice::from_raw_parts(p.data, p.len) }, p.stride);
+            planes[i] = (
+                unsafe { std::slice::from_raw_parts(p.data, p.len) },
+                p.stride,
+            );
         }
     }
     VideoView {

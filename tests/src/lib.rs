@@ -33,7 +33,11 @@ pub fn deliver_bin() -> PathBuf {
 /// A cdylib built in the workspace, by crate name (`deliver_plugin_ffmpeg`).
 pub fn cdylib(name: &str) -> PathBuf {
     let p = target_dir().join(format!("lib{name}.so"));
-    assert!(p.exists(), "{} is missing: build the workspace first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first",
+        p.display()
+    );
     p
 }
 
@@ -148,7 +152,10 @@ impl Drop for Host {
 pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < timeout, "condition not met within {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "condition not met within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -192,7 +199,15 @@ pub fn ffmpeg_integrated_lufs(path: &Path) -> f64 {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostats", "-i"])
         .arg(path)
-        .args(["-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-"])
+        .args([
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=peak=true",
+            "-f",
+            "null",
+            "-",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -202,13 +217,11 @@ pub fn ffmpeg_integrated_lufs(path: &Path) -> f64 {
         .rsplit_once("Integrated loudness:")
         .unwrap_or_else(|| panic!("no ebur128 summary in: {err}"))
         .1;
-    let i_line = summary.lines().find(|l| l.trim_start().starts_with("I:")).unwrap();
-    i_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
+    let i_line = summary
+        .lines()
+        .find(|l| l.trim_start().starts_with("I:"))
+        .unwrap();
+    i_line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// Runs the `ffmpeg` CLI and asserts success.
@@ -226,8 +239,8 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
-/// Luma-and-chroma average PSNR between frame `fa` of `a` and frame `fb` of
-/// `b`, measured by FFmpeg's `psnr` filter.
+/// Luma PSNR between frame `fa` of `a` and frame `fb` of `b`, measured by
+/// FFmpeg's `psnr` filter (its `y:` value).
 pub fn ffmpeg_frame_psnr(a: &Path, fa: u32, b: &Path, fb: u32) -> f64 {
     let graph = format!(
         "[0:v]trim=start_frame={fa}:end_frame={},setpts=PTS-STARTPTS[a];\
@@ -245,17 +258,17 @@ pub fn ffmpeg_frame_psnr(a: &Path, fa: u32, b: &Path, fb: u32) -> f64 {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg psnr failed: {err}");
-    let avg = err
-        .rsplit_once("average:")
+    let y = err
+        .rsplit_once("PSNR y:")
         .unwrap_or_else(|| panic!("no psnr summary in: {err}"))
         .1
         .split_whitespace()
         .next()
         .unwrap();
-    if avg == "inf" {
+    if y == "inf" {
         f64::INFINITY
     } else {
-        avg.parse().unwrap()
+        y.parse().unwrap()
     }
 }
 

@@ -70,7 +70,10 @@ fn bad_manifests_are_quarantined_with_precise_errors_and_the_host_goes_on() {
     let t = Duration::from_secs(60);
     let (dir, state, r) = host.wait_job("syntax", t);
     assert_eq!(state, "failed");
-    assert!(dir.join("syntax.toml").is_file(), "the manifest is kept with its report");
+    assert!(
+        dir.join("syntax.toml").is_file(),
+        "the manifest is kept with its report"
+    );
     let e = input_error(&r);
     assert_eq!(e["line"], 8, "{e}");
     assert!(e["file"].as_str().unwrap().ends_with("syntax.toml"));
@@ -94,7 +97,10 @@ fn bad_manifests_are_quarantined_with_precise_errors_and_the_host_goes_on() {
     let e = input_error(&r);
     assert_eq!(e["field"], "video[0].clip[0].media", "{e}");
     assert_eq!(e["line"], 10, "{e}");
-    assert!(e["value"].as_str().unwrap().contains("nowhere/clip.mov"), "{e}");
+    assert!(
+        e["value"].as_str().unwrap().contains("nowhere/clip.mov"),
+        "{e}"
+    );
 
     let (_, state, r) = host.wait_job("escape", t);
     assert_eq!(state, "failed");

@@ -47,9 +47,11 @@ fn dropped_manifest_becomes_a_validated_h264_delivery() {
     let mp4 = folder.join("gen_web.mp4");
     assert!(mp4.is_file(), "no deliverable in {}", folder.display());
     assert!(
-        !std::fs::read_dir(&folder)
+        !std::fs::read_dir(&folder).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".partial")),
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".partial")),
         "a partial file reached done/"
     );
     let probe = ffprobe(&mp4);
@@ -67,7 +69,10 @@ fn dropped_manifest_becomes_a_validated_h264_delivery() {
     assert_eq!(a["codec_name"], "aac");
     assert_eq!(a["sample_rate"], "48000");
     assert_eq!(a["channels"], 2);
-    assert!(probe["format"]["format_name"].as_str().unwrap().contains("mp4"));
+    assert!(probe["format"]["format_name"]
+        .as_str()
+        .unwrap()
+        .contains("mp4"));
 
     // Loudness, measured independently by FFmpeg: the sine at -12 dBFS was
     // brought to the preset's -23 LUFS. 0.5 LU is the preset's delivery
@@ -90,13 +95,24 @@ fn dropped_manifest_becomes_a_validated_h264_delivery() {
         "audio.loudness",
         "audio.true_peak",
     ] {
-        let c = checks.iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}"));
+        let c = checks
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no check {id}"));
         assert_eq!(c["pass"], true, "{c}");
         assert!(!c["threshold"].as_str().unwrap().is_empty());
     }
-    assert_eq!(d["quality"]["series"]["ssim_y"].as_array().unwrap().len(), 125);
-    let delivered = d["loudness"]["delivered"]["integrated_lufs"].as_f64().unwrap();
-    assert!((delivered - i).abs() < 0.2, "deliver measured {delivered}, ffmpeg {i}");
+    assert_eq!(
+        d["quality"]["series"]["ssim_y"].as_array().unwrap().len(),
+        125
+    );
+    let delivered = d["loudness"]["delivered"]["integrated_lufs"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (delivered - i).abs() < 0.2,
+        "deliver measured {delivered}, ffmpeg {i}"
+    );
 }
 
 #[test]
@@ -108,10 +124,25 @@ fn media_clip_renders_the_source_frames_from_its_in_point() {
     let src = media.join("source.mp4");
     // A source with different content in every frame, near-lossless.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=6",
-        "-f", "lavfi", "-i", "sine=frequency=500:sample_rate=48000:duration=6",
-        "-c:v", "libx264", "-crf", "4", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", src.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=25:duration=6",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=500:sample_rate=48000:duration=6",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "4",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        src.to_str().unwrap(),
     ]);
     let manifest = write(
         tmp.path(),
@@ -128,10 +159,12 @@ colour_space = "bt709"
 [[video.clip]]
 media = "media/source.mp4"
 in = "1s"
+duration = "3s"
 [[audio]]
 [[audio.clip]]
 media = "media/source.mp4"
 in = "1s"
+duration = "3s"
 [[deliverable]]
 preset = "web/h264-720p"
 name = "web"
@@ -155,9 +188,20 @@ name = "web"
     let probe = ffprobe(&mp4);
     assert_eq!(stream(&probe, "video")["nb_read_frames"], "75");
     // Frame at 2 s of the delivery = source frame at in-point + 2 s = 3 s.
+    // Luma, as the pipeline's own validation measures: the v1 compositor
+    // works in 8-bit RGB, and testsrc2's fully saturated colours leave the
+    // RGB cube when 4:2:0 chroma is upsampled, so chroma loses ~5 dB on the
+    // round trip — exactly as FFmpeg's own yuv420p→rgba→yuv420p does on this
+    // source (34.8 dB average, measured). The f32 compositor lifts that.
     let psnr = ffmpeg_frame_psnr(&mp4, 50, &src, 75);
-    assert!(psnr >= 35.0, "PSNR {psnr} dB against the source frame at 3 s");
+    assert!(
+        psnr >= 35.0,
+        "PSNR {psnr} dB against the source frame at 3 s"
+    );
     // And it is not merely similar to any frame: the neighbour a second off differs.
     let wrong = ffmpeg_frame_psnr(&mp4, 50, &src, 50);
-    assert!(wrong < psnr - 3.0, "frame at 2 s matches the source at 2 s too ({wrong} dB)");
+    assert!(
+        wrong < psnr - 3.0,
+        "frame at 2 s matches the source at 2 s too ({wrong} dB)"
+    );
 }

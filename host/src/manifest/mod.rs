@@ -107,11 +107,6 @@
 //! only overlap the clip before it through its `transition_in`, which must
 //! span the overlap exactly. Clips are sorted by start.
 
-// `InputError` is about 150 bytes, over clippy's 128-byte `result_large_err`
-// limit. It is returned once per bad file, on a cold path, and boxing it would
-// make every caller deal with `Box<InputError>` for no measurable gain.
-#![allow(clippy::result_large_err)]
-
 pub mod error;
 pub mod model;
 pub mod raw;
@@ -452,6 +447,31 @@ preset = "web/h264-1080p"
 
         let e = err(&GOOD.replace("version = 1\n", ""));
         check(&e, 1, 1, "version", None);
+    }
+
+    #[test]
+    fn bom_crlf_and_inline_tables() {
+        let bom = format!("\u{feff}{GOOD}");
+        assert!(parse_str(&bom).is_ok());
+        let crlf = GOOD.replace('\n', "\r\n");
+        assert!(parse_str(&crlf).is_ok());
+        let e = err(&crlf.replace("width = 1920", "width = 7"));
+        check(&e, 3, 9, "canvas.width", Some("7"));
+        // A table written inline sits where it is written: here, in [canvas].
+        let video = "[[video]]\n[[video.clip]]\ngenerator = \"bars\"\nduration = \"4s\"\n\
+                     [[video.clip]]\ngenerator = \"pattern\"\n";
+        let inline_video = "video = [{ clip = [{ generator = \"bars\" }, \
+                            { generator = \"solid\", color = \"#12345\" }] }]\n";
+        let e = err(&GOOD.replace(video, inline_video));
+        check(&e, 9, 1, "canvas.video", None);
+        // At the top, before [canvas], it is the track list.
+        let inline = GOOD
+            .replace(video, "")
+            .replace("version = 1\n", &format!("version = 1\n{inline_video}"));
+        let e = err(&inline);
+        check(&e, 2, 75, "video[0].clip[1].color", Some("\"#12345\""));
+        let e = err(&inline.replace("\"#12345\"", "\"#123456\", x = 1"));
+        check(&e, 2, 86, "video[0].clip[1].x", None);
     }
 
     #[test]

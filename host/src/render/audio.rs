@@ -6,7 +6,7 @@ use crate::plugins::Registry;
 use deliver_plugin_api::abi::{self, cap, media};
 use deliver_plugin_api::host::{FileDecoder, Frame};
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The first audio sample of timeline frame `frame` (rounded to nearest, so
 /// that 29.97 fps timelines never drift).
@@ -37,7 +37,7 @@ struct AudioReader {
 }
 
 impl AudioReader {
-    fn open(reg: &Registry, path: &PathBuf, c: &Canvas, in_point: f64) -> Result<Self, String> {
+    fn open(reg: &Registry, path: &Path, c: &Canvas, in_point: f64) -> Result<Self, String> {
         let choice = reg
             .find(cap::FILE_DECODE, "*", None)
             .ok_or("no plugin can decode media files")?;
@@ -58,10 +58,11 @@ impl AudioReader {
             return Err(format!("{} has no audio stream", path.display()));
         }
         if in_point > 0.0 {
-            dec.seek((in_point * 1e6) as i64).map_err(|e| e.to_string())?;
+            dec.seek((in_point * 1e6) as i64)
+                .map_err(|e| e.to_string())?;
         }
         Ok(AudioReader {
-            path: path.clone(),
+            path: path.to_owned(),
             dec,
             channels: c.channels as usize,
             buf: VecDeque::new(),
@@ -75,8 +76,14 @@ impl AudioReader {
     fn mix(&mut self, pos: i64, n: usize, gain: f32, out: &mut [f32]) -> Result<(), String> {
         let ch = self.channels;
         let end = pos + n as i64;
-        while !self.eof && (self.buf_pos == i64::MIN || self.buf_pos + (self.buf.len() / ch) as i64 <= end) {
-            match self.dec.next_frame().map_err(|e| format!("{}: {e}", self.path.display()))? {
+        while !self.eof
+            && (self.buf_pos == i64::MIN || self.buf_pos + (self.buf.len() / ch) as i64 <= end)
+        {
+            match self
+                .dec
+                .next_frame()
+                .map_err(|e| format!("{}: {e}", self.path.display()))?
+            {
                 None => self.eof = true,
                 Some(Frame::Audio { pts, samples, .. }) => {
                     if self.buf_pos == i64::MIN {
@@ -93,7 +100,11 @@ impl AudioReader {
             self.buf.drain(..drop);
             self.buf_pos += (drop / ch) as i64;
         }
-        let offset = if self.buf_pos > pos { (self.buf_pos - pos) as usize } else { 0 };
+        let offset = if self.buf_pos > pos {
+            (self.buf_pos - pos) as usize
+        } else {
+            0
+        };
         let avail = (self.buf.len() / ch).min(n.saturating_sub(offset));
         for (i, s) in self.buf.iter().take(avail * ch).enumerate() {
             out[offset * ch + i] += s * gain;

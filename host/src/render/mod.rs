@@ -16,12 +16,14 @@ use deliver_plugin_api::abi::{self, cap, media, pix};
 use deliver_plugin_api::host::{FileDecoder, Frame};
 pub use image::{Rgba8, Yuv};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A render failure: names the clip and the file.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("no loaded plugin can decode media files (file-decode capability); loaded: {available}")]
+    #[error(
+        "no loaded plugin can decode media files (file-decode capability); loaded: {available}"
+    )]
     NoDecoder { available: String },
     #[error("cannot open media {path} (track {track}, clip {clip}): {reason}")]
     Open {
@@ -54,7 +56,7 @@ struct MediaReader {
 }
 
 impl MediaReader {
-    fn open(reg: &Registry, path: &PathBuf, in_point: f64) -> Result<(Self, abi::MediaInfo), String> {
+    fn open(reg: &Registry, path: &Path, in_point: f64) -> Result<(Self, abi::MediaInfo), String> {
         let choice = reg
             .find(cap::FILE_DECODE, "*", None)
             .ok_or("no file decoder loaded")?;
@@ -75,11 +77,12 @@ impl MediaReader {
             return Err("no video stream".into());
         }
         if in_point > 0.0 {
-            dec.seek((in_point * 1e6) as i64).map_err(|e| e.to_string())?;
+            dec.seek((in_point * 1e6) as i64)
+                .map_err(|e| e.to_string())?;
         }
         Ok((
             MediaReader {
-                path: path.clone(),
+                path: path.to_owned(),
                 dec,
                 cur: Rgba8::new(info.width, info.height),
                 cur_t: f64::NEG_INFINITY,
@@ -261,7 +264,13 @@ impl<'a> Compositor<'a> {
         Ok(())
     }
 
-    fn draw(&mut self, n: u64, l: &Layer<'a>, out: &mut Rgba8, replace: bool) -> Result<(), RenderError> {
+    fn draw(
+        &mut self,
+        n: u64,
+        l: &Layer<'a>,
+        out: &mut Rgba8,
+        replace: bool,
+    ) -> Result<(), RenderError> {
         let c = &self.manifest.canvas;
         let (w, h) = (c.width, c.height);
         let clip = l.clip;
@@ -295,20 +304,28 @@ impl<'a> Compositor<'a> {
                 let t = clip.in_point + (n - clip.start) as f64 / c.frame_rate.as_f64();
                 if !self.readers.contains_key(&l.key) {
                     let track = &self.manifest.video[l.key.0];
-                    let (r, _) = MediaReader::open(self.registry, path, clip.in_point).map_err(|reason| {
-                        RenderError::Open {
+                    let (r, _) = MediaReader::open(self.registry, path, clip.in_point).map_err(
+                        |reason| RenderError::Open {
                             path: path.clone(),
                             track: track.name.clone(),
                             clip: l.key.1,
                             reason,
-                        }
-                    })?;
+                        },
+                    )?;
                     self.readers.insert(l.key, r);
                 }
-                self.readers.get_mut(&l.key).expect("inserted").frame_at(t)?
+                self.readers
+                    .get_mut(&l.key)
+                    .expect("inserted")
+                    .frame_at(t)?
             }
         };
-        if replace && clip.position == [0.0, 0.0] && clip.scale == 1.0 && src.width == w && src.height == h {
+        if replace
+            && clip.position == [0.0, 0.0]
+            && clip.scale == 1.0
+            && src.width == w
+            && src.height == h
+        {
             out.data.copy_from_slice(&src.data);
         } else {
             composite(src, out, clip.position, clip.scale, l.opacity);
@@ -346,7 +363,11 @@ pub fn composite(src: &Rgba8, dst: &mut Rgba8, pos: [f32; 2], scale: f32, opacit
             } else {
                 let fx = (x as f32 + 0.5 - pos[0]) / scale - 0.5;
                 let fy = (y as f32 + 0.5 - pos[1]) / scale - 0.5;
-                if fx < -0.5 || fy < -0.5 || fx > src.width as f32 - 0.5 || fy > src.height as f32 - 0.5 {
+                if fx < -0.5
+                    || fy < -0.5
+                    || fx > src.width as f32 - 0.5
+                    || fy > src.height as f32 - 0.5
+                {
                     continue;
                 }
                 sample_bilinear(src, fx, fy)

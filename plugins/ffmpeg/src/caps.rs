@@ -25,6 +25,9 @@ pub struct EncoderEntry {
     /// Profiles not listed take every format.
     pub profile_pix_fmts: &'static [(&'static str, &'static [&'static str])],
     pub rank: i32,
+    /// Log lines (substrings) by which the encoder admits, only as a
+    /// warning, that it dropped a setting while opening. Opening then fails.
+    pub fatal_warnings: &'static [&'static str],
     /// The option schema: every key a preset may use.
     pub options: &'static [OptionSpec],
 }
@@ -69,11 +72,22 @@ const X264_OPTIONS: &[OptionSpec] = &[
     ),
     OptionSpec::new("preset", Kind::Choice(X264_PRESETS), Target::Av("preset")),
     OptionSpec::new("tune", Kind::Choice(X264_TUNES), Target::Av("tune")),
-    OptionSpec::new("profile", Kind::Choice(X264_PROFILES), Target::Av("profile")),
+    OptionSpec::new(
+        "profile",
+        Kind::Choice(X264_PROFILES),
+        Target::Av("profile"),
+    ),
     OptionSpec::new("level", Kind::Choice(H264_LEVELS), Target::Av("level")),
     // AVCodecContext's generic names: libx264 maps `g` to keyint and `bf`
     // to bframes.
-    OptionSpec::new("gop", Kind::Int { min: 1, max: 100_000 }, Target::Av("g")),
+    OptionSpec::new(
+        "gop",
+        Kind::Int {
+            min: 1,
+            max: 100_000,
+        },
+        Target::Av("g"),
+    ),
     OptionSpec::new("bframes", Kind::Int { min: 0, max: 16 }, Target::Av("bf")),
     OptionSpec::new("x264_params", Kind::Text, Target::Av("x264-params")),
     // Closed GOPs are what segment encoding needs (every segment must decode
@@ -119,9 +133,14 @@ pub const ENCODERS: &[EncoderEntry] = &[
             ("main", &["yuv420p"]),
             ("high", &["yuv420p"]),
             ("high10", &["yuv420p", "yuv420p10le"]),
-            ("high422", &["yuv420p", "yuv422p", "yuv420p10le", "yuv422p10le"]),
+            (
+                "high422",
+                &["yuv420p", "yuv422p", "yuv420p10le", "yuv422p10le"],
+            ),
         ],
         rank: 100,
+        // FFmpeg 5.1 only warns about an x264_params entry x264 rejects.
+        fatal_warnings: &["Error parsing option"],
         options: X264_OPTIONS,
     },
     EncoderEntry {
@@ -132,6 +151,7 @@ pub const ENCODERS: &[EncoderEntry] = &[
         pix_fmts: &[],
         profile_pix_fmts: &[],
         rank: 100,
+        fatal_warnings: &[],
         options: AAC_OPTIONS,
     },
 ];
@@ -219,12 +239,17 @@ pub fn select_encoder(
     };
     let mut candidates: Vec<&&EncoderEntry> = available
         .iter()
-        .filter(|e| e.codec == codec && (implementation.is_empty() || e.implementation == implementation))
+        .filter(|e| {
+            e.codec == codec && (implementation.is_empty() || e.implementation == implementation)
+        })
         .collect();
     candidates.sort_by_key(|e| -e.rank);
     let entry = candidates.first().ok_or_else(|| {
         if implementation.is_empty() {
-            format!("this plugin cannot encode `{codec}` here; it offers: {}", list())
+            format!(
+                "this plugin cannot encode `{codec}` here; it offers: {}",
+                list()
+            )
         } else {
             format!(
                 "this plugin cannot encode `{codec}` with `{implementation}` here; it offers: {}",
@@ -235,7 +260,11 @@ pub fn select_encoder(
     if entry.media != media_kind {
         return Err(format!(
             "`{codec}` is a {} codec but the encoder was asked for media {media_kind}",
-            if entry.media == media::VIDEO { "video" } else { "audio" }
+            if entry.media == media::VIDEO {
+                "video"
+            } else {
+                "audio"
+            }
         ));
     }
     Ok(entry)
@@ -257,7 +286,11 @@ pub fn probe() -> Vec<CapabilitySpec> {
     let mut decoders = Vec::new();
     for &name in STREAM_DECODERS {
         let Some(dec) = find_decoder(name) else {
-            log(level::INFO, "ffmpeg", &format!("no decoder for `{name}` in this FFmpeg build"));
+            log(
+                level::INFO,
+                "ffmpeg",
+                &format!("no decoder for `{name}` in this FFmpeg build"),
+            );
             continue;
         };
         // SAFETY: static codec.
@@ -286,7 +319,10 @@ pub fn probe() -> Vec<CapabilitySpec> {
             log(
                 level::INFO,
                 "ffmpeg",
-                &format!("no `{}` encoder in this FFmpeg build: `{}` encoding not offered", e.implementation, e.codec),
+                &format!(
+                    "no `{}` encoder in this FFmpeg build: `{}` encoding not offered",
+                    e.implementation, e.codec
+                ),
             );
             continue;
         };
@@ -321,9 +357,14 @@ pub fn probe() -> Vec<CapabilitySpec> {
             Err(_) => continue,
         };
         // SAFETY: valid C string; formats are static.
-        let fmt = unsafe { ffi::av_guess_format(name.as_ptr(), std::ptr::null(), std::ptr::null()) };
+        let fmt =
+            unsafe { ffi::av_guess_format(name.as_ptr(), std::ptr::null(), std::ptr::null()) };
         if fmt.is_null() {
-            log(level::INFO, "ffmpeg", &format!("no `{c}` muxer in this FFmpeg build"));
+            log(
+                level::INFO,
+                "ffmpeg",
+                &format!("no `{c}` muxer in this FFmpeg build"),
+            );
             continue;
         }
         containers.push(c);

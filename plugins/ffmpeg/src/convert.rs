@@ -45,8 +45,8 @@ pub(crate) fn plane_row_bytes(layout: pix::Layout, i: usize, width: u32) -> usiz
 ///
 /// # Safety
 /// `f` must hold an image of format `fmt` with positive line sizes, and stay
-/// untouched for `'a`.
-unsafe fn frame_view<'a>(f: &'a ffi::AVFrame, fmt: u32) -> [(&'a [u8], usize); 4] {
+/// untouched while the view is borrowed.
+unsafe fn frame_view(f: &ffi::AVFrame, fmt: u32) -> [(&[u8], usize); 4] {
     let mut planes: [(&[u8], usize); 4] = [(&[], 0); 4];
     let Some(layout) = pix::layout(fmt) else {
         return planes;
@@ -54,11 +54,13 @@ unsafe fn frame_view<'a>(f: &'a ffi::AVFrame, fmt: u32) -> [(&'a [u8], usize); 4
     for (i, plane) in planes.iter_mut().enumerate().take(layout.planes) {
         let stride = f.linesize[i] as usize;
         let rows = plane_rows(layout, i, f.height as u32);
-        if !f.data[i].is_null() {
-            // SAFETY: libav* allocates at least linesize * rows bytes per
-            // plane (av_frame_get_buffer and the decoders' pools both do).
+        let row = plane_row_bytes(layout, i, f.width as u32);
+        if !f.data[i].is_null() && rows > 0 {
+            // Only up to the end of the last row: a cropped frame's planes
+            // start inside its buffer, so whole strides could run past it.
+            // SAFETY: every row of the image lies in the frame's buffer.
             *plane = (
-                unsafe { std::slice::from_raw_parts(f.data[i], stride * rows) },
+                unsafe { std::slice::from_raw_parts(f.data[i], stride * (rows - 1) + row) },
                 stride,
             );
         }
@@ -212,7 +214,10 @@ impl VideoOut {
 
     fn convert(&mut self, f: &ffi::AVFrame, target: u32) -> Result<(), String> {
         let src = pix_enum(f.format).ok_or_else(|| {
-            format!("decoder produced pixel format {} that FFmpeg does not name", f.format)
+            format!(
+                "decoder produced pixel format {} that FFmpeg does not name",
+                f.format
+            )
         })?;
         let dst = pix_to_av(target).ok_or("target pixel format is not an ABI format")?;
         let (src_rgb, dst_rgb) = (pix_is_rgb(src), pix_is_rgb(dst));
@@ -292,6 +297,11 @@ impl VideoOut {
         }
         self.converted = true;
         Ok(())
+    }
+
+    /// The timestamp of the frame last prepared.
+    pub(crate) fn pts(&self) -> i64 {
+        self.pts
     }
 
     /// The frame prepared by [`process`](Self::process); `src` is the frame
@@ -377,7 +387,11 @@ impl Resampler {
             )
         };
         if r < 0 || ctx.is_null() {
-            return Err(format!("swresample cannot convert {}: {}", describe(), av_code(r)));
+            return Err(format!(
+                "swresample cannot convert {}: {}",
+                describe(),
+                av_code(r)
+            ));
         }
         // SAFETY: allocated above.
         let r = unsafe { ffi::swr_init(ctx) };
@@ -427,7 +441,13 @@ impl Resampler {
         };
         // SAFETY: guaranteed by the caller.
         let r = unsafe {
-            ffi::swr_convert(self.ctx, out.as_ptr() as *mut *mut u8, cap as c_int, in_ptr, n)
+            ffi::swr_convert(
+                self.ctx,
+                out.as_ptr() as *mut *mut u8,
+                cap as c_int,
+                in_ptr,
+                n,
+            )
         };
         if r < 0 {
             return Err(format!("swresample failed: {}", av_code(r)));
@@ -513,7 +533,11 @@ impl AudioOut {
 
     /// Converts a decoded frame whose timestamps are in `tb`; returns the
     /// number of samples now ready in [`view`](Self::view).
-    pub(crate) fn push(&mut self, src: &frame::Audio, tb: ffi::AVRational) -> Result<usize, String> {
+    pub(crate) fn push(
+        &mut self,
+        src: &frame::Audio,
+        tb: ffi::AVRational,
+    ) -> Result<usize, String> {
         // SAFETY: a decoded frame.
         let f = unsafe { &*src.as_ptr() };
         self.buf.clear();
@@ -523,8 +547,12 @@ impl AudioOut {
         if dropped == total {
             return Ok(0);
         }
-        let fmt = sample_enum(f.format)
-            .ok_or_else(|| format!("decoder produced sample format {} unknown to FFmpeg", f.format))?;
+        let fmt = sample_enum(f.format).ok_or_else(|| {
+            format!(
+                "decoder produced sample format {} unknown to FFmpeg",
+                f.format
+            )
+        })?;
 
         let stale = self
             .swr

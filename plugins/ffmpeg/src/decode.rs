@@ -223,7 +223,12 @@ impl FileDecoder {
         threads: u32,
     ) -> Result<(decoder::Opened, ffi::AVRational), String> {
         // SAFETY: as above.
-        let (tb, id) = unsafe { ((*st.as_ptr()).time_base, (*(*st.as_ptr()).codecpar).codec_id) };
+        let (tb, id) = unsafe {
+            (
+                (*st.as_ptr()).time_base,
+                (*(*st.as_ptr()).codecpar).codec_id,
+            )
+        };
         let what = format!("{path}, stream {} ({})", st.index(), codec_name(id));
         let mut ctx = codec::Context::from_parameters(st.parameters())
             .map_err(|e| format!("{what}: {}", av_err(e)))?;
@@ -268,6 +273,56 @@ impl FileDecoder {
         }
     }
 
+    /// Seeks to `at_us` (container time) or before, and resets decoding.
+    fn seek_to(&mut self, at_us: i64) -> Result<(), String> {
+        clear_last_error();
+        // SAFETY: an open input; -1 selects AV_TIME_BASE (microsecond) units.
+        let r = unsafe {
+            ffi::av_seek_frame(
+                self.input.as_mut_ptr(),
+                -1,
+                at_us,
+                ffi::AVSEEK_FLAG_BACKWARD,
+            )
+        };
+        if r < 0 {
+            return Err(format!(
+                "seeking {} to {} µs: {}",
+                self.path,
+                at_us - self.start_us,
+                av_code(r)
+            ));
+        }
+        if let Some(v) = self.video.as_mut() {
+            v.dec.flush();
+            v.eof = false;
+        }
+        if let Some(a) = self.audio.as_mut() {
+            a.dec.flush();
+            a.eof = false;
+            a.out.reset();
+        }
+        self.demux_eof = false;
+        self.audio_flushed = false;
+        Ok(())
+    }
+
+    /// Decodes up to the first video frame; its time in container
+    /// microseconds, `None` at the end or when it has no timestamp.
+    fn peek_video_us(&mut self) -> Result<Option<i64>, String> {
+        loop {
+            match self.step()? {
+                Some(Ready::Video) => {
+                    let v = self.video.as_ref().expect("video track");
+                    let pts = v.out.pts();
+                    return Ok((pts != ffi::AV_NOPTS_VALUE).then(|| to_us(pts, v.tb)));
+                }
+                Some(Ready::Audio) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
     fn read_packet(&mut self) -> Result<(), String> {
         let mut packet = Packet::empty();
         match packet.read(&mut self.input) {
@@ -276,11 +331,15 @@ impl FileDecoder {
                 let what = &self.path;
                 if let Some(v) = self.video.as_mut().filter(|v| v.index == idx) {
                     if let Sent::Full = send(&mut v.dec, &packet, what)? {
-                        return Err(format!("{what}: the video decoder refused input it should take"));
+                        return Err(format!(
+                            "{what}: the video decoder refused input it should take"
+                        ));
                     }
                 } else if let Some(a) = self.audio.as_mut().filter(|a| a.index == idx) {
                     if let Sent::Full = send(&mut a.dec, &packet, what)? {
-                        return Err(format!("{what}: the audio decoder refused input it should take"));
+                        return Err(format!(
+                            "{what}: the audio decoder refused input it should take"
+                        ));
                     }
                 }
                 Ok(())
@@ -318,7 +377,11 @@ impl plugin::FileDecoder for FileDecoder {
         info.bit_rate = input.bit_rate();
         // SAFETY: an open input.
         let start = unsafe { (*input.as_ptr()).start_time };
-        let start_us = if start == ffi::AV_NOPTS_VALUE { 0 } else { start };
+        let start_us = if start == ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            start
+        };
 
         // A cover picture is a "video" stream of one frame: not programme video.
         let vbest = input
@@ -326,7 +389,10 @@ impl plugin::FileDecoder for FileDecoder {
             .best(ff_media::Type::Video)
             .filter(|s| s.disposition().bits() & ffi::AV_DISPOSITION_ATTACHED_PIC == 0)
             .map(|s| s.index());
-        let abest = input.streams().best(ff_media::Type::Audio).map(|s| s.index());
+        let abest = input
+            .streams()
+            .best(ff_media::Type::Audio)
+            .map(|s| s.index());
 
         let mut video = None;
         let mut audio = None;
@@ -375,7 +441,10 @@ impl plugin::FileDecoder for FileDecoder {
             ));
         }
         // Streams nobody decodes are not even demuxed into packets.
-        let used = [video.as_ref().map(|v| v.index), audio.as_ref().map(|a| a.index)];
+        let used = [
+            video.as_ref().map(|v| v.index),
+            audio.as_ref().map(|a| a.index),
+        ];
         for mut st in input.streams_mut() {
             if !used.contains(&Some(st.index())) {
                 // SAFETY: a stream of an open input.
@@ -397,27 +466,30 @@ impl plugin::FileDecoder for FileDecoder {
     }
 
     fn seek(&mut self, time_us: i64) -> PResult<()> {
-        clear_last_error();
         let target = time_us.saturating_add(self.start_us);
-        // SAFETY: an open input; -1 selects AV_TIME_BASE (microsecond) units.
-        let r = unsafe {
-            ffi::av_seek_frame(self.input.as_mut_ptr(), -1, target, ffi::AVSEEK_FLAG_BACKWARD)
-        };
-        if r < 0 {
-            return Err(format!("seeking {} to {time_us} µs: {}", self.path, av_code(r)));
+        if self.video.is_none() {
+            return self.seek_to(target);
         }
-        if let Some(v) = self.video.as_mut() {
-            v.dec.flush();
-            v.eof = false;
+        // Containers without an index (MPEG-TS) seek by timestamp search,
+        // which can land after the key frame that the target needs, so the
+        // decoder's first picture comes late. Look at where video really
+        // starts and step back until it is at or before the target, then
+        // seek there once more so nothing looked at is lost.
+        let mut back = 0i64;
+        loop {
+            let at = target.saturating_sub(back).max(self.start_us);
+            self.seek_to(at)?;
+            match self.peek_video_us()? {
+                Some(first) if first > target && at > self.start_us => {
+                    back = if back == 0 {
+                        1_000_000
+                    } else {
+                        back.saturating_mul(2)
+                    };
+                }
+                _ => return self.seek_to(at),
+            }
         }
-        if let Some(a) = self.audio.as_mut() {
-            a.dec.flush();
-            a.eof = false;
-            a.out.reset();
-        }
-        self.demux_eof = false;
-        self.audio_flushed = false;
-        Ok(())
     }
 
     fn next(&mut self) -> PResult<Option<FrameView<'_>>> {
@@ -502,7 +574,9 @@ impl StreamDecoder {
                     }
                 }
                 Got::Again => {
-                    if self.pending.is_empty() && !(self.eof_requested && !self.eof_sent) {
+                    let waiting =
+                        !self.pending.is_empty() || (self.eof_requested && !self.eof_sent);
+                    if !waiting {
                         return Ok(Err(status::NEED_MORE));
                     }
                     if !self.pump()? {
@@ -542,7 +616,12 @@ impl plugin::StreamDecoder for StreamDecoder {
         let m = match kind {
             ffi::AVMediaType::AVMEDIA_TYPE_VIDEO => media::VIDEO,
             ffi::AVMediaType::AVMEDIA_TYPE_AUDIO => media::AUDIO,
-            _ => return Err(format!("`{}` is neither a video nor an audio codec", params.codec)),
+            _ => {
+                return Err(format!(
+                    "`{}` is neither a video nor an audio codec",
+                    params.codec
+                ))
+            }
         };
         if params.media != 0 && params.media != m {
             return Err(format!(
@@ -593,7 +672,10 @@ impl plugin::StreamDecoder for StreamDecoder {
         }
         let dec = open_decoder(ctx, codec, cfg.threads, &what)?;
         let (video, audio) = if m == media::VIDEO {
-            (Some((frame::Video::empty(), VideoOut::new(cfg.video_pix_fmt)?)), None)
+            (
+                Some((frame::Video::empty(), VideoOut::new(cfg.video_pix_fmt)?)),
+                None,
+            )
         } else {
             // Priming samples are part of the stream but not of the
             // programme; a container would carry this as an edit list.
@@ -626,7 +708,10 @@ impl plugin::StreamDecoder for StreamDecoder {
             return Ok(());
         };
         if self.eof_requested {
-            return Err(format!("{}: a packet was sent after the drain request", self.codec));
+            return Err(format!(
+                "{}: a packet was sent after the drain request",
+                self.codec
+            ));
         }
         let ptb = ffi::AVRational {
             num: p.time_base.num,
@@ -638,11 +723,14 @@ impl plugin::StreamDecoder for StreamDecoder {
             // SAFETY: an open decoder context; the field is read per packet.
             unsafe { (*self.dec.as_mut_ptr()).pkt_timebase = ptb };
         }
-        let mut packet = if p.data.is_empty() {
-            Packet::empty()
-        } else {
-            Packet::copy(p.data)
-        };
+        if p.data.is_empty() {
+            // FFmpeg reads an empty packet as "drain"; that must be explicit.
+            return Err(format!(
+                "{}: an empty packet was sent (send no packet to drain)",
+                self.codec
+            ));
+        }
+        let mut packet = Packet::copy(p.data);
         packet.set_pts(Some(rescale(p.pts, ptb, self.tb)));
         packet.set_dts(Some(rescale(p.dts, ptb, self.tb)));
         packet.set_duration(rescale(p.duration, ptb, self.tb));

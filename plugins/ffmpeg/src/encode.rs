@@ -5,13 +5,15 @@
 use crate::caps::{self, EncoderEntry};
 use crate::convert::{plane_row_bytes, plane_rows, Resampler};
 use crate::ffi_util::{
-    abi_rational, av_code, av_color, av_rational, codec_name, is_positive, pix_to_av,
-    profile_name, read_extradata, rescale, Layout,
+    abi_rational, av_code, av_color, av_rational, codec_name, is_positive, pix_to_av, profile_name,
+    read_extradata, rescale, Layout,
 };
 use crate::ffmpeg_log::clear_last_error;
 use crate::options::{self, AvSettings};
 use deliver_plugin_api::abi::{self, media, pix, status};
-use deliver_plugin_api::plugin::{self, AudioView, EncoderSettings, OwnedPacket, PResult, StreamInfo, VideoView};
+use deliver_plugin_api::plugin::{
+    self, AudioView, EncoderSettings, OwnedPacket, PResult, StreamInfo, VideoView,
+};
 use ffmpeg_next::{codec, ffi, Packet};
 use std::collections::VecDeque;
 use std::ffi::c_int;
@@ -98,7 +100,12 @@ fn new_frame() -> Result<ffmpeg_next::Frame, String> {
 }
 
 /// (Re)allocates a video frame's buffers.
-fn alloc_video(f: &mut ffmpeg_next::Frame, fmt: ffi::AVPixelFormat, w: u32, h: u32) -> Result<(), String> {
+fn alloc_video(
+    f: &mut ffmpeg_next::Frame,
+    fmt: ffi::AVPixelFormat,
+    w: u32,
+    h: u32,
+) -> Result<(), String> {
     // SAFETY: a valid frame we own.
     unsafe {
         let p = f.as_mut_ptr();
@@ -153,7 +160,9 @@ impl Encoder {
                 cfg.width, cfg.height
             ));
         }
-        if cfg.width % (1 << layout.chroma_shift_x) != 0 || cfg.height % (1 << layout.chroma_shift_y) != 0 {
+        if cfg.width % (1 << layout.chroma_shift_x) != 0
+            || cfg.height % (1 << layout.chroma_shift_y) != 0
+        {
             return Err(format!(
                 "{imp}: {fmt_name} subsamples chroma, so {}x{} must be a multiple of {}x{}",
                 cfg.width,
@@ -243,7 +252,11 @@ impl Encoder {
             let accepted = if rates.is_empty() {
                 "any positive rate".to_owned()
             } else {
-                rates.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                rates
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             return Err(format!(
                 "{imp}: sample rate {} Hz is not accepted; accepted: {accepted}",
@@ -319,7 +332,11 @@ impl Encoder {
             ffi::av_channel_layout_copy(&mut (*p).ch_layout, &a.layout.0);
             let r = ffi::av_frame_get_buffer(p, 0);
             if r < 0 {
-                return Err(format!("{}: allocating an audio frame: {}", self.what, av_code(r)));
+                return Err(format!(
+                    "{}: allocating an audio frame: {}",
+                    self.what,
+                    av_code(r)
+                ));
             }
             let planes = if ffi::av_sample_fmt_is_planar(a.swr.out_format()) != 0 {
                 ch
@@ -358,7 +375,11 @@ impl plugin::Encoder for Encoder {
         }
         let entry = caps::select_encoder(&cfg.codec, &cfg.implementation, cfg.media)?;
         let imp = entry.implementation;
-        let mut settings = options::parse(&cfg.options, entry.options, &format!("{imp} encoder options"))?;
+        let mut settings = options::parse(
+            &cfg.options,
+            entry.options,
+            &format!("{imp} encoder options"),
+        )?;
         let codec = caps::find_encoder(imp).ok_or_else(|| format!("encoder `{imp}` vanished"))?;
         // SAFETY: allocation with a static codec; checked for null.
         let raw = unsafe { ffi::avcodec_alloc_context3(codec) };
@@ -376,35 +397,45 @@ impl plugin::Encoder for Encoder {
                 (*raw).bit_rate = cfg.bit_rate;
             }
         }
-        let (mut video, mut audio_setup) = (None, None);
-        if cfg.media == media::VIDEO {
-            video = Some(Self::open_video(entry, cfg, raw, &mut settings)?);
+        let (video, audio_setup) = if cfg.media == media::VIDEO {
+            (
+                Some(Self::open_video(entry, cfg, raw, &mut settings)?),
+                None,
+            )
         } else {
-            audio_setup = Some(Self::prepare_audio(entry, cfg, codec, raw)?);
-        }
+            (None, Some(Self::prepare_audio(entry, cfg, codec, raw)?))
+        };
 
         let mut dict = settings.to_dictionary();
         // SAFETY: the dictionary is handed to FFmpeg and taken back with what
         // it did not consume.
         let (r, leftover) = unsafe {
             let mut d = dict.disown();
+            crate::ffmpeg_log::capture_start();
             let r = ffi::avcodec_open2(raw, codec, &mut d);
             dict = ffmpeg_next::Dictionary::own(d);
             (r, dict)
         };
+        let logged = crate::ffmpeg_log::capture_end();
+        let shown = if cfg.options.trim().is_empty() {
+            "none"
+        } else {
+            cfg.options.trim()
+        };
         if r < 0 {
             return Err(format!(
-                "{imp} refused the settings (options: {}): {}",
-                if cfg.options.trim().is_empty() { "none" } else { cfg.options.trim() },
+                "{imp} refused the settings (options: {shown}): {}",
                 av_code(r)
             ));
         }
-        // libx264 logs a bad x264-params entry as an error yet opens anyway:
-        // refuse, rather than encode with a preset setting silently dropped.
-        if let Some(e) = crate::ffmpeg_log::take_last_error() {
+        // An encoder that opened but logged an error, or a warning that means
+        // a setting was dropped, would encode something the preset did not
+        // ask for: refuse instead.
+        if let Some((_, line)) = logged.iter().find(|(lvl, line)| {
+            *lvl <= ffi::AV_LOG_ERROR || entry.fatal_warnings.iter().any(|w| line.contains(w))
+        }) {
             return Err(format!(
-                "{imp} reported an error for the settings (options: {}): {e}",
-                if cfg.options.trim().is_empty() { "none" } else { cfg.options.trim() }
+                "{imp} did not take the settings as given (options: {shown}): {line}"
             ));
         }
         let unused: Vec<String> = leftover.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -489,7 +520,10 @@ impl plugin::Encoder for Encoder {
         plugin::log(
             plugin::level::DEBUG,
             "ffmpeg",
-            &format!("opened {what}: {} profile, settings {:?}", info.profile, settings.0),
+            &format!(
+                "opened {what}: {} profile, settings {:?}",
+                info.profile, settings.0
+            ),
         );
         Ok((
             Encoder {
@@ -533,7 +567,10 @@ impl plugin::Encoder for Encoder {
         }
         let l = vin.layout;
         if v.n_planes < l.planes {
-            return Err(format!("{what}: frame has {} planes, {} expected", v.n_planes, l.planes));
+            return Err(format!(
+                "{what}: frame has {} planes, {} expected",
+                v.n_planes, l.planes
+            ));
         }
         // SAFETY: a frame we own.
         if unsafe { ffi::av_frame_is_writable(vin.work.as_mut_ptr()) } == 0 {
@@ -582,7 +619,8 @@ impl plugin::Encoder for Encoder {
             return Err(format!("{what}: out of memory"));
         }
         // SAFETY: a frame we own from here on.
-        self.pending.push_back(unsafe { ffmpeg_next::Frame::wrap(queued) });
+        self.pending
+            .push_back(unsafe { ffmpeg_next::Frame::wrap(queued) });
         self.pump()?;
         Ok(())
     }
@@ -624,7 +662,11 @@ impl plugin::Encoder for Encoder {
             a.next_pts = Some(v.pts);
         }
         a.fifo.extend_from_slice(v.samples);
-        while self.audio.as_ref().is_some_and(|a| a.fifo.len() >= size * ch) {
+        while self
+            .audio
+            .as_ref()
+            .is_some_and(|a| a.fifo.len() >= size * ch)
+        {
             self.queue_audio(size, size)?;
         }
         self.pump()?;
@@ -651,7 +693,8 @@ impl plugin::Encoder for Encoder {
                     }));
                 }
                 Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
-                    let waiting = !self.pending.is_empty() || (self.eof_requested && !self.eof_sent);
+                    let waiting =
+                        !self.pending.is_empty() || (self.eof_requested && !self.eof_sent);
                     if !waiting {
                         return Ok(Err(status::NEED_MORE));
                     }
@@ -684,4 +727,3 @@ mod tests {
         assert_eq!(h264_profile(&[0, 0, 1, 0x68, 1, 2]), None);
     }
 }
-

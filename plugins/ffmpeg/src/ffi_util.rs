@@ -125,7 +125,10 @@ pub(crate) fn pix_is_jpeg_range(f: ffi::AVPixelFormat) -> bool {
     use ffi::AVPixelFormat::*;
     matches!(
         f,
-        AV_PIX_FMT_YUVJ420P | AV_PIX_FMT_YUVJ422P | AV_PIX_FMT_YUVJ444P | AV_PIX_FMT_YUVJ440P
+        AV_PIX_FMT_YUVJ420P
+            | AV_PIX_FMT_YUVJ422P
+            | AV_PIX_FMT_YUVJ444P
+            | AV_PIX_FMT_YUVJ440P
             | AV_PIX_FMT_YUVJ411P
     )
 }
@@ -346,5 +349,12 @@ pub(crate) fn to_us(ts: i64, tb: ffi::AVRational) -> i64 {
     if ts == ffi::AV_NOPTS_VALUE || tb.num <= 0 || tb.den <= 0 {
         return -1;
     }
-    rescale(ts, tb, ffi::AVRational { num: 1, den: 1_000_000 })
+    rescale(
+        ts,
+        tb,
+        ffi::AVRational {
+            num: 1,
+            den: 1_000_000,
+        },
+    )
 }

@@ -8,6 +8,18 @@ use std::cell::RefCell;
 
 thread_local! {
     static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Warnings and errors logged on this thread while a capture is active.
+    static CAPTURE: RefCell<Option<Vec<(i32, String)>>> = const { RefCell::new(None) };
+}
+
+/// Starts collecting this thread's warnings and errors.
+pub(crate) fn capture_start() {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Vec::new()));
+}
+
+/// Stops collecting; returns `(av_level, line)` pairs in order.
+pub(crate) fn capture_end() -> Vec<(i32, String)> {
+    CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default()
 }
 
 /// The last error libav* logged on this thread, cleared by reading it.
@@ -33,6 +45,13 @@ fn forward(av_level: i32, line: &str) {
     };
     if av_level <= ffi::AV_LOG_ERROR {
         LAST_ERROR.with(|l| *l.borrow_mut() = Some(line.to_owned()));
+    }
+    if av_level <= ffi::AV_LOG_WARNING {
+        CAPTURE.with(|c| {
+            if let Some(v) = c.borrow_mut().as_mut() {
+                v.push((av_level, line.to_owned()));
+            }
+        });
     }
     log(lvl, "ffmpeg", line);
 }

@@ -2,8 +2,8 @@
 
 use crate::caps::{CONTAINERS, MUX_OPTIONS};
 use crate::ffi_util::{
-    av_code, av_color, av_err, av_extradata, av_rational, codec_id_by_name, codec_name, is_positive,
-    pix_to_av, Layout,
+    av_code, av_color, av_err, av_extradata, av_rational, codec_id_by_name, codec_name,
+    is_positive, pix_to_av, Layout,
 };
 use crate::ffmpeg_log::clear_last_error;
 use crate::options::{self, AvSettings};
@@ -65,15 +65,16 @@ impl plugin::Muxer for Muxer {
     fn add_stream(&mut self, p: &StreamInfo) -> PResult<u32> {
         let path = self.path.clone();
         if self.header {
-            return Err(format!("{path}: streams must be added before the header is written"));
+            return Err(format!(
+                "{path}: streams must be added before the header is written"
+            ));
         }
         let id = codec_id_by_name(&p.codec)
             .ok_or_else(|| format!("{path}: FFmpeg does not know codec `{}`", p.codec))?;
         let ctx = self.ctx();
         // SAFETY: an output context; oformat is set by output_as.
-        let fits = unsafe {
-            ffi::avformat_query_codec((*ctx).oformat, id, ffi::FF_COMPLIANCE_NORMAL)
-        };
+        let fits =
+            unsafe { ffi::avformat_query_codec((*ctx).oformat, id, ffi::FF_COMPLIANCE_NORMAL) };
         if fits == 0 {
             return Err(format!(
                 "{path}: a {} file cannot carry {} ({})",
@@ -119,26 +120,28 @@ impl plugin::Muxer for Muxer {
             par.bit_rate = p.bit_rate.max(0);
             (*st).time_base = tb;
             if p.media == media::VIDEO {
-                    par.codec_type = ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
-                    par.width = p.width as c_int;
-                    par.height = p.height as c_int;
-                    par.format = pix_to_av(p.pix_fmt).map_or(-1, |f| f as c_int);
-                    par.sample_aspect_ratio = ffi::AVRational { num: 1, den: 1 };
-                    par.field_order = ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE;
-                    par.color_primaries = color.primaries;
-                    par.color_trc = color.transfer;
-                    par.color_space = color.matrix;
-                    par.color_range = color.range;
-                    if is_positive(p.frame_rate) {
-                        (*st).avg_frame_rate = av_rational(p.frame_rate);
-                    }
+                par.codec_type = ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+                par.width = p.width as c_int;
+                par.height = p.height as c_int;
+                par.format = pix_to_av(p.pix_fmt).map_or(-1, |f| f as c_int);
+                par.sample_aspect_ratio = ffi::AVRational { num: 1, den: 1 };
+                par.field_order = ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE;
+                par.color_primaries = color.primaries;
+                par.color_trc = color.transfer;
+                par.color_space = color.matrix;
+                par.color_range = color.range;
+                if is_positive(p.frame_rate) {
+                    (*st).avg_frame_rate = av_rational(p.frame_rate);
+                }
             } else {
-                    par.codec_type = ffi::AVMediaType::AVMEDIA_TYPE_AUDIO;
-                    par.sample_rate = p.sample_rate as c_int;
-                    let l = Layout::default_for(p.channels.max(1));
-                    ffi::av_channel_layout_copy(&mut par.ch_layout, &l.0);
-                    par.frame_size = p.frame_size as c_int;
-                    par.initial_padding = p.initial_padding as c_int;
+                par.codec_type = ffi::AVMediaType::AVMEDIA_TYPE_AUDIO;
+                par.sample_rate = p.sample_rate as c_int;
+                let l = Layout::default_for(p.channels.max(1));
+                ffi::av_channel_layout_copy(&mut par.ch_layout, &l.0);
+                par.frame_size = p.frame_size as c_int;
+                // PCM in MOV needs the sample size; 0 for compressed codecs.
+                par.bits_per_coded_sample = ffi::av_get_bits_per_sample(id);
+                par.initial_padding = p.initial_padding as c_int;
             }
         }
         self.streams.push(MuxStream {
@@ -153,7 +156,10 @@ impl plugin::Muxer for Muxer {
             return Err(format!("{}: the header is already written", self.path));
         }
         if self.streams.is_empty() {
-            return Err(format!("{}: no streams were added before the header", self.path));
+            return Err(format!(
+                "{}: no streams were added before the header",
+                self.path
+            ));
         }
         clear_last_error();
         let ctx = self.ctx();
@@ -167,7 +173,11 @@ impl plugin::Muxer for Muxer {
             (r, dict)
         };
         if r < 0 {
-            return Err(format!("writing the header of {}: {}", self.path, av_code(r)));
+            return Err(format!(
+                "writing the header of {}: {}",
+                self.path,
+                av_code(r)
+            ));
         }
         self.header = true;
         let unused: Vec<String> = leftover.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -202,7 +212,10 @@ impl plugin::Muxer for Muxer {
             ));
         };
         if pkt.data.is_empty() {
-            return Err(format!("{}: an empty packet for stream {stream}", self.path));
+            return Err(format!(
+                "{}: an empty packet for stream {stream}",
+                self.path
+            ));
         }
         let from = if is_positive(pkt.time_base) {
             av_rational(pkt.time_base)

@@ -182,7 +182,10 @@ mod tests {
     const SPECS: &[OptionSpec] = &[
         OptionSpec::new(
             "crf",
-            Kind::Float { min: 0.0, max: 51.0 },
+            Kind::Float {
+                min: 0.0,
+                max: 51.0,
+            },
             Target::Av("crf"),
         ),
         OptionSpec::new("level", Kind::Choice(&["4", "4.1"]), Target::Av("level")),
@@ -199,8 +202,12 @@ mod tests {
 
     #[test]
     fn accepts_valid_values() {
-        let s = parse("crf = 18\nlevel = 4.1\nclosed_gop = false\nx = \"a=1\"", SPECS, "o")
-            .unwrap();
+        let s = parse(
+            "crf = 18\nlevel = 4.1\nclosed_gop = false\nx = \"a=1\"",
+            SPECS,
+            "o",
+        )
+        .unwrap();
         assert_eq!(s.get("crf"), Some("18"));
         assert_eq!(s.get("level"), Some("4.1"));
         assert_eq!(s.get("x264opts"), Some("open-gop=1:a=1"));
@@ -216,7 +223,10 @@ mod tests {
     #[test]
     fn names_bad_value_and_range() {
         let e = parse("crf = 60.5", SPECS, "o").unwrap_err();
-        assert!(e.contains("`crf` = 60.5") && e.contains("from 0 to 51"), "{e}");
+        assert!(
+            e.contains("`crf` = 60.5") && e.contains("from 0 to 51"),
+            "{e}"
+        );
         let e = parse("level = \"9\"", SPECS, "o").unwrap_err();
         assert!(e.contains("one of 4, 4.1"), "{e}");
     }
