@@ -85,12 +85,45 @@ fn peer(dir: &Path) -> f64 {
         json_field(&stats, "input_thresh"),
         json_field(&stats, "target_offset"),
     );
-    // Pass 2: render, normalize and encode with the preset's settings.
+    // Pass 2: render, normalize and encode with the preset's settings. The
+    // pattern layer is deliver's `pattern` generator rebuilt from lavfi
+    // filters (gradient made once and looped, moving box and bar as
+    // overlays, the 16-bit frame code as enabled overlays), so that both
+    // sides give libx264 the same pictures to encode: a cheaper or costlier
+    // picture would decide the ratio by itself. The bars are static on both
+    // sides and cost next to nothing to encode.
+    // Frame numbers come from timestamps (`round(t*25)`): overlay's `n`
+    // counts from 1 in FFmpeg 5.1.
+    let first = 15 * 25; // the pattern's first timeline frame
+    let mut video = format!(
+        "[1:v]geq=r='floor(X*255/(W-1))':g='floor(Y*255/(H-1))':\
+         b='255-floor((floor(X*255/(W-1))+floor(Y*255/(H-1)))/2)',\
+         drawbox=x=48:y=984:w=768:h=48:color=black:t=fill,\
+         loop=loop=374:size=1:start=0,setpts=N/25/TB[bg0];\
+         [bg0][2:v]overlay=x='mod(floor((round(t*25)+{first})*1920/100),2100)-180':y=450:eval=frame[bg1];\
+         [bg1][3:v]overlay=x=0:y='mod(floor((round(t*25)+{first})*1080/75),1080)':eval=frame[bg2];\
+         [4:v]split=16"
+    );
+    for bit in 0..16 {
+        video += &format!("[w{bit}]");
+    }
+    video += ";";
+    let mut last = "bg2".to_owned();
+    for bit in 0..16 {
+        let x = 48 + bit * 48;
+        video += &format!(
+            "[{last}][w{bit}]overlay=x={x}:y=984:enable='eq(mod(floor((round(t*25)+{first})/{}),2),1)'[c{bit}];",
+            1u32 << (15 - bit)
+        );
+        last = format!("c{bit}");
+    }
     let graph = format!(
-        "[0:v][1:v]xfade=transition=fade:duration=1:offset=15,format=yuv420p[v];\
-         [2:a]pan=stereo|c0=c0|c1=c0,loudnorm=I=-23:TP=-1:LRA=20:\
+        "{video}[{last}]scale=out_color_matrix=bt709:out_range=tv,format=yuv444p[pat];\
+         [0:v]format=yuv444p[bars];[bars][pat]xfade=transition=fade:duration=1:offset=15,format=yuv420p[v];\
+         [5:a]pan=stereo|c0=c0|c1=c0,loudnorm=I=-23:TP=-1:LRA=20:\
          measured_I={mi}:measured_TP={mtp}:measured_LRA={mlra}:measured_thresh={mth}:\
-         offset={off}:linear=true,aresample=48000[a]"
+         offset={off}:linear=true,aresample=48000,\
+         aformat=sample_fmts=fltp:channel_layouts=stereo[a]"
     );
     run(Command::new("ffmpeg").args([
         "-hide_banner",
@@ -103,7 +136,19 @@ fn peer(dir: &Path) -> f64 {
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=1920x1080:rate=25:duration=15",
+        "color=c=black:size=1920x1080:rate=25:duration=0.04,format=rgb24",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0xEBEBEB:size=180x180:rate=25:duration=15",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x808080:size=1920x27:rate=25:duration=15",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=white:size=48x48:rate=25:duration=15",
         "-f",
         "lavfi",
         "-i",
@@ -185,4 +230,26 @@ fn main() {
         SECONDS as f64 / p
     );
     println!("  ratio deliver/ffmpeg = {:.3} (target <= 1.10)", d / p);
+    // The two sides must have encoded the same pictures for the ratio to mean
+    // anything: compare the pattern half of both outputs.
+    let psnr = run(Command::new("ffmpeg").args([
+        "-hide_banner",
+        "-nostats",
+        "-i",
+        dir.path().join("out/bench_web.mp4").to_str().unwrap(),
+        "-i",
+        dir.path().join("peer.mp4").to_str().unwrap(),
+        "-lavfi",
+        "[0:v]trim=start=17,setpts=PTS-STARTPTS[a];[1:v]trim=start=17,setpts=PTS-STARTPTS[b];[a][b]psnr",
+        "-f",
+        "null",
+        "-",
+    ]));
+    let avg = psnr
+        .rsplit_once("average:")
+        .map(|(_, r)| r.split_whitespace().next().unwrap_or("?"));
+    println!(
+        "  same pictures: PSNR between the two outputs over the pattern part = {} dB",
+        avg.unwrap_or("?")
+    );
 }

@@ -38,6 +38,22 @@ impl Luma<'_> {
 
 /// Sum of squared differences.
 pub fn sse(a: &Luma<'_>, b: &Luma<'_>) -> u64 {
+    if a.bytes == 1 && b.bytes == 1 {
+        return (0..a.height)
+            .map(|y| {
+                let ra = &a.data[y * a.stride..y * a.stride + a.width];
+                let rb = &b.data[y * b.stride..y * b.stride + a.width];
+                ra.iter()
+                    .zip(rb)
+                    .map(|(&x, &y)| {
+                        let d = x as i32 - y as i32;
+                        (d * d) as u32
+                    })
+                    .map(u64::from)
+                    .sum::<u64>()
+            })
+            .sum();
+    }
     let mut ra = Vec::with_capacity(a.width);
     let mut rb = Vec::with_capacity(b.width);
     let mut total = 0u64;
@@ -81,6 +97,32 @@ pub fn ssim(a: &Luma<'_>, b: &Luma<'_>) -> f64 {
     let mut total = 0.0f64;
     let block_row = |by: usize, out: &mut Vec<[u64; 4]>, ra: &mut Vec<u32>, rb: &mut Vec<u32>| {
         out.iter_mut().for_each(|s| *s = [0; 4]);
+        if a.bytes == 1 && b.bytes == 1 {
+            // 8-bit: sums of a 4x4 block fit in u32.
+            for y in by * 4..by * 4 + 4 {
+                let pa = &a.data[y * a.stride..y * a.stride + bw * 4];
+                let pb = &b.data[y * b.stride..y * b.stride + bw * 4];
+                for ((s, qa), qb) in out
+                    .iter_mut()
+                    .zip(pa.chunks_exact(4))
+                    .zip(pb.chunks_exact(4))
+                {
+                    let (mut s1, mut s2, mut ss, mut s12) = (0u32, 0u32, 0u32, 0u32);
+                    for i in 0..4 {
+                        let (p, q) = (qa[i] as u32, qb[i] as u32);
+                        s1 += p;
+                        s2 += q;
+                        ss += p * p + q * q;
+                        s12 += p * q;
+                    }
+                    s[0] += s1 as u64;
+                    s[1] += s2 as u64;
+                    s[2] += ss as u64;
+                    s[3] += s12 as u64;
+                }
+            }
+            return;
+        }
         for y in by * 4..by * 4 + 4 {
             a.row_u32(y, ra);
             b.row_u32(y, rb);

@@ -364,6 +364,9 @@ impl Decoded {
     };
 }
 
+/// A timestamp that is not known (FFmpeg's `AV_NOPTS_VALUE`).
+pub const NO_PTS: i64 = i64::MIN;
+
 /// A compressed packet. When it comes from an encoder it is owned by the
 /// plugin (`private` is its handle) until [`VTable::packet_release`]; when the
 /// host passes one in, it is borrowed for the call and `private` is null.
@@ -372,7 +375,9 @@ impl Decoded {
 pub struct Packet {
     pub data: *const u8,
     pub len: usize,
+    /// [`NO_PTS`] when unknown.
     pub pts: i64,
+    /// [`NO_PTS`] when unknown.
     pub dts: i64,
     pub duration: i64,
     pub time_base: Rational,
@@ -404,7 +409,9 @@ pub struct StreamParams {
     pub media: u32,
     /// Codec name as FFmpeg names codecs ("h264", "aac", "prores", "av1").
     pub codec: Str,
-    /// Profile name ("high", "LC"), empty if none.
+    /// Profile as FFmpeg and ffprobe display it ("High", "Constrained
+    /// Baseline", "LC"), empty if none. Presets and capability tables use the
+    /// lower-case option values ("high"); compare case-insensitively.
     pub profile: Str,
     pub width: u32,
     pub height: u32,

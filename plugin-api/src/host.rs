@@ -163,6 +163,15 @@ impl PluginRef {
         }
     }
 
+    fn unknown_media(&self, call: &'static str, media: u32) -> CallError {
+        CallError {
+            plugin: self.name(),
+            call,
+            status: status::ERROR,
+            message: format!("returned OK with an unknown media kind {media}"),
+        }
+    }
+
     fn missing(&self, call: &'static str) -> CallError {
         CallError {
             plugin: self.name(),
@@ -376,7 +385,10 @@ impl FileDecoder {
         if st == status::EOF {
             return Ok(None);
         }
-        Ok(decoded_view(&self.cur))
+        let (p, media) = (self.p, self.cur.media);
+        decoded_view(&self.cur)
+            .map(Some)
+            .ok_or_else(|| p.unknown_media("decoder_next", media))
     }
 }
 
@@ -418,8 +430,8 @@ impl StreamDecoder {
         Ok(())
     }
 
-    /// `Ok(Some(frame))`, or `Ok(None)` when it needs more input or is drained
-    /// (`drained()` tells which).
+    /// `Ok(Ok(frame))`, or `Ok(Err(status))` with [`status::NEED_MORE`] or
+    /// [`status::EOF`].
     pub fn receive(&mut self) -> Result<Result<Frame<'_>, i32>, CallError> {
         let f = self
             .p
@@ -435,7 +447,10 @@ impl StreamDecoder {
         if st != status::OK {
             return Ok(Err(st));
         }
-        Ok(decoded_view(&self.cur).ok_or(status::EOF))
+        let (p, media) = (self.p, self.cur.media);
+        decoded_view(&self.cur)
+            .map(Ok)
+            .ok_or_else(|| p.unknown_media("stream_decoder_receive", media))
     }
 }
 

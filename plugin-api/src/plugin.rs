@@ -259,7 +259,9 @@ pub trait StreamDecoder: Sized + Send + 'static {
     fn receive(&mut self) -> PResult<Result<FrameView<'_>, i32>>;
 }
 
-/// Encodes frames into packets.
+/// Encodes frames into packets. Sends always accept: there is no "full"
+/// status, so an encoder that cannot take a frame yet queues it and hands out
+/// packets from `receive` as they come.
 pub trait Encoder: Sized + Send + 'static {
     fn open(cfg: &EncoderSettings) -> PResult<(Self, StreamInfo)>;
     /// `None` drains.
@@ -366,13 +368,14 @@ pub mod level {
     pub const TRACE: u32 = 5;
 }
 
-/// Logs a message through the host's subscriber (stderr before the host
-/// installed one).
+/// Logs a message through the host's subscriber. Without a host (a plugin's
+/// own tests), warnings and errors go to stderr and the rest is dropped.
 pub fn log(level: u32, target: &str, message: &str) {
     match HOST_LOG.get().copied().flatten() {
         // SAFETY: the host promised the callback is valid for the process.
         Some(f) => unsafe { f(level, Str::new(target), Str::new(message)) },
-        None => eprintln!("[{target}] {message}"),
+        None if level <= level::WARN => eprintln!("[{target}] {message}"),
+        None => {}
     }
 }
 

@@ -139,6 +139,7 @@ impl MediaReader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum StaticKey {
     Bars,
+    PatternBackground,
     Solid([u8; 4]),
 }
 
@@ -293,11 +294,15 @@ impl<'a> Compositor<'a> {
                     })
             }
             VideoSource::Pattern => {
+                let bg = self
+                    .statics
+                    .entry(StaticKey::PatternBackground)
+                    .or_insert_with(|| pattern_background(w, h));
                 if replace {
-                    pattern(n, out);
+                    pattern(n, bg, out);
                     return Ok(());
                 }
-                pattern(n, &mut self.scratch);
+                pattern(n, bg, &mut self.scratch);
                 &self.scratch
             }
             VideoSource::Media { path } => {
@@ -463,29 +468,63 @@ pub fn bars(w: u32, h: u32) -> Rgba8 {
     img
 }
 
-/// A moving test pattern: diagonal colour ramps scrolling at different
-/// speeds with a white box crossing the frame, so that motion, frame order
-/// and dropped frames are visible in every deliverable.
-pub fn pattern(n: u64, out: &mut Rgba8) {
+/// The still part of the moving test pattern: smooth colour ramps (red
+/// across, green down, blue against both), so that banding, range and
+/// matrix errors show.
+pub fn pattern_background(w: u32, h: u32) -> Rgba8 {
+    let mut img = Rgba8::new(w, h);
+    let (wu, hu) = (w as usize, h as usize);
+    for y in 0..hu {
+        let g = (y * 255 / hu.max(2).saturating_sub(1)) as u8;
+        let row = &mut img.data[y * wu * 4..(y + 1) * wu * 4];
+        for (x, px) in row.chunks_exact_mut(4).enumerate() {
+            let r = (x * 255 / wu.max(2).saturating_sub(1)) as u8;
+            let b = 255 - ((r as u16 + g as u16) / 2) as u8;
+            px.copy_from_slice(&[r, g, b, 255]);
+        }
+    }
+    img
+}
+
+fn fill_rect(out: &mut Rgba8, x0: usize, y0: usize, w: usize, h: usize, c: [u8; 4]) {
+    let (ow, oh) = (out.width as usize, out.height as usize);
+    for y in y0.min(oh)..(y0 + h).min(oh) {
+        let row = &mut out.data[y * ow * 4..(y + 1) * ow * 4];
+        for px in row[x0.min(ow) * 4..(x0 + w).min(ow) * 4].chunks_exact_mut(4) {
+            px.copy_from_slice(&c);
+        }
+    }
+}
+
+/// A moving test pattern over [`pattern_background`]: a white box crossing
+/// the frame, a grey bar sweeping down, and the frame number as a 16-bit
+/// code of black and white blocks along the bottom, so that motion, frame
+/// order and dropped or repeated frames are visible in every deliverable.
+pub fn pattern(n: u64, background: &Rgba8, out: &mut Rgba8) {
+    out.data.copy_from_slice(&background.data);
     let (w, h) = (out.width as usize, out.height as usize);
     let t = n as usize;
-    let box_size = (h / 6).max(2);
-    let bx = (t * 8) % (w + box_size);
-    let by = h / 2 - box_size / 2;
-    let sx = 1024 / w.max(1) + 1;
-    for y in 0..h {
-        let row = &mut out.data[y * w * 4..(y + 1) * w * 4];
-        let g = ((y * 255 / h.max(1)) as u8).wrapping_add((t * 2) as u8);
-        for x in 0..w {
-            let r = ((x * sx / 4) as u8).wrapping_add((t * 3) as u8);
-            let b = (((x + y) * sx / 8) as u8).wrapping_sub((t * 5) as u8);
-            let inside = x + box_size >= bx && x < bx && y >= by && y < by + box_size;
-            let px = &mut row[x * 4..x * 4 + 4];
-            if inside {
-                px.copy_from_slice(&[235, 235, 235, 255]);
-            } else {
-                px.copy_from_slice(&[r, g, b, 255]);
-            }
-        }
+    let side = (h / 6).max(2);
+    let bx = (t * w / 100) % (w + side);
+    fill_rect(
+        out,
+        bx.saturating_sub(side),
+        h / 2 - side / 2,
+        bx.min(side),
+        side,
+        [235, 235, 235, 255],
+    );
+    let bar = (h / 40).max(1);
+    fill_rect(out, 0, (t * h / 75) % h, w, bar, [128, 128, 128, 255]);
+    let cell = (w / 40).max(1);
+    let y0 = h - 2 * cell;
+    for bit in 0..16 {
+        let on = (n >> (15 - bit)) & 1 == 1;
+        let c = if on {
+            [255, 255, 255, 255]
+        } else {
+            [0, 0, 0, 255]
+        };
+        fill_rect(out, cell + bit * cell, y0, cell, cell, c);
     }
 }

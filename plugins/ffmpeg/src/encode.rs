@@ -160,8 +160,8 @@ impl Encoder {
                 cfg.width, cfg.height
             ));
         }
-        if cfg.width % (1 << layout.chroma_shift_x) != 0
-            || cfg.height % (1 << layout.chroma_shift_y) != 0
+        if !cfg.width.is_multiple_of(1 << layout.chroma_shift_x)
+            || !cfg.height.is_multiple_of(1 << layout.chroma_shift_y)
         {
             return Err(format!(
                 "{imp}: {fmt_name} subsamples chroma, so {}x{} must be a multiple of {}x{}",
