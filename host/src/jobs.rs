@@ -153,22 +153,8 @@ fn plan_all(
     programme: Option<&Measurement>,
 ) -> Result<Vec<Plan>, JobError> {
     let mut plans = Vec::new();
-    for (i, d) in m.deliverables.iter().enumerate() {
-        let preset = presets.resolve(&d.preset, &d.overrides).map_err(|mut e| {
-            if e.file.as_os_str().is_empty() || !presets.ids().iter().any(|id| id == &d.preset) {
-                // An unknown id is the manifest's error: point at its line.
-                e = InputError {
-                    file: m.path.clone(),
-                    line: Some(d.line),
-                    column: None,
-                    field: Some(format!("deliverable[{i}].preset")),
-                    value: Some(d.preset.clone()),
-                    message: format!("unknown preset `{}`", d.preset),
-                    expected: Some(format!("one of: {}", presets.ids().join(", "))),
-                };
-            }
-            e
-        })?;
+    for d in &m.deliverables {
+        let preset = presets.resolve_request(d, &m.path)?;
         plans.push(encode::plan(m, reg, &d.name, preset, out_dir, programme)?);
     }
     Ok(plans)

@@ -1,6 +1,6 @@
 //! The `deliver` command line.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use deliver::host::{self, Settings, Shared};
 use deliver::jobs::{self, JobOptions};
@@ -198,10 +198,12 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             let ctx = load_context(path, media_root);
             let m = manifest::load(path, &ctx)?;
             let lib = presets(cli)?;
+            let reg = registry(cli);
             for d in &m.deliverables {
-                lib.resolve(&d.preset, &d.overrides).with_context(|| {
-                    format!("{}:{}: deliverable `{}`", path.display(), d.line, d.name)
-                })?;
+                let preset = lib.resolve_request(d, path)?;
+                // Planning chooses the plugins: a codec or container that no
+                // loaded plugin offers is reported now, not after a render.
+                deliver::encode::plan(&m, reg, &d.name, preset, Path::new("."), None)?;
             }
             println!(
                 "{}: ok — {}x{} @ {} fps, {} frames, {} video / {} audio tracks, {} deliverables",
