@@ -8,12 +8,13 @@
 //! every picture must hash the same: so the quality figures provably describe
 //! the delivered file, without keeping the whole render around.
 
-use crate::loudness::{self, Measurement, Meter, Normalization};
+use crate::limiter::{Limiter, LimiterStats};
+use crate::loudness::{Measurement, Meter};
 use crate::manifest::model::Manifest;
+use crate::normalize::{self, Normalization};
 use crate::plugins::{Choice, Registry};
 use crate::preset::Preset;
 use crate::quality::{Luma, Series};
-use crate::render::audio::sample_of_frame;
 use crate::render::image::{hash_view, resize_bilinear, rgba_to_yuv, Rgba8, Yuv};
 use crate::report::{Check, DeliverableReport, LoudnessReport, Probe, QualityReport, Verdict};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -23,6 +24,12 @@ use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Look-ahead of the true-peak limiter: long enough for the attack to be
+/// inaudible as a click, short enough not to pump on speech.
+pub const LIMITER_LOOKAHEAD_MS: f64 = 5.0;
+/// Release time constant of the limiter.
+pub const LIMITER_RELEASE_MS: f64 = 50.0;
 
 /// What the render sends to every deliverable, per timeline frame.
 pub struct Chunk {
@@ -163,11 +170,7 @@ pub fn plan(
     let stem = m.name.replace(['/', '\\'], "_");
     let output = out_dir.join(format!("{stem}_{name}.{}", preset.extension));
     let normalization = match (&preset.audio, programme) {
-        (Some(_), Some(p)) => Some(loudness::plan(
-            p,
-            preset.loudness.target_lufs,
-            preset.loudness.true_peak_dbtp,
-        )),
+        (Some(_), Some(p)) => Some(normalize::plan(p, &preset.loudness)),
         _ => None,
     };
     Ok(Plan {
@@ -444,9 +447,26 @@ pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Deliv
         quality: None,
         checks: Vec::new(),
     };
+    if let Some(why) = p.normalization.as_ref().and_then(|n| n.refused.clone()) {
+        report.checks.push(Check::new(
+            "audio.normalization",
+            "loudness normalization within the profile's rules",
+            "refused",
+            "one linear gain within the true-peak ceiling, or a limiter where the profile allows it",
+            false,
+        ));
+        report.loudness = p.programme.map(|programme| LoudnessReport {
+            programme,
+            normalization: p.normalization.clone().expect("checked"),
+            delivered: None,
+            tolerance_lu: p.preset.loudness.tolerance_lu,
+        });
+        report.error = Some(why);
+        return report;
+    }
     let encoded = encode(p, m, rx, tick);
     report.encode_seconds = started.elapsed().as_secs_f64();
-    let validated = match encoded {
+    let (validated, limiter) = match encoded {
         Ok(v) => v,
         Err(e) => {
             report.error = Some(e);
@@ -456,7 +476,11 @@ pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Deliv
     let partial = deliver_watch::partial_path(&p.output);
     report.bytes = std::fs::metadata(&partial).map(|md| md.len()).unwrap_or(0);
     match verify_file(p, m, &partial, &validated, &mut report) {
-        Ok(()) => {}
+        Ok(()) => {
+            if let Some(l) = report.loudness.as_mut() {
+                l.normalization.limiter = limiter;
+            }
+        }
         Err(e) => report.error = Some(e),
     }
     report.quality = Some(QualityReport {
@@ -476,7 +500,7 @@ fn encode(
     m: &Manifest,
     rx: Receiver<Chunk>,
     tick: Tick<'_>,
-) -> Result<Validated, String> {
+) -> Result<(Validated, Option<LimiterStats>), String> {
     let mut s = open_streams(p, m)?;
     let (vtx, vrx) = bounded::<VMsg>(64);
     let dec = p.stream_decoder.clone();
@@ -487,8 +511,19 @@ fn encode(
         .map_err(|e| e.to_string())?;
     let gain = p
         .normalization
-        .map(|n| loudness::gain_factor(n.gain_db))
+        .as_ref()
+        .map(|n| normalize::gain_factor(n.gain_db))
         .unwrap_or(1.0);
+    let (rate, channels) = (m.canvas.sample_rate, m.canvas.channels);
+    let mut limiter = p
+        .normalization
+        .as_ref()
+        .and_then(|n| n.limiter_ceiling_dbtp)
+        .map(|c| Limiter::new(channels, rate, c, LIMITER_LOOKAHEAD_MS, LIMITER_RELEASE_MS));
+    let mut gained = Vec::new();
+    // Audio pts count samples sent: the limiter's look-ahead delays output,
+    // never shifts it.
+    let mut apts = 0i64;
     let tb = abi::Rational::new(
         m.canvas.frame_rate.den as i32,
         m.canvas.frame_rate.num as i32,
@@ -514,10 +549,19 @@ fn encode(
             drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))?;
             if let Some((aenc, aidx)) = &mut s.aenc {
                 audio.clear();
-                audio.extend(chunk.audio.iter().map(|v| v * gain));
-                let pts = sample_of_frame(&m.canvas, chunk.index) as i64;
-                aenc.send_audio(Some((&audio, m.canvas.sample_rate, m.canvas.channels, pts)))
-                    .map_err(|e| e.to_string())?;
+                match &mut limiter {
+                    Some(l) => {
+                        gained.clear();
+                        gained.extend(chunk.audio.iter().map(|v| v * gain));
+                        l.process(&gained, &mut audio);
+                    }
+                    None => audio.extend(chunk.audio.iter().map(|v| v * gain)),
+                }
+                if !audio.is_empty() {
+                    aenc.send_audio(Some((&audio, rate, channels, apts)))
+                        .map_err(|e| e.to_string())?;
+                    apts += (audio.len() / channels as usize) as i64;
+                }
                 drain(aenc, &mut s.mux, *aidx, None)?;
             }
             tick(chunk.index + 1);
@@ -525,6 +569,12 @@ fn encode(
         s.venc.send_video(None).map_err(|e| e.to_string())?;
         while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))? {}
         if let Some((aenc, aidx)) = &mut s.aenc {
+            if let Some(l) = &mut limiter {
+                audio.clear();
+                l.flush(&mut audio);
+                aenc.send_audio(Some((&audio, rate, channels, apts)))
+                    .map_err(|e| e.to_string())?;
+            }
             aenc.send_audio(None).map_err(|e| e.to_string())?;
             while !drain(aenc, &mut s.mux, *aidx, None)? {}
         }
@@ -535,7 +585,7 @@ fn encode(
         .join()
         .map_err(|_| "the validation thread panicked".to_owned())?;
     result?;
-    validated
+    Ok((validated?, limiter.map(|l| l.stats())))
 }
 
 /// Decodes the finished file from disk and holds it to the preset.
@@ -728,7 +778,7 @@ fn verify_file(
         ));
     }
     let delivered = meter.map(|mt| mt.finish());
-    if let (Some(n), Some(d)) = (p.normalization, delivered) {
+    if let (Some(n), Some(d)) = (&p.normalization, delivered) {
         let tol = pre.loudness.tolerance_lu;
         if let Some(i) = d.integrated_lufs {
             c.push(Check::new(
@@ -757,6 +807,7 @@ fn verify_file(
     }
     report.loudness = p
         .normalization
+        .clone()
         .zip(p.programme)
         .map(|(n, programme)| LoudnessReport {
             programme,

@@ -145,6 +145,71 @@ fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Measurement>
     Ok(Some(meter.finish()))
 }
 
+/// Most passes [`refine_limited_gain`] makes over the mix.
+const MAX_LIMITER_PASSES: usize = 4;
+/// When the limited programme is this close to the target, stop refining.
+const LIMITER_CONVERGED_LU: f64 = 0.05;
+
+/// Limiting lowers loudness (it takes energy out of the peaks), so the gain
+/// that reaches the target before the limiter misses it after. Renders the
+/// mix through gain and limiter, measures, corrects the gain, and repeats
+/// until the limited programme is on target. Audio renders fast; this keeps
+/// "normalized" meaning "at the target" in limiter mode too.
+fn refine_limited_gain(
+    m: &Manifest,
+    reg: &Registry,
+    n: &mut crate::normalize::Normalization,
+) -> Result<(), JobError> {
+    let Some(ceiling) = n.limiter_ceiling_dbtp else {
+        return Ok(());
+    };
+    let c = &m.canvas;
+    for pass in 1..=MAX_LIMITER_PASSES {
+        let mut mixer = AudioMixer::new(m, reg);
+        let mut limiter = crate::limiter::Limiter::new(
+            c.channels,
+            c.sample_rate,
+            ceiling,
+            encode::LIMITER_LOOKAHEAD_MS,
+            encode::LIMITER_RELEASE_MS,
+        );
+        let mut meter =
+            Meter::new(c.channels, c.sample_rate).map_err(|e| JobError::Audio(e.to_string()))?;
+        let gain = crate::normalize::gain_factor(n.gain_db);
+        let total = total_samples(c);
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        let mut pos = 0;
+        while pos < total {
+            let len = (c.sample_rate as u64).min(total - pos);
+            buf.resize((len * c.channels as u64) as usize, 0.0);
+            mixer.render(pos, &mut buf).map_err(JobError::Audio)?;
+            buf.iter_mut().for_each(|v| *v *= gain);
+            out.clear();
+            limiter.process(&buf, &mut out);
+            meter
+                .add(&out)
+                .map_err(|e| JobError::Audio(e.to_string()))?;
+            pos += len;
+        }
+        out.clear();
+        limiter.flush(&mut out);
+        meter
+            .add(&out)
+            .map_err(|e| JobError::Audio(e.to_string()))?;
+        let Some(i) = meter.finish().integrated_lufs else {
+            return Ok(());
+        };
+        let miss = n.target_lufs - i;
+        n.limiter_passes = pass;
+        n.predicted_lufs = Some(i);
+        if miss.abs() < LIMITER_CONVERGED_LU {
+            break;
+        }
+        n.gain_db += miss;
+    }
+    Ok(())
+}
+
 fn plan_all(
     m: &Manifest,
     reg: &Registry,
@@ -155,7 +220,13 @@ fn plan_all(
     let mut plans = Vec::new();
     for d in &m.deliverables {
         let preset = presets.resolve_request(d, &m.path)?;
-        plans.push(encode::plan(m, reg, &d.name, preset, out_dir, programme)?);
+        let mut plan = encode::plan(m, reg, &d.name, preset, out_dir, programme)?;
+        if let Some(n) = plan.normalization.as_mut() {
+            if n.mode == "limiter" {
+                refine_limited_gain(m, reg, n)?;
+            }
+        }
+        plans.push(plan);
     }
     Ok(plans)
 }

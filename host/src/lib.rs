@@ -9,8 +9,10 @@
 pub mod encode;
 pub mod host;
 pub mod jobs;
+pub mod limiter;
 pub mod loudness;
 pub mod manifest;
+pub mod normalize;
 pub mod plugins;
 pub mod preset;
 pub mod quality;

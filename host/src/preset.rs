@@ -152,6 +152,13 @@ pub struct LoudnessSpec {
     pub true_peak_dbtp: f64,
     /// Accepted distance from the target, (0, 5] LU.
     pub tolerance_lu: f64,
+    /// Whether a true-peak limiter may be used when one linear gain cannot
+    /// meet both the target and the ceiling. When false, such a deliverable
+    /// fails instead.
+    pub allow_limiter: bool,
+    /// How far below the ceiling the limiter aims, dB, to leave room for the
+    /// peaks a lossy encoder adds (0 to 6).
+    pub limiter_headroom_db: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -211,6 +218,8 @@ struct RawLoudness {
     target_lufs: Option<f64>,
     true_peak_dbtp: Option<f64>,
     tolerance_lu: Option<f64>,
+    allow_limiter: Option<bool>,
+    limiter_headroom_db: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,10 +243,32 @@ pub struct PresetSource {
 #[derive(Debug, Clone, Default)]
 pub struct PresetLibrary {
     presets: BTreeMap<String, PresetSource>,
+    /// Loudness profiles (`loudness/<name>.toml`), by name, that a preset's
+    /// `[loudness]` may name with `profile = "<name>"`.
+    profiles: BTreeMap<String, toml::Table>,
 }
 
-/// The repository's `presets/`, embedded.
+/// Where loudness profiles live among the presets.
+const PROFILE_DIR: &str = "loudness/";
+
+/// The repository's `presets/`, embedded (profiles first: presets name them).
 const BUILTIN: &[(&str, &str)] = &[
+    (
+        "loudness/ebu-r128",
+        include_str!("../../presets/loudness/ebu-r128.toml"),
+    ),
+    (
+        "loudness/atsc-a85",
+        include_str!("../../presets/loudness/atsc-a85.toml"),
+    ),
+    (
+        "loudness/streaming-16",
+        include_str!("../../presets/loudness/streaming-16.toml"),
+    ),
+    (
+        "loudness/streaming-14",
+        include_str!("../../presets/loudness/streaming-14.toml"),
+    ),
     (
         "web/h264-1080p",
         include_str!("../../presets/web/h264-1080p.toml"),
@@ -245,6 +276,10 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "web/h264-720p",
         include_str!("../../presets/web/h264-720p.toml"),
+    ),
+    (
+        "web/h264-720p-streaming",
+        include_str!("../../presets/web/h264-720p-streaming.toml"),
     ),
 ];
 
@@ -300,7 +335,8 @@ impl PresetLibrary {
             }
             let mut files = Vec::new();
             collect(dir, dir, 0, &mut files)?;
-            files.sort();
+            // Profiles before presets, since presets name them.
+            files.sort_by_key(|(id, _)| (!id.starts_with(PROFILE_DIR), id.clone()));
             for (id, path) in files {
                 let text = read_limited(&path)?;
                 if lib.presets.contains_key(&id) {
@@ -310,6 +346,11 @@ impl PresetLibrary {
             }
         }
         Ok(lib)
+    }
+
+    /// Loudness profile names, sorted.
+    pub fn profiles(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
     }
 
     /// Preset ids, sorted.
@@ -342,7 +383,7 @@ impl PresetLibrary {
             .presets
             .get(id)
             .ok_or_else(|| self.unknown(id, Path::new("presets")))?;
-        resolve_source(source, overrides).map_err(|(e, _)| e)
+        resolve_source(source, overrides, &self.profiles).map_err(|(e, _)| e)
     }
 
     /// [`PresetLibrary::resolve`] for a manifest's deliverable: an unknown
@@ -363,7 +404,7 @@ impl PresetLibrary {
             e.line = Some(req.line);
             return Err(e);
         };
-        resolve_source(source, &req.overrides).map_err(|(mut e, origin)| {
+        resolve_source(source, &req.overrides, &self.profiles).map_err(|(mut e, origin)| {
             if origin == Origin::Overrides {
                 e.file = manifest.to_path_buf();
                 e.line = Some(req.line);
@@ -389,17 +430,41 @@ impl PresetLibrary {
             .expected(format!("one of the presets: {known}"))
     }
 
-    /// Parses and validates (without overrides) one preset, then adds it.
+    /// Parses and validates (without overrides) one preset or loudness
+    /// profile, then adds it.
     fn add(&mut self, id: &str, file: PathBuf, text: String) -> Result<(), InputError> {
         let table: toml::Table =
             toml::from_str(&text).map_err(|e| from_toml_error(&file, &text, &e))?;
+        if let Some(name) = id.strip_prefix(PROFILE_DIR) {
+            let mut values = table.clone();
+            values.remove("description");
+            // The same fields, types and unknown-key rule as a preset's
+            // [loudness]; ranges are checked in every preset that uses it.
+            let as_text = toml::to_string(&values).unwrap_or_default();
+            toml::from_str::<RawLoudness>(&as_text).map_err(|e| {
+                let mut err = from_toml_error(&file, &as_text, &e);
+                err.line = None;
+                err.column = None;
+                err.file = file.clone();
+                err
+            })?;
+            if values.contains_key("profile") {
+                return Err(InputError::new(
+                    &file,
+                    "a loudness profile cannot name another profile",
+                )
+                .field("profile"));
+            }
+            self.profiles.insert(name.to_owned(), values);
+            return Ok(());
+        }
         let source = PresetSource {
             id: id.to_owned(),
             file,
             text,
             table,
         };
-        resolve_source(&source, &toml::Table::new()).map_err(|(e, _)| e)?;
+        resolve_source(&source, &toml::Table::new(), &self.profiles).map_err(|(e, _)| e)?;
         self.presets.insert(id.to_owned(), source);
         Ok(())
     }
@@ -479,6 +544,31 @@ fn read_limited(path: &Path) -> Result<String, InputError> {
     })
 }
 
+/// Replaces `loudness.profile = "name"` by the profile's values, under the
+/// preset's own `[loudness]` keys (which win).
+fn expand_profile(
+    merged: &mut toml::Table,
+    profiles: &BTreeMap<String, toml::Table>,
+) -> Result<(), (String, String)> {
+    let Some(toml::Value::Table(loudness)) = merged.get_mut("loudness") else {
+        return Ok(());
+    };
+    let Some(name) = loudness.remove("profile") else {
+        return Ok(());
+    };
+    let name_str = name.as_str().unwrap_or_default();
+    let profile = profiles.get(name_str).ok_or_else(|| {
+        (
+            format!("value {name} is not a known loudness profile"),
+            name.to_string(),
+        )
+    })?;
+    let mut expanded = profile.clone();
+    deep_merge(&mut expanded, loudness);
+    *loudness = expanded;
+    Ok(())
+}
+
 /// Tables merge key by key; any other value in `over` replaces.
 fn deep_merge(base: &mut toml::Table, over: &toml::Table) {
     for (key, value) in over {
@@ -503,9 +593,25 @@ fn lookup<'t>(table: &'t toml::Table, path: &[&str]) -> Option<&'t toml::Value> 
 fn resolve_source(
     source: &PresetSource,
     overrides: &toml::Table,
+    profiles: &BTreeMap<String, toml::Table>,
 ) -> Result<Preset, (InputError, Origin)> {
     let mut merged = source.table.clone();
     deep_merge(&mut merged, overrides);
+    expand_profile(&mut merged, profiles).map_err(|e| {
+        let e = InputError::new(&source.file, e.0)
+            .field("loudness.profile")
+            .value(e.1)
+            .expected(format!(
+                "one of the loudness profiles: {}",
+                profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        let origin = if lookup(overrides, &["loudness", "profile"]).is_some() {
+            Origin::Overrides
+        } else {
+            Origin::Preset
+        };
+        (e, origin)
+    })?;
     let checker = Checker {
         source,
         overrides,
@@ -706,6 +812,19 @@ impl Checker<'_> {
                 |x| x > 0.0 && x <= 5.0,
                 "a tolerance in LU greater than 0 and at most 5",
             )?,
+            allow_limiter: l.allow_limiter.unwrap_or(false),
+            // The headroom is a threshold of the profile: required when
+            // limiting is allowed, meaningless otherwise.
+            limiter_headroom_db: if l.allow_limiter == Some(true) {
+                self.float(
+                    l.limiter_headroom_db,
+                    &["loudness", "limiter_headroom_db"],
+                    |x| (0.0..=6.0).contains(&x),
+                    "the limiter's distance below the ceiling in dB, 0 to 6 (required with allow_limiter = true)",
+                )?
+            } else {
+                0.0
+            },
         };
         let q = self.required(
             &raw.qc,
@@ -946,9 +1065,41 @@ mod tests {
     }
 
     #[test]
+    fn loudness_profiles_fill_in_and_the_preset_wins() {
+        let lib = PresetLibrary::builtin();
+        let p = lib
+            .resolve("web/h264-720p-streaming", &toml::Table::new())
+            .unwrap();
+        assert_eq!(p.loudness.target_lufs, -16.0);
+        assert!(p.loudness.allow_limiter);
+        assert_eq!(p.loudness.limiter_headroom_db, 1.0);
+        let p = lib
+            .resolve(
+                "web/h264-720p",
+                &table("loudness.profile = \"atsc-a85\"\nloudness.tolerance_lu = 1.0"),
+            )
+            .unwrap();
+        // The profile replaces nothing the preset or overrides set themselves.
+        assert_eq!(p.loudness.target_lufs, -23.0);
+        assert_eq!(p.loudness.tolerance_lu, 1.0);
+        let e = lib
+            .resolve("web/h264-720p", &table("loudness.profile = \"loud\""))
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("loudness.profile"), "{e}");
+        assert!(e.expected.as_deref().unwrap().contains("ebu-r128"), "{e}");
+    }
+
+    #[test]
     fn builtins_are_valid_and_as_specified() {
         let lib = PresetLibrary::builtin();
-        assert_eq!(lib.ids(), ["web/h264-1080p", "web/h264-720p"]);
+        assert_eq!(
+            lib.ids(),
+            ["web/h264-1080p", "web/h264-720p", "web/h264-720p-streaming"]
+        );
+        assert_eq!(
+            lib.profiles(),
+            ["atsc-a85", "ebu-r128", "streaming-14", "streaming-16"]
+        );
         let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
         assert_eq!(p.file, Path::new("builtin:web/h264-1080p.toml"));
         assert_eq!((p.container.as_str(), p.extension.as_str()), ("mp4", "mp4"));
@@ -972,7 +1123,9 @@ mod tests {
             LoudnessSpec {
                 target_lufs: -23.0,
                 true_peak_dbtp: -1.0,
-                tolerance_lu: 0.5
+                tolerance_lu: 0.5,
+                allow_limiter: false,
+                limiter_headroom_db: 0.0,
             }
         );
         assert_eq!(
@@ -1105,7 +1258,12 @@ mod tests {
         let lib = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(
             lib.ids(),
-            ["master/h264-hq", "web/h264-1080p", "web/h264-720p"]
+            [
+                "master/h264-hq",
+                "web/h264-1080p",
+                "web/h264-720p",
+                "web/h264-720p-streaming"
+            ]
         );
         let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
         assert_eq!(p.video.options["crf"].as_integer(), Some(23));

@@ -2,8 +2,9 @@
 //! to, and pass/fail per check. Written as `report.json` beside the
 //! deliverables (done/) or the rejected outputs (failed/).
 
-use crate::loudness::{Measurement, Normalization};
+use crate::loudness::Measurement;
 use crate::manifest::InputError;
+use crate::normalize::Normalization;
 use crate::quality::{Series, Summary};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
