@@ -316,7 +316,7 @@ struct Streams {
 fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
     let rate = m.canvas.frame_rate;
     let tb = abi::Rational::new(rate.den as i32, rate.num as i32);
-    let global_header = matches!(p.preset.container.as_str(), "mp4" | "mov");
+    let global_header = matches!(p.preset.container.as_str(), "mp4" | "mov" | "matroska");
     let mut vopts = p.preset.video.options.clone();
     if let Some(profile) = &p.preset.video.profile {
         vopts

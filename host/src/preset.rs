@@ -768,13 +768,10 @@ impl Checker<'_> {
     }
 
     fn preset(&self, raw: RawPreset) -> Checked<Preset> {
-        let container = self.required(&raw.container, &["container"], "\"mp4\" or \"mov\"")?;
-        if !matches!(container.as_str(), "mp4" | "mov") {
-            return Err(self.bad(
-                &["container"],
-                "is not a supported container",
-                "\"mp4\" or \"mov\"",
-            ));
+        const CONTAINERS: &str = "\"mp4\", \"mov\", \"mxf\" or \"matroska\"";
+        let container = self.required(&raw.container, &["container"], CONTAINERS)?;
+        if !matches!(container.as_str(), "mp4" | "mov" | "mxf" | "matroska") {
+            return Err(self.bad(&["container"], "is not a supported container", CONTAINERS));
         }
         let extension = match &raw.extension {
             Some(e) => self.name(

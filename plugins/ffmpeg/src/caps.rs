@@ -114,6 +114,31 @@ const AAC_OPTIONS: &[OptionSpec] = &[OptionSpec::new(
     Target::Av("b"),
 )];
 
+const OPUS_OPTIONS: &[OptionSpec] = &[OptionSpec::new(
+    "bit_rate",
+    // libopus accepts 500 bit/s to 256 kbit/s per channel.
+    Kind::Int {
+        min: 6_000,
+        max: 512_000,
+    },
+    Target::Av("b"),
+)];
+
+/// An uncompressed audio "encoder": FFmpeg's PCM packers take no options.
+const fn pcm(codec: &'static str) -> EncoderEntry {
+    EncoderEntry {
+        codec,
+        implementation: codec,
+        media: media::AUDIO,
+        profiles: &[],
+        pix_fmts: &[],
+        profile_pix_fmts: &[],
+        rank: 100,
+        fatal_warnings: &[],
+        options: &[],
+    }
+}
+
 /// Every encoder this plugin can drive, best first within a codec.
 pub const ENCODERS: &[EncoderEntry] = &[
     EncoderEntry {
@@ -154,6 +179,19 @@ pub const ENCODERS: &[EncoderEntry] = &[
         fatal_warnings: &[],
         options: AAC_OPTIONS,
     },
+    EncoderEntry {
+        codec: "opus",
+        implementation: "libopus",
+        media: media::AUDIO,
+        profiles: &[],
+        pix_fmts: &[],
+        profile_pix_fmts: &[],
+        rank: 100,
+        fatal_warnings: &[],
+        options: OPUS_OPTIONS,
+    },
+    pcm("pcm_s24le"),
+    pcm("pcm_s16le"),
 ];
 
 /// Codecs offered for packet decoding, by FFmpeg's codec name.
@@ -171,10 +209,18 @@ pub const STREAM_DECODERS: &[&str] = &[
 ];
 
 /// Containers offered for writing, by FFmpeg's muxer name.
-pub const CONTAINERS: &[&str] = &["mp4", "mov"];
+pub const CONTAINERS: &[&str] = &["mp4", "mov", "mxf", "matroska"];
 
-/// Options every container in [`CONTAINERS`] accepts (they share movenc).
-pub const MUX_OPTIONS: &[OptionSpec] = &[
+/// The options a container accepts.
+pub fn mux_options(container: &str) -> &'static [OptionSpec] {
+    match container {
+        "mp4" | "mov" => MOV_OPTIONS,
+        _ => &[],
+    }
+}
+
+/// Options of the MP4/MOV muxer (movenc).
+const MOV_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new(
         "faststart",
         Kind::Bool,

@@ -1,6 +1,6 @@
-//! Writing MP4/MOV through libavformat.
+//! Writing MP4, MOV, MXF and Matroska through libavformat.
 
-use crate::caps::{CONTAINERS, MUX_OPTIONS};
+use crate::caps::{mux_options, CONTAINERS};
 use crate::ffi_util::{
     av_code, av_color, av_err, av_extradata, av_rational, codec_id_by_name, codec_name,
     is_positive, pix_to_av, Layout,
@@ -47,8 +47,12 @@ impl plugin::Muxer for Muxer {
                 CONTAINERS.join(", ")
             ));
         }
-        let settings = options::parse(options, MUX_OPTIONS, &format!("{container} muxer options"))
-            .map_err(|e| format!("{path}: {e}"))?;
+        let settings = options::parse(
+            options,
+            mux_options(container),
+            &format!("{container} muxer options"),
+        )
+        .map_err(|e| format!("{path}: {e}"))?;
         let out = format::output_as(&path, container)
             .map_err(|e| format!("cannot create {path} as {container}: {}", av_err(e)))?;
         Ok(Muxer {
