@@ -51,6 +51,8 @@ pub struct Plan {
     pub audio: Option<Choice>,
     pub muxer: Choice,
     pub stream_decoder: Choice,
+    /// Decodes the audio codec (to measure the codec's effect on loudness).
+    pub audio_decoder: Option<Choice>,
     pub file_decoder: Choice,
     pub output: PathBuf,
     pub normalization: Option<Normalization>,
@@ -159,6 +161,10 @@ pub fn plan(
         "decoder (needed to validate)",
     )
     .map_err(err)?;
+    let audio_decoder = preset
+        .audio
+        .as_ref()
+        .and_then(|a| reg.find(cap::STREAM_DECODE, &a.codec, None));
     let file_decoder = find(
         reg,
         cap::FILE_DECODE,
@@ -189,11 +195,118 @@ pub fn plan(
         audio,
         muxer,
         stream_decoder,
+        audio_decoder,
         file_decoder,
         output,
         normalization,
         programme: programme.copied(),
     })
+}
+
+/// The audio encoder's settings for a plan, if it has audio.
+fn audio_settings(p: &Plan, global_header: bool) -> Option<EncoderSettings> {
+    let (a, c) = (p.preset.audio.as_ref()?, p.audio.as_ref()?);
+    Some(EncoderSettings {
+        media: media::AUDIO,
+        codec: a.codec.clone(),
+        implementation: c.capability.implementation.clone(),
+        sample_rate: a.sample_rate,
+        channels: a.channels,
+        time_base: abi::Rational::new(1, a.sample_rate as i32),
+        bit_rate: a.bit_rate.unwrap_or(0),
+        global_header,
+        options: options_toml(&a.options),
+        ..Default::default()
+    })
+}
+
+/// The deliverable's audio encoder and a decoder for its packets: what a
+/// listener of the delivered file will hear, for measuring before the real
+/// encode.
+pub struct AudioRoundTrip {
+    enc: Encoder,
+    dec: deliver_plugin_api::host::StreamDecoder,
+    rate: u32,
+    channels: u32,
+    pts: i64,
+}
+
+impl AudioRoundTrip {
+    /// `None` for a plan without lossy audio (PCM is exact) or without a
+    /// decoder for its codec.
+    ///
+    /// # Errors
+    /// The encoder or decoder refuses to open.
+    pub fn open(p: &Plan) -> Result<Option<Self>, String> {
+        let (Some(set), Some(dec)) = (audio_settings(p, true), p.audio_decoder.as_ref()) else {
+            return Ok(None);
+        };
+        if set.codec.starts_with("pcm_") {
+            return Ok(None);
+        }
+        let c = p.audio.as_ref().expect("audio settings imply an encoder");
+        let (enc, params) = c.plugin.open_encoder(&set).map_err(|e| e.to_string())?;
+        let cfg = decoder_config(media::AUDIO, set.sample_rate, set.channels);
+        let dec = dec
+            .plugin
+            .open_stream_decoder(&params, &cfg)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(AudioRoundTrip {
+            enc,
+            dec,
+            rate: set.sample_rate,
+            channels: set.channels,
+            pts: 0,
+        }))
+    }
+
+    /// Encodes `samples` (or drains with `None`) and hands every decoded
+    /// block to `sink`.
+    ///
+    /// # Errors
+    /// Codec failures, or the sink's.
+    pub fn push(
+        &mut self,
+        samples: Option<&[f32]>,
+        sink: &mut dyn FnMut(&[f32]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let e = |e: deliver_plugin_api::host::CallError| e.to_string();
+        match samples {
+            Some(s) => {
+                self.enc
+                    .send_audio(Some((s, self.rate, self.channels, self.pts)))
+                    .map_err(e)?;
+                self.pts += (s.len() / self.channels as usize) as i64;
+            }
+            None => self.enc.send_audio(None).map_err(e)?,
+        }
+        loop {
+            match self.enc.receive().map_err(e)? {
+                Ok(pkt) => self.dec.send(Some(&pkt)).map_err(e)?,
+                Err(st) => {
+                    if st == abi::status::EOF {
+                        self.dec.send(None).map_err(e)?;
+                    }
+                    break;
+                }
+            }
+            self.drain_decoder(sink)?;
+        }
+        self.drain_decoder(sink)
+    }
+
+    fn drain_decoder(
+        &mut self,
+        sink: &mut dyn FnMut(&[f32]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            match self.dec.receive().map_err(|e| e.to_string())? {
+                Ok(Frame::Audio { samples, .. }) => sink(samples)?,
+                Ok(Frame::Video(_)) => {}
+                Err(_) => return Ok(()),
+            }
+        }
+    }
 }
 
 fn options_toml(t: &toml::Table) -> String {
@@ -343,20 +456,8 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
         .plugin
         .open_encoder(&vset)
         .map_err(|e| e.to_string())?;
-    let aenc = match (&p.preset.audio, &p.audio) {
-        (Some(a), Some(c)) => {
-            let aset = EncoderSettings {
-                media: media::AUDIO,
-                codec: a.codec.clone(),
-                implementation: c.capability.implementation.clone(),
-                sample_rate: a.sample_rate,
-                channels: a.channels,
-                time_base: abi::Rational::new(1, a.sample_rate as i32),
-                bit_rate: a.bit_rate.unwrap_or(0),
-                global_header,
-                options: options_toml(&a.options),
-                ..Default::default()
-            };
+    let aenc = match (audio_settings(p, global_header), &p.audio) {
+        (Some(aset), Some(c)) => {
             let (enc, params) = c.plugin.open_encoder(&aset).map_err(|e| e.to_string())?;
             Some((enc, params))
         }

@@ -20,10 +20,11 @@ pub struct Normalization {
     pub limiter_ceiling_dbtp: Option<f64>,
     /// What the limiter did, once it has run.
     pub limiter: Option<LimiterStats>,
-    /// Passes over the mix that set the gain in limiter mode (limiting lowers
-    /// loudness, so the gain is corrected until the limited mix is on target).
-    pub limiter_passes: usize,
-    /// Integrated loudness of the limited mix at the final gain, LUFS.
+    /// Passes over the mix that corrected the gain: the limiter and a lossy
+    /// codec both lower loudness, so the audio is rendered through them and
+    /// measured until it is on target (0: one linear gain was exact).
+    pub gain_passes: usize,
+    /// Integrated loudness of the simulated delivery at the final gain, LUFS.
     pub predicted_lufs: Option<f64>,
     /// Why the profile's rules cannot be met; the deliverable fails with it.
     pub refused: Option<String>,
@@ -38,7 +39,7 @@ pub fn plan(m: &Measurement, spec: &LoudnessSpec) -> Normalization {
         mode: "linear",
         limiter_ceiling_dbtp: None,
         limiter: None,
-        limiter_passes: 0,
+        gain_passes: 0,
         predicted_lufs: None,
         refused: None,
     };
