@@ -194,8 +194,9 @@ pub fn stream<'a>(probe: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} stream in {probe}"))
 }
 
-/// Integrated loudness measured by FFmpeg's `ebur128` filter.
-pub fn ffmpeg_integrated_lufs(path: &Path) -> f64 {
+/// Integrated loudness (LUFS) and true peak (dBTP) of a file's first audio
+/// stream, measured by FFmpeg's `ebur128=peak=true` filter.
+pub fn ffmpeg_ebur128(path: &Path) -> (f64, f64) {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostats", "-i"])
         .arg(path)
@@ -212,16 +213,48 @@ pub fn ffmpeg_integrated_lufs(path: &Path) -> f64 {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg ebur128 failed: {err}");
-    // The summary block at the end: "Integrated loudness:\n    I: -23.0 LUFS".
-    let summary = err
-        .rsplit_once("Integrated loudness:")
-        .unwrap_or_else(|| panic!("no ebur128 summary in: {err}"))
-        .1;
-    let i_line = summary
-        .lines()
-        .find(|l| l.trim_start().starts_with("I:"))
+    // The summary block at the end: "Integrated loudness:\n    I: -23.0 LUFS"
+    // and "True peak:\n    Peak: -1.2 dBFS".
+    let value = |section: &str, key: &str| -> f64 {
+        let tail = err
+            .rsplit_once(section)
+            .unwrap_or_else(|| panic!("no `{section}` in the ebur128 summary: {err}"))
+            .1;
+        let line = tail
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (
+        value("Integrated loudness:", "I:"),
+        value("True peak:", "Peak:"),
+    )
+}
+
+/// Integrated loudness measured by FFmpeg's `ebur128` filter.
+pub fn ffmpeg_integrated_lufs(path: &Path) -> f64 {
+    ffmpeg_ebur128(path).0
+}
+
+/// Runs `deliver render <manifest> --out <out>` (after `extra` global
+/// arguments) and asserts it succeeded.
+pub fn render(plugins: &Path, extra: &[&std::ffi::OsStr], manifest: &Path, out_dir: &Path) {
+    let out = deliver(plugins)
+        .args(extra)
+        .arg("render")
+        .arg(manifest)
+        .arg("--out")
+        .arg(out_dir)
+        .output()
         .unwrap();
-    i_line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    assert!(
+        out.status.success(),
+        "render of {} failed:\n{}\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs the `ffmpeg` CLI and asserts success.

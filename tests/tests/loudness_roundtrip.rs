@@ -5,42 +5,6 @@
 
 use deliver_tests::*;
 use std::path::Path;
-use std::process::Command;
-
-/// FFmpeg's integrated loudness and true peak of a file's first audio stream.
-fn ffmpeg_i_and_tp(path: &Path) -> (f64, f64) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(path)
-        .args([
-            "-map",
-            "0:a:0",
-            "-af",
-            "ebur128=peak=true",
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let value = |marker: &str, key: &str| -> f64 {
-        let tail = err
-            .rsplit_once(marker)
-            .unwrap_or_else(|| panic!("no {marker} in {err}"))
-            .1;
-        let line = tail
-            .lines()
-            .find(|l| l.trim_start().starts_with(key))
-            .unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    (
-        value("Integrated loudness:", "I:"),
-        value("True peak:", "Peak:"),
-    )
-}
 
 const VIDEO_H264: &str = r#"
 [video]
@@ -147,20 +111,11 @@ fn linear_normalization_holds_through_aac_opus_and_pcm_in_mxf() {
     for (name, clip) in &sources {
         let m = write(tmp.path(), &format!("{name}.toml"), &manifest(clip));
         let out_dir = tmp.path().join(format!("out-{name}"));
-        let out = deliver(&plugins)
-            .arg("--presets")
-            .arg(&presets)
-            .arg("render")
-            .arg(&m)
-            .arg("--out")
-            .arg(&out_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        render(
+            &plugins,
+            &["--presets".as_ref(), presets.as_os_str()],
+            &m,
+            &out_dir,
         );
         for (deliverable, ext, codec) in [
             ("aac", "mp4", "aac"),
@@ -174,7 +129,7 @@ fn linear_normalization_holds_through_aac_opus_and_pcm_in_mxf() {
                 "{}",
                 file.display()
             );
-            let (i, tp) = ffmpeg_i_and_tp(&file);
+            let (i, tp) = ffmpeg_ebur128(&file);
             eprintln!("{}: {i} LUFS, {tp} dBTP", file.display());
             // ±0.2 LU: the issue's bound for linear mode through a lossy codec
             // (EBU Tech 3341 meters themselves are ±0.1 LU). Known exception:

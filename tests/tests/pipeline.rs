@@ -171,19 +171,7 @@ name = "web"
 "#,
     );
     let out_dir = tmp.path().join("out");
-    let out = deliver(&plugins)
-        .arg("render")
-        .arg(&manifest)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "render failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    render(&plugins, &[], &manifest, &out_dir);
     let mp4 = out_dir.join("clip_web.mp4");
     let probe = ffprobe(&mp4);
     assert_eq!(stream(&probe, "video")["nb_read_frames"], "75");
