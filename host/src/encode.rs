@@ -9,7 +9,7 @@
 //! the delivered file, without keeping the whole render around.
 
 use crate::limiter::{Limiter, LimiterStats};
-use crate::loudness::{Measurement, Meter};
+use crate::loudness::{Analysis, Meter};
 use crate::manifest::model::Manifest;
 use crate::normalize::{self, Normalization};
 use crate::plugins::{Choice, Registry};
@@ -57,7 +57,7 @@ pub struct Plan {
     pub output: PathBuf,
     pub normalization: Option<Normalization>,
     /// The programme's loudness before normalization.
-    pub programme: Option<Measurement>,
+    pub programme: Option<Analysis>,
 }
 
 /// A failure while planning a deliverable (no plugin offers what the preset
@@ -104,7 +104,7 @@ pub fn plan(
     name: &str,
     preset: Preset,
     out_dir: &Path,
-    programme: Option<&Measurement>,
+    programme: Option<&Analysis>,
 ) -> Result<Plan, PlanError> {
     let err = |message: String| PlanError {
         name: name.to_owned(),
@@ -175,7 +175,7 @@ pub fn plan(
     .map_err(err)?;
     let stem = m.name.replace(['/', '\\'], "_");
     let output = out_dir.join(format!("{stem}_{name}.{}", preset.extension));
-    let normalization = match (&preset.audio, programme) {
+    let normalization = match (&preset.audio, programme.map(|a| &a.summary)) {
         (Some(_), Some(p)) => Some(normalize::plan(p, &preset.loudness)),
         _ => None,
     };
@@ -199,7 +199,7 @@ pub fn plan(
         file_decoder,
         output,
         normalization,
-        programme: programme.copied(),
+        programme: programme.cloned(),
     })
 }
 
@@ -556,7 +556,7 @@ pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Deliv
             "one linear gain within the true-peak ceiling, or a limiter where the profile allows it",
             false,
         ));
-        report.loudness = p.programme.map(|programme| LoudnessReport {
+        report.loudness = p.programme.clone().map(|programme| LoudnessReport {
             programme,
             normalization: p.normalization.clone().expect("checked"),
             delivered: None,
@@ -878,8 +878,8 @@ fn verify_file(
             probe.channels == a.channels,
         ));
     }
-    let delivered = meter.map(|mt| mt.finish());
-    if let (Some(n), Some(d)) = (&p.normalization, delivered) {
+    let delivered = meter.map(|mt| mt.analysis());
+    if let (Some(n), Some(d)) = (&p.normalization, delivered.as_ref().map(|a| a.summary)) {
         let tol = pre.loudness.tolerance_lu;
         if let Some(i) = d.integrated_lufs {
             c.push(Check::new(
@@ -909,7 +909,7 @@ fn verify_file(
     report.loudness = p
         .normalization
         .clone()
-        .zip(p.programme)
+        .zip(p.programme.clone())
         .map(|(n, programme)| LoudnessReport {
             programme,
             normalization: n,

@@ -2,7 +2,7 @@
 //! deliverable through bounded channels, then reported.
 
 use crate::encode::{self, Chunk, Plan};
-use crate::loudness::{Measurement, Meter};
+use crate::loudness::{Analysis, Measurement, Meter};
 use crate::manifest::model::Manifest;
 use crate::manifest::InputError;
 use crate::plugins::Registry;
@@ -121,7 +121,7 @@ pub fn error_report(
     }
 }
 
-fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Measurement>, JobError> {
+fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Analysis>, JobError> {
     let mut mixer = AudioMixer::new(m, reg);
     if !mixer.has_audio() {
         return Ok(None);
@@ -142,7 +142,7 @@ fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Measurement>
             .map_err(|e| JobError::Audio(e.to_string()))?;
         pos += n;
     }
-    Ok(Some(meter.finish()))
+    Ok(Some(meter.analysis()))
 }
 
 /// Most passes [`refine_gain`] makes over the mix.
@@ -263,7 +263,7 @@ fn plan_all(
     reg: &Registry,
     presets: &PresetLibrary,
     out_dir: &Path,
-    programme: Option<&Measurement>,
+    programme: Option<&Analysis>,
 ) -> Result<Vec<Plan>, JobError> {
     let mut plans = Vec::new();
     for d in &m.deliverables {
@@ -321,8 +321,8 @@ fn run_inner(
     let programme = measure_programme(m, reg)?;
     if let Some(p) = &programme {
         tracing::info!(
-            integrated = ?p.integrated_lufs,
-            true_peak = ?p.true_peak_dbtp,
+            integrated = ?p.summary.integrated_lufs,
+            true_peak = ?p.summary.true_peak_dbtp,
             "programme loudness measured"
         );
     }

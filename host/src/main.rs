@@ -69,6 +69,15 @@ enum Cmd {
     Plugins,
     /// List presets.
     Presets,
+    /// Measure a media file's loudness (ITU-R BS.1770-4, EBU Tech 3341/3342):
+    /// integrated, loudness range, true peak per channel, max momentary and
+    /// short-term loudness.
+    Loudness {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the embedded example: a temporary watch root with the example
     /// manifests, processed until idle.
     Demo {
@@ -134,6 +143,15 @@ fn main() -> std::process::ExitCode {
 fn run(cli: &Cli) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match &cli.cmd {
+        Cmd::Loudness { file, json } => {
+            let a = deliver::loudness::measure_file(registry(cli), file)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&a.summary_json())?);
+            } else {
+                println!("{}\n{a}", file.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Plugins => {
             let reg = registry(cli);
             println!("host plugin ABI {}.{}", abi::ABI_MAJOR, abi::ABI_MINOR);
@@ -188,6 +206,10 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                     ),
                     Err(e) => println!("{id:<24} invalid: {e}"),
                 }
+            }
+            println!("\nloudness profiles (presets name them with [loudness] profile = \"...\"):");
+            for name in lib.profiles() {
+                println!("  {name}");
             }
             Ok(ExitCode::SUCCESS)
         }

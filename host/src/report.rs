@@ -2,7 +2,7 @@
 //! to, and pass/fail per check. Written as `report.json` beside the
 //! deliverables (done/) or the rejected outputs (failed/).
 
-use crate::loudness::Measurement;
+use crate::loudness::Analysis;
 use crate::manifest::InputError;
 use crate::normalize::Normalization;
 use crate::quality::{Series, Summary};
@@ -66,9 +66,9 @@ pub struct Probe {
 /// it, and what the delivered file measures.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoudnessReport {
-    pub programme: Measurement,
+    pub programme: Analysis,
     pub normalization: Normalization,
-    pub delivered: Option<Measurement>,
+    pub delivered: Option<Analysis>,
     pub tolerance_lu: f64,
 }
 
