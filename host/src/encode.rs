@@ -898,6 +898,15 @@ fn verify_file(
                 true,
             ));
         }
+        if let (Some(max_s), Some(a)) = (pre.loudness.max_short_term_lufs, delivered.as_ref()) {
+            c.push(Check::new(
+                "audio.max_short_term",
+                "highest short-term loudness (3 s window, every 10 ms) of the delivered audio (LUFS)",
+                a.max_short_term_lufs,
+                format!("<= {max_s}"),
+                a.max_short_term_lufs.is_none_or(|v| v <= max_s),
+            ));
+        }
         c.push(Check::new(
             "audio.true_peak",
             "maximum true peak of the delivered audio (dBTP)",

@@ -85,6 +85,7 @@ mod tests {
             tolerance_lu: 0.5,
             allow_limiter: allow,
             limiter_headroom_db: 0.5,
+            max_short_term_lufs: None,
         }
     }
 

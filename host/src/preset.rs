@@ -159,6 +159,9 @@ pub struct LoudnessSpec {
     /// How far below the ceiling the limiter aims, dB, to leave room for the
     /// peaks a lossy encoder adds (0 to 6).
     pub limiter_headroom_db: f64,
+    /// Highest short-term loudness allowed, LUFS (EBU R 128 s1 for
+    /// short-form content: target + 5 LU); `None` = not checked.
+    pub max_short_term_lufs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -220,6 +223,7 @@ struct RawLoudness {
     tolerance_lu: Option<f64>,
     allow_limiter: Option<bool>,
     limiter_headroom_db: Option<f64>,
+    max_short_term_lufs: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +260,10 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "loudness/ebu-r128",
         include_str!("../../presets/loudness/ebu-r128.toml"),
+    ),
+    (
+        "loudness/ebu-r128-s1",
+        include_str!("../../presets/loudness/ebu-r128-s1.toml"),
     ),
     (
         "loudness/atsc-a85",
@@ -822,6 +830,15 @@ impl Checker<'_> {
             } else {
                 0.0
             },
+            max_short_term_lufs: match l.max_short_term_lufs {
+                None => None,
+                v => Some(self.float(
+                    v,
+                    &["loudness", "max_short_term_lufs"],
+                    |x| (-70.0..=0.0).contains(&x),
+                    "a short-term loudness in LUFS from -70 to 0",
+                )?),
+            },
         };
         let q = self.required(
             &raw.qc,
@@ -1095,7 +1112,13 @@ mod tests {
         );
         assert_eq!(
             lib.profiles(),
-            ["atsc-a85", "ebu-r128", "streaming-14", "streaming-16"]
+            [
+                "atsc-a85",
+                "ebu-r128",
+                "ebu-r128-s1",
+                "streaming-14",
+                "streaming-16"
+            ]
         );
         let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
         assert_eq!(p.file, Path::new("builtin:web/h264-1080p.toml"));
@@ -1123,6 +1146,7 @@ mod tests {
                 tolerance_lu: 0.5,
                 allow_limiter: false,
                 limiter_headroom_db: 0.0,
+                max_short_term_lufs: None,
             }
         );
         assert_eq!(

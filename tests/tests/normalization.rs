@@ -106,3 +106,79 @@ fn limiter_only_where_the_profile_allows_it() {
     assert!(tp <= -1.0, "delivered true peak {tp} dBTP");
     assert!((i + 23.0).abs() <= 0.5, "delivered loudness {i} LUFS");
 }
+
+/// EBU R 128 s1 (short-form content) caps the short-term loudness at target
+/// + 5 LU: a steady programme passes; one with a 3 s passage 12 LU above the
+/// rest, which normalization puts at about -17 LUFS short-term, fails that
+/// check and lands in failed/.
+#[test]
+fn short_form_profile_holds_the_short_term_maximum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(tmp.path(), &[]);
+    let presets = tmp.path().join("presets/test");
+    std::fs::create_dir_all(&presets).unwrap();
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets/web/h264-720p.toml"),
+    )
+    .unwrap();
+    let start = base.find("[loudness]").unwrap();
+    let end = base.find("[qc]").unwrap();
+    let s1 = format!(
+        "{}[loudness]\nprofile = \"ebu-r128-s1\"\n\n{}",
+        &base[..start],
+        &base[end..]
+    );
+    std::fs::write(presets.join("s1.toml"), s1).unwrap();
+    let manifest = |clips: &str| {
+        format!(
+            r#"version = 1
+[canvas]
+width = 320
+height = 240
+frame_rate = "25"
+duration = "15s"
+colour_space = "bt709"
+[[video]]
+[[video.clip]]
+generator = "pattern"
+[[audio]]
+{clips}
+[[deliverable]]
+preset = "test/s1"
+name = "out"
+overrides = {{ video = {{ width = 320, height = 240 }} }}
+"#
+        )
+    };
+    let steady = manifest("[[audio.clip]]\ngenerator = \"sine\"\nlevel = -20.0");
+    let dynamic = manifest(
+        "[[audio.clip]]\ngenerator = \"sine\"\nlevel = -24.0\nduration = \"12s\"\n\
+         [[audio.clip]]\ngenerator = \"sine\"\nlevel = -12.0\nduration = \"3s\"",
+    );
+    let root = tmp.path().join("root");
+    let presets_arg = tmp.path().join("presets");
+    let mut host = Host::start(
+        &root,
+        &plugins,
+        &["--presets", presets_arg.to_str().unwrap()],
+    );
+    host.drop_file("steady.toml", steady.as_bytes());
+    host.drop_file("dynamic.toml", dynamic.as_bytes());
+    let check = |r: &serde_json::Value| {
+        r["deliverables"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "audio.max_short_term")
+            .cloned()
+            .unwrap_or_else(|| panic!("no short-term check in {r:#}"))
+    };
+    let (_, state, r) = host.wait_job("steady", Duration::from_secs(120));
+    assert_eq!(state, "done", "{r:#}");
+    assert_eq!(check(&r)["pass"], true);
+    let (_, state, r) = host.wait_job("dynamic", Duration::from_secs(120));
+    assert_eq!(state, "failed", "{r:#}");
+    let c = check(&r);
+    assert_eq!(c["pass"], false, "{c}");
+    assert!(c["value"].as_f64().unwrap() > -18.0, "{c}");
+}
