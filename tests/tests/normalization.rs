@@ -107,10 +107,10 @@ fn limiter_only_where_the_profile_allows_it() {
     assert!((i + 23.0).abs() <= 0.5, "delivered loudness {i} LUFS");
 }
 
-/// EBU R 128 s1 (short-form content) caps the short-term loudness at target
-/// + 5 LU: a steady programme passes; one with a 3 s passage 12 LU above the
-/// rest, which normalization puts at about -17 LUFS short-term, fails that
-/// check and lands in failed/.
+/// EBU R 128 s1 (short-form content) caps the short-term loudness at the
+/// target plus 5 LU: a steady programme passes; one with a 3 s passage 12 LU
+/// above the rest, which normalization puts at about -17 LUFS short-term,
+/// fails that check and lands in failed/.
 #[test]
 fn short_form_profile_holds_the_short_term_maximum() {
     let tmp = tempfile::tempdir().unwrap();
