@@ -491,6 +491,58 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
     })
 }
 
+/// The audio path after the mix: gain, the limiter where the profile allows
+/// it, the encoder. Audio pts count the samples sent, so the limiter's
+/// look-ahead delays output without shifting it.
+struct AudioOut {
+    limiter: Option<Limiter>,
+    gained: Vec<f32>,
+    audio: Vec<f32>,
+    pts: i64,
+    rate: u32,
+    channels: u32,
+}
+
+impl AudioOut {
+    fn send(&mut self, enc: &mut Encoder, mux: &mut Muxer, idx: u32) -> Result<(), String> {
+        if !self.audio.is_empty() {
+            enc.send_audio(Some((&self.audio, self.rate, self.channels, self.pts)))
+                .map_err(|e| e.to_string())?;
+            self.pts += (self.audio.len() / self.channels as usize) as i64;
+        }
+        drain(enc, mux, idx, None).map(|_| ())
+    }
+
+    fn emit(
+        &mut self,
+        block: &[f32],
+        gain: f32,
+        enc: &mut Encoder,
+        mux: &mut Muxer,
+        idx: u32,
+    ) -> Result<(), String> {
+        self.audio.clear();
+        match &mut self.limiter {
+            Some(l) => {
+                self.gained.clear();
+                self.gained.extend(block.iter().map(|v| v * gain));
+                l.process(&self.gained, &mut self.audio);
+            }
+            None => self.audio.extend(block.iter().map(|v| v * gain)),
+        }
+        self.send(enc, mux, idx)
+    }
+
+    /// Gives back what the limiter's look-ahead still holds.
+    fn flush(&mut self, enc: &mut Encoder, mux: &mut Muxer, idx: u32) -> Result<(), String> {
+        self.audio.clear();
+        if let Some(l) = &mut self.limiter {
+            l.flush(&mut self.audio);
+        }
+        self.send(enc, mux, idx)
+    }
+}
+
 /// Drains an encoder into the muxer (and the validator, for video).
 fn drain(
     enc: &mut Encoder,
@@ -517,7 +569,20 @@ pub type Tick<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// Encodes the deliverable from the chunks on `rx`, then validates the file.
 /// Never panics on bad data: every failure lands in the report.
-pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> DeliverableReport {
+/// The final normalization, computed beside the encode.
+pub type GainResult = Result<Option<Normalization>, String>;
+
+/// Audio held back while the gain is being refined, at most (seconds of
+/// programme). Past it the video waits too, so memory stays bounded.
+const MAX_PENDING_AUDIO_S: u64 = 60;
+
+pub fn run(
+    p: &Plan,
+    m: &Manifest,
+    rx: Receiver<Chunk>,
+    gain: Receiver<GainResult>,
+    tick: Tick<'_>,
+) -> DeliverableReport {
     let started = Instant::now();
     let mut report = DeliverableReport {
         name: p.name.clone(),
@@ -565,9 +630,9 @@ pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Deliv
         report.error = Some(why);
         return report;
     }
-    let encoded = encode(p, m, rx, tick);
+    let encoded = encode(p, m, rx, gain, tick);
     report.encode_seconds = started.elapsed().as_secs_f64();
-    let (validated, limiter) = match encoded {
+    let (validated, limiter, normalization) = match encoded {
         Ok(v) => v,
         Err(e) => {
             report.error = Some(e);
@@ -578,8 +643,9 @@ pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Deliv
     report.bytes = std::fs::metadata(&partial).map(|md| md.len()).unwrap_or(0);
     match verify_file(p, m, &partial, &validated, &mut report) {
         Ok(()) => {
-            if let Some(l) = report.loudness.as_mut() {
-                l.normalization.limiter = limiter;
+            if let (Some(l), Some(mut n)) = (report.loudness.as_mut(), normalization) {
+                n.limiter = limiter;
+                l.normalization = n;
             }
         }
         Err(e) => report.error = Some(e),
@@ -596,12 +662,14 @@ pub fn run(p: &Plan, m: &Manifest, rx: Receiver<Chunk>, tick: Tick<'_>) -> Deliv
     report
 }
 
+#[allow(clippy::type_complexity)]
 fn encode(
     p: &Plan,
     m: &Manifest,
     rx: Receiver<Chunk>,
+    gain_rx: Receiver<GainResult>,
     tick: Tick<'_>,
-) -> Result<(Validated, Option<LimiterStats>), String> {
+) -> Result<(Validated, Option<LimiterStats>, Option<Normalization>), String> {
     let mut s = open_streams(p, m)?;
     let (vtx, vrx) = bounded::<VMsg>(64);
     let dec = p.stream_decoder.clone();
@@ -610,27 +678,30 @@ fn encode(
         .name(format!("validate-{}", p.name))
         .spawn(move || validate_stream(dec, params, vrx))
         .map_err(|e| e.to_string())?;
-    let gain = p
-        .normalization
-        .as_ref()
-        .map(|n| normalize::gain_factor(n.gain_db))
-        .unwrap_or(1.0);
     let (rate, channels) = (m.canvas.sample_rate, m.canvas.channels);
-    let mut limiter = p
-        .normalization
-        .as_ref()
-        .and_then(|n| n.limiter_ceiling_dbtp)
-        .map(|c| Limiter::new(channels, rate, c, LIMITER_LOOKAHEAD_MS, LIMITER_RELEASE_MS));
-    let mut gained = Vec::new();
-    // Audio pts count samples sent: the limiter's look-ahead delays output,
-    // never shifts it.
-    let mut apts = 0i64;
+    let mut out = AudioOut {
+        limiter: p
+            .normalization
+            .as_ref()
+            .and_then(|n| n.limiter_ceiling_dbtp)
+            .map(|c| Limiter::new(channels, rate, c, LIMITER_LOOKAHEAD_MS, LIMITER_RELEASE_MS)),
+        gained: Vec::new(),
+        audio: Vec::new(),
+        pts: 0,
+        rate,
+        channels,
+    };
+    // The final normalization arrives from the gain thread; until then the
+    // audio waits here (video goes on).
+    let mut norm: Option<Option<Normalization>> = None;
+    let mut pending: std::collections::VecDeque<Arc<Vec<f32>>> = Default::default();
+    let max_pending = (MAX_PENDING_AUDIO_S * rate as u64 * channels as u64) as usize;
+    let mut pending_len = 0usize;
     let tb = abi::Rational::new(
         m.canvas.frame_rate.den as i32,
         m.canvas.frame_rate.num as i32,
     );
     let mut scaled = Rgba8::new(p.width, p.height);
-    let mut audio = Vec::new();
     let result = (|| -> Result<(), String> {
         for chunk in rx {
             let src: &Rgba8 = if chunk.frame.width == p.width && chunk.frame.height == p.height {
@@ -649,33 +720,53 @@ fn encode(
                 .map_err(|e| e.to_string())?;
             drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))?;
             if let Some((aenc, aidx)) = &mut s.aenc {
-                audio.clear();
-                match &mut limiter {
-                    Some(l) => {
-                        gained.clear();
-                        gained.extend(chunk.audio.iter().map(|v| v * gain));
-                        l.process(&gained, &mut audio);
+                pending_len += chunk.audio.len();
+                pending.push_back(chunk.audio.clone());
+                if norm.is_none() {
+                    let ready = if pending_len > max_pending {
+                        Some(
+                            gain_rx
+                                .recv()
+                                .map_err(|_| "the gain thread stopped".to_owned())?,
+                        )
+                    } else {
+                        gain_rx.try_recv().ok()
+                    };
+                    if let Some(r) = ready {
+                        norm = Some(r?);
                     }
-                    None => audio.extend(chunk.audio.iter().map(|v| v * gain)),
                 }
-                if !audio.is_empty() {
-                    aenc.send_audio(Some((&audio, rate, channels, apts)))
-                        .map_err(|e| e.to_string())?;
-                    apts += (audio.len() / channels as usize) as i64;
+                if let Some(n) = &norm {
+                    let g = n
+                        .as_ref()
+                        .map(|n| normalize::gain_factor(n.gain_db))
+                        .unwrap_or(1.0);
+                    while let Some(block) = pending.pop_front() {
+                        pending_len -= block.len();
+                        out.emit(&block, g, aenc, &mut s.mux, *aidx)?;
+                    }
                 }
-                drain(aenc, &mut s.mux, *aidx, None)?;
             }
             tick(chunk.index + 1);
         }
         s.venc.send_video(None).map_err(|e| e.to_string())?;
         while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))? {}
         if let Some((aenc, aidx)) = &mut s.aenc {
-            if let Some(l) = &mut limiter {
-                audio.clear();
-                l.flush(&mut audio);
-                aenc.send_audio(Some((&audio, rate, channels, apts)))
-                    .map_err(|e| e.to_string())?;
+            let n = match norm.take() {
+                Some(n) => n,
+                None => gain_rx
+                    .recv()
+                    .map_err(|_| "the gain thread stopped".to_owned())??,
+            };
+            let g = n
+                .as_ref()
+                .map(|n| normalize::gain_factor(n.gain_db))
+                .unwrap_or(1.0);
+            while let Some(block) = pending.pop_front() {
+                out.emit(&block, g, aenc, &mut s.mux, *aidx)?;
             }
+            norm = Some(n);
+            out.flush(aenc, &mut s.mux, *aidx)?;
             aenc.send_audio(None).map_err(|e| e.to_string())?;
             while !drain(aenc, &mut s.mux, *aidx, None)? {}
         }
@@ -686,7 +777,7 @@ fn encode(
         .join()
         .map_err(|_| "the validation thread panicked".to_owned())?;
     result?;
-    Ok((validated?, limiter.map(|l| l.stats())))
+    Ok((validated?, out.limiter.map(|l| l.stats()), norm.flatten()))
 }
 
 /// Decodes the finished file from disk and holds it to the preset.

@@ -218,12 +218,16 @@ fn simulate_delivery(
 /// target. Two things move loudness after the gain: the limiter (it takes
 /// energy out of the peaks) and a lossy codec (its low-pass takes energy out
 /// of the top octave, 0.3 LU for full-band noise through AAC at 192 kb/s).
-/// Audio renders and encodes fast, so the loop runs on the audio alone
-/// before the real encode. In linear mode the gain never rises past what the
-/// true-peak ceiling allows.
-fn refine_gain(m: &Manifest, reg: &Registry, plan: &mut encode::Plan) -> Result<(), JobError> {
+/// The loop runs on the audio alone, beside the video encode (which starts
+/// at once; the deliverable holds its audio until the gain is known). In
+/// linear mode the gain never rises past what the true-peak ceiling allows.
+pub fn refine_gain(
+    m: &Manifest,
+    reg: &Registry,
+    plan: &encode::Plan,
+) -> Result<Option<crate::normalize::Normalization>, JobError> {
     let Some(mut n) = plan.normalization.clone() else {
-        return Ok(());
+        return Ok(None);
     };
     let lossy = plan
         .preset
@@ -231,7 +235,7 @@ fn refine_gain(m: &Manifest, reg: &Registry, plan: &mut encode::Plan) -> Result<
         .as_ref()
         .is_some_and(|a| !a.codec.starts_with("pcm_"));
     if n.refused.is_some() || (n.mode == "linear" && !lossy) {
-        return Ok(());
+        return Ok(Some(n));
     }
     for pass in 1..=MAX_GAIN_PASSES {
         let d = simulate_delivery(m, reg, plan, &n)?;
@@ -254,8 +258,7 @@ fn refine_gain(m: &Manifest, reg: &Registry, plan: &mut encode::Plan) -> Result<
         }
         n.gain_db += miss;
     }
-    plan.normalization = Some(n);
-    Ok(())
+    Ok(Some(n))
 }
 
 fn plan_all(
@@ -268,9 +271,7 @@ fn plan_all(
     let mut plans = Vec::new();
     for d in &m.deliverables {
         let preset = presets.resolve_request(d, &m.path)?;
-        let mut plan = encode::plan(m, reg, &d.name, preset, out_dir, programme)?;
-        refine_gain(m, reg, &mut plan)?;
-        plans.push(plan);
+        plans.push(encode::plan(m, reg, &d.name, preset, out_dir, programme)?);
     }
     Ok(plans)
 }
@@ -364,6 +365,14 @@ fn run_inner(
         for (i, plan) in plans.iter().enumerate() {
             let (tx, rx) = bounded::<Chunk>(QUEUE_DEPTH);
             senders.push(Some(tx));
+            // The final gain, from a pass over the audio alone.
+            let (gain_tx, gain_rx) = bounded(1);
+            std::thread::Builder::new()
+                .name(format!("gain-{}", plan.name))
+                .spawn_scoped(scope, move || {
+                    let _ = gain_tx.send(refine_gain(m, reg, plan).map_err(|e| e.to_string()));
+                })
+                .expect("spawning a gain thread");
             let counters = &counters;
             let report_progress = &report_progress;
             let span =
@@ -378,7 +387,7 @@ fn run_inner(
                             report_progress(counters);
                         }
                     };
-                    encode::run(plan, m, rx, &tick)
+                    encode::run(plan, m, rx, gain_rx, &tick)
                 })
                 .expect("spawning an encode thread");
             handles.push(h);
