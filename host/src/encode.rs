@@ -8,7 +8,7 @@
 //! every picture must hash the same: so the quality figures provably describe
 //! the delivered file, without keeping the whole render around.
 
-use crate::limiter::{Limiter, LimiterStats};
+use crate::limiter::Limiter;
 use crate::loudness::{Analysis, Meter};
 use crate::manifest::model::Manifest;
 use crate::normalize::{self, Normalization};
@@ -203,6 +203,12 @@ pub fn plan(
     })
 }
 
+/// Whether a container carries codec headers out of band (so encoders must
+/// not repeat them in the stream).
+fn wants_global_header(container: &str) -> bool {
+    matches!(container, "mp4" | "mov" | "matroska")
+}
+
 /// The audio encoder's settings for a plan, if it has audio.
 fn audio_settings(p: &Plan, global_header: bool) -> Option<EncoderSettings> {
     let (a, c) = (p.preset.audio.as_ref()?, p.audio.as_ref()?);
@@ -229,6 +235,12 @@ pub struct AudioRoundTrip {
     rate: u32,
     channels: u32,
     pts: i64,
+    /// The encoder's stream description (to check that the deliverable's
+    /// own encoder would have made the same stream).
+    pub params: StreamInfo,
+    /// Every packet encoded: when the last pass ran at the final gain, these
+    /// are the deliverable's audio, and it is not encoded a second time.
+    pub packets: Vec<PacketBuf>,
 }
 
 impl AudioRoundTrip {
@@ -238,7 +250,9 @@ impl AudioRoundTrip {
     /// # Errors
     /// The encoder or decoder refuses to open.
     pub fn open(p: &Plan) -> Result<Option<Self>, String> {
-        let (Some(set), Some(dec)) = (audio_settings(p, true), p.audio_decoder.as_ref()) else {
+        let global_header = wants_global_header(&p.preset.container);
+        let (Some(set), Some(dec)) = (audio_settings(p, global_header), p.audio_decoder.as_ref())
+        else {
             return Ok(None);
         };
         if set.codec.starts_with("pcm_") {
@@ -247,9 +261,10 @@ impl AudioRoundTrip {
         let c = p.audio.as_ref().expect("audio settings imply an encoder");
         let (enc, params) = c.plugin.open_encoder(&set).map_err(|e| e.to_string())?;
         let cfg = decoder_config(media::AUDIO, set.sample_rate, set.channels);
+        let dec_params = params.clone();
         let dec = dec
             .plugin
-            .open_stream_decoder(&params, &cfg)
+            .open_stream_decoder(&dec_params, &cfg)
             .map_err(|e| e.to_string())?;
         Ok(Some(AudioRoundTrip {
             enc,
@@ -257,6 +272,8 @@ impl AudioRoundTrip {
             rate: set.sample_rate,
             channels: set.channels,
             pts: 0,
+            params,
+            packets: Vec::new(),
         }))
     }
 
@@ -282,7 +299,10 @@ impl AudioRoundTrip {
         }
         loop {
             match self.enc.receive().map_err(e)? {
-                Ok(pkt) => self.dec.send(Some(&pkt)).map_err(e)?,
+                Ok(pkt) => {
+                    self.dec.send(Some(&pkt)).map_err(e)?;
+                    self.packets.push(pkt);
+                }
                 Err(st) => {
                     if st == abi::status::EOF {
                         self.dec.send(None).map_err(e)?;
@@ -423,13 +443,14 @@ struct Streams {
     venc: Encoder,
     vidx: u32,
     aenc: Option<(Encoder, u32)>,
+    aparams: Option<StreamInfo>,
     vparams: StreamInfo,
 }
 
 fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
     let rate = m.canvas.frame_rate;
     let tb = abi::Rational::new(rate.den as i32, rate.num as i32);
-    let global_header = matches!(p.preset.container.as_str(), "mp4" | "mov" | "matroska");
+    let global_header = wants_global_header(&p.preset.container);
     let mut vopts = p.preset.video.options.clone();
     if let Some(profile) = &p.preset.video.profile {
         vopts
@@ -477,16 +498,21 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
     let aenc = match aenc {
         Some((enc, params)) => {
             let i = mux.add_stream(&params).map_err(|e| e.to_string())?;
-            Some((enc, i))
+            Some((enc, i, params))
         }
         None => None,
     };
     mux.write_header().map_err(|e| e.to_string())?;
+    let (aenc, aparams) = match aenc {
+        Some((enc, i, params)) => (Some((enc, i)), Some(params)),
+        None => (None, None),
+    };
     Ok(Streams {
         mux,
         venc,
         vidx,
         aenc,
+        aparams,
         vparams,
     })
 }
@@ -543,6 +569,100 @@ impl AudioOut {
     }
 }
 
+/// Where a deliverable's audio stands.
+enum AudioState {
+    /// The gain is not known yet: the mix waits (blocks, total samples).
+    Waiting(std::collections::VecDeque<Arc<Vec<f32>>>, usize),
+    /// Encoding here, at this linear gain.
+    Encode(f32),
+    /// The gain pass already encoded the audio at the final gain: its
+    /// packets are written as the video reaches their time.
+    Packets(std::collections::VecDeque<PacketBuf>),
+}
+
+impl AudioState {
+    /// Leaves `Waiting` once the gain is known.
+    fn start(
+        self,
+        r: Refined,
+        aparams: Option<&StreamInfo>,
+        out: &mut AudioOut,
+        enc: &mut Encoder,
+        mux: &mut Muxer,
+        idx: u32,
+    ) -> Result<AudioState, String> {
+        let AudioState::Waiting(pending, _) = self else {
+            return Ok(self);
+        };
+        if let (Some((packets, params)), Some(own)) = (r.audio, aparams) {
+            // The same encoder with the same settings makes the same stream;
+            // checked, since the muxer was set up with this encoder's headers.
+            if params == *own {
+                return Ok(AudioState::Packets(packets.into()));
+            }
+        }
+        let g = r
+            .normalization
+            .as_ref()
+            .map(|n| normalize::gain_factor(n.gain_db))
+            .unwrap_or(1.0);
+        for block in pending {
+            out.emit(&block, g, enc, mux, idx)?;
+        }
+        Ok(AudioState::Encode(g))
+    }
+
+    /// Handles one rendered frame's audio.
+    fn feed(
+        &mut self,
+        chunk: &Chunk,
+        m: &Manifest,
+        out: &mut AudioOut,
+        enc: &mut Encoder,
+        mux: &mut Muxer,
+        idx: u32,
+    ) -> Result<(), String> {
+        match self {
+            AudioState::Waiting(..) => Ok(()),
+            AudioState::Encode(g) => out.emit(&chunk.audio, *g, enc, mux, idx),
+            AudioState::Packets(q) => {
+                let until =
+                    crate::render::audio::sample_of_frame(&m.canvas, chunk.index + 1) as i64;
+                while q.front().is_some_and(|p| p.pts < until) {
+                    let p = q.pop_front().expect("checked");
+                    mux.write_packet(idx, &p).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes what is left at the end of the programme.
+    fn finish(
+        &mut self,
+        out: &mut AudioOut,
+        enc: &mut Encoder,
+        mux: &mut Muxer,
+        idx: u32,
+    ) -> Result<(), String> {
+        match self {
+            AudioState::Waiting(..) => Ok(()),
+            AudioState::Encode(_) => {
+                out.flush(enc, mux, idx)?;
+                enc.send_audio(None).map_err(|e| e.to_string())?;
+                while !drain(enc, mux, idx, None)? {}
+                Ok(())
+            }
+            AudioState::Packets(q) => {
+                for p in q.drain(..) {
+                    mux.write_packet(idx, &p).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Drains an encoder into the muxer (and the validator, for video).
 fn drain(
     enc: &mut Encoder,
@@ -569,8 +689,15 @@ pub type Tick<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// Encodes the deliverable from the chunks on `rx`, then validates the file.
 /// Never panics on bad data: every failure lands in the report.
-/// The final normalization, computed beside the encode.
-pub type GainResult = Result<Option<Normalization>, String>;
+/// The final normalization, computed beside the encode, and the audio
+/// packets of its last pass when that pass ran at the final gain.
+pub struct Refined {
+    pub normalization: Option<Normalization>,
+    pub audio: Option<(Vec<PacketBuf>, StreamInfo)>,
+}
+
+/// What the gain thread sends.
+pub type GainResult = Result<Refined, String>;
 
 /// Audio held back while the gain is being refined, at most (seconds of
 /// programme). Past it the video waits too, so memory stays bounded.
@@ -632,7 +759,7 @@ pub fn run(
     }
     let encoded = encode(p, m, rx, gain, tick);
     report.encode_seconds = started.elapsed().as_secs_f64();
-    let (validated, limiter, normalization) = match encoded {
+    let (validated, normalization) = match encoded {
         Ok(v) => v,
         Err(e) => {
             report.error = Some(e);
@@ -643,8 +770,7 @@ pub fn run(
     report.bytes = std::fs::metadata(&partial).map(|md| md.len()).unwrap_or(0);
     match verify_file(p, m, &partial, &validated, &mut report) {
         Ok(()) => {
-            if let (Some(l), Some(mut n)) = (report.loudness.as_mut(), normalization) {
-                n.limiter = limiter;
+            if let (Some(l), Some(n)) = (report.loudness.as_mut(), normalization) {
                 l.normalization = n;
             }
         }
@@ -669,7 +795,7 @@ fn encode(
     rx: Receiver<Chunk>,
     gain_rx: Receiver<GainResult>,
     tick: Tick<'_>,
-) -> Result<(Validated, Option<LimiterStats>, Option<Normalization>), String> {
+) -> Result<(Validated, Option<Normalization>), String> {
     let mut s = open_streams(p, m)?;
     let (vtx, vrx) = bounded::<VMsg>(64);
     let dec = p.stream_decoder.clone();
@@ -693,10 +819,9 @@ fn encode(
     };
     // The final normalization arrives from the gain thread; until then the
     // audio waits here (video goes on).
+    let mut audio = AudioState::Waiting(Default::default(), 0);
     let mut norm: Option<Option<Normalization>> = None;
-    let mut pending: std::collections::VecDeque<Arc<Vec<f32>>> = Default::default();
     let max_pending = (MAX_PENDING_AUDIO_S * rate as u64 * channels as u64) as usize;
-    let mut pending_len = 0usize;
     let tb = abi::Rational::new(
         m.canvas.frame_rate.den as i32,
         m.canvas.frame_rate.num as i32,
@@ -720,10 +845,10 @@ fn encode(
                 .map_err(|e| e.to_string())?;
             drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))?;
             if let Some((aenc, aidx)) = &mut s.aenc {
-                pending_len += chunk.audio.len();
-                pending.push_back(chunk.audio.clone());
-                if norm.is_none() {
-                    let ready = if pending_len > max_pending {
+                if let AudioState::Waiting(pending, len) = &mut audio {
+                    *len += chunk.audio.len();
+                    pending.push_back(chunk.audio.clone());
+                    let ready = if *len > max_pending {
                         Some(
                             gain_rx
                                 .recv()
@@ -733,18 +858,19 @@ fn encode(
                         gain_rx.try_recv().ok()
                     };
                     if let Some(r) = ready {
-                        norm = Some(r?);
+                        let r = r?;
+                        norm = Some(r.normalization.clone());
+                        audio = std::mem::replace(&mut audio, AudioState::Encode(1.0)).start(
+                            r,
+                            s.aparams.as_ref(),
+                            &mut out,
+                            aenc,
+                            &mut s.mux,
+                            *aidx,
+                        )?;
                     }
-                }
-                if let Some(n) = &norm {
-                    let g = n
-                        .as_ref()
-                        .map(|n| normalize::gain_factor(n.gain_db))
-                        .unwrap_or(1.0);
-                    while let Some(block) = pending.pop_front() {
-                        pending_len -= block.len();
-                        out.emit(&block, g, aenc, &mut s.mux, *aidx)?;
-                    }
+                } else {
+                    audio.feed(&chunk, m, &mut out, aenc, &mut s.mux, *aidx)?;
                 }
             }
             tick(chunk.index + 1);
@@ -752,23 +878,21 @@ fn encode(
         s.venc.send_video(None).map_err(|e| e.to_string())?;
         while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))? {}
         if let Some((aenc, aidx)) = &mut s.aenc {
-            let n = match norm.take() {
-                Some(n) => n,
-                None => gain_rx
+            if matches!(audio, AudioState::Waiting(..)) {
+                let r = gain_rx
                     .recv()
-                    .map_err(|_| "the gain thread stopped".to_owned())??,
-            };
-            let g = n
-                .as_ref()
-                .map(|n| normalize::gain_factor(n.gain_db))
-                .unwrap_or(1.0);
-            while let Some(block) = pending.pop_front() {
-                out.emit(&block, g, aenc, &mut s.mux, *aidx)?;
+                    .map_err(|_| "the gain thread stopped".to_owned())??;
+                norm = Some(r.normalization.clone());
+                audio = std::mem::replace(&mut audio, AudioState::Encode(1.0)).start(
+                    r,
+                    s.aparams.as_ref(),
+                    &mut out,
+                    aenc,
+                    &mut s.mux,
+                    *aidx,
+                )?;
             }
-            norm = Some(n);
-            out.flush(aenc, &mut s.mux, *aidx)?;
-            aenc.send_audio(None).map_err(|e| e.to_string())?;
-            while !drain(aenc, &mut s.mux, *aidx, None)? {}
+            audio.finish(&mut out, aenc, &mut s.mux, *aidx)?;
         }
         s.mux.finish().map_err(|e| e.to_string())
     })();
@@ -777,7 +901,13 @@ fn encode(
         .join()
         .map_err(|_| "the validation thread panicked".to_owned())?;
     result?;
-    Ok((validated?, out.limiter.map(|l| l.stats()), norm.flatten()))
+    let mut norm = norm.flatten();
+    if let (Some(n), Some(l)) = (norm.as_mut(), out.limiter.as_ref()) {
+        if matches!(audio, AudioState::Encode(_)) {
+            n.limiter = Some(l.stats());
+        }
+    }
+    Ok((validated?, norm))
 }
 
 /// Decodes the finished file from disk and holds it to the preset.

@@ -153,12 +153,23 @@ const GAIN_CONVERGED_LU: f64 = 0.05;
 /// Renders the mix through what the deliverable will do to it (gain, the
 /// limiter in limiter mode, and for a lossy codec the encoder and a decoder)
 /// and measures the result: integrated loudness and true peak.
+#[allow(clippy::type_complexity)]
 fn simulate_delivery(
     m: &Manifest,
     reg: &Registry,
     plan: &encode::Plan,
     n: &crate::normalize::Normalization,
-) -> Result<Measurement, JobError> {
+) -> Result<
+    (
+        Measurement,
+        Option<crate::limiter::LimiterStats>,
+        Option<(
+            Vec<deliver_plugin_api::host::PacketBuf>,
+            deliver_plugin_api::plugin::StreamInfo,
+        )>,
+    ),
+    JobError,
+> {
     let c = &m.canvas;
     let audio = |e: String| JobError::Audio(format!("deliverable `{}`: {e}", plan.name));
     let mut mixer = AudioMixer::new(m, reg);
@@ -211,7 +222,8 @@ fn simulate_delivery(
         rt.push(None, &mut |d| meter.add(d).map_err(|e| e.to_string()))
             .map_err(audio)?;
     }
-    Ok(meter.finish())
+    let packets = codec.map(|rt| (rt.packets, rt.params));
+    Ok((meter.finish(), limiter.map(|l| l.stats()), packets))
 }
 
 /// Corrects the gain until the deliverable's audio, as delivered, is on
@@ -225,9 +237,12 @@ pub fn refine_gain(
     m: &Manifest,
     reg: &Registry,
     plan: &encode::Plan,
-) -> Result<Option<crate::normalize::Normalization>, JobError> {
+) -> Result<encode::Refined, JobError> {
     let Some(mut n) = plan.normalization.clone() else {
-        return Ok(None);
+        return Ok(encode::Refined {
+            normalization: None,
+            audio: None,
+        });
     };
     let lossy = plan
         .preset
@@ -235,10 +250,17 @@ pub fn refine_gain(
         .as_ref()
         .is_some_and(|a| !a.codec.starts_with("pcm_"));
     if n.refused.is_some() || (n.mode == "linear" && !lossy) {
-        return Ok(Some(n));
+        return Ok(encode::Refined {
+            normalization: Some(n),
+            audio: None,
+        });
     }
+    // The last pass's packets, valid while the gain stays what they were made with.
+    let mut audio = None;
     for pass in 1..=MAX_GAIN_PASSES {
-        let d = simulate_delivery(m, reg, plan, &n)?;
+        let (d, limiter, packets) = simulate_delivery(m, reg, plan, &n)?;
+        n.limiter = limiter;
+        audio = packets;
         let Some(i) = d.integrated_lufs else {
             break;
         };
@@ -257,8 +279,12 @@ pub fn refine_gain(
             }
         }
         n.gain_db += miss;
+        audio = None;
     }
-    Ok(Some(n))
+    Ok(encode::Refined {
+        normalization: Some(n),
+        audio,
+    })
 }
 
 fn plan_all(
