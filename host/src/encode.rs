@@ -581,6 +581,49 @@ enum AudioState {
 }
 
 impl AudioState {
+    /// Samples held while waiting for the gain.
+    fn waiting_samples(&self) -> usize {
+        match self {
+            AudioState::Waiting(_, len) => *len,
+            _ => 0,
+        }
+    }
+
+    /// In `Waiting`, takes the gain when it is ready (or waits for it) and
+    /// starts; returns the final normalization when it did.
+    #[allow(clippy::too_many_arguments)]
+    fn poll(
+        &mut self,
+        gain_rx: &Receiver<GainResult>,
+        wait: bool,
+        aparams: Option<&StreamInfo>,
+        out: &mut AudioOut,
+        enc: &mut Encoder,
+        mux: &mut Muxer,
+        idx: u32,
+    ) -> Result<Option<Option<Normalization>>, String> {
+        if !matches!(self, AudioState::Waiting(..)) {
+            return Ok(None);
+        }
+        let ready = if wait {
+            Some(
+                gain_rx
+                    .recv()
+                    .map_err(|_| "the gain thread stopped".to_owned())?,
+            )
+        } else {
+            gain_rx.try_recv().ok()
+        };
+        let Some(r) = ready else {
+            return Ok(None);
+        };
+        let r = r?;
+        let n = r.normalization.clone();
+        *self = std::mem::replace(self, AudioState::Encode(1.0))
+            .start(r, aparams, out, enc, mux, idx)?;
+        Ok(Some(n))
+    }
+
     /// Leaves `Waiting` once the gain is known.
     fn start(
         self,
@@ -623,7 +666,11 @@ impl AudioState {
         idx: u32,
     ) -> Result<(), String> {
         match self {
-            AudioState::Waiting(..) => Ok(()),
+            AudioState::Waiting(pending, len) => {
+                *len += chunk.audio.len();
+                pending.push_back(chunk.audio.clone());
+                Ok(())
+            }
             AudioState::Encode(g) => out.emit(&chunk.audio, *g, enc, mux, idx),
             AudioState::Packets(q) => {
                 let until =
@@ -845,32 +892,18 @@ fn encode(
                 .map_err(|e| e.to_string())?;
             drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))?;
             if let Some((aenc, aidx)) = &mut s.aenc {
-                if let AudioState::Waiting(pending, len) = &mut audio {
-                    *len += chunk.audio.len();
-                    pending.push_back(chunk.audio.clone());
-                    let ready = if *len > max_pending {
-                        Some(
-                            gain_rx
-                                .recv()
-                                .map_err(|_| "the gain thread stopped".to_owned())?,
-                        )
-                    } else {
-                        gain_rx.try_recv().ok()
-                    };
-                    if let Some(r) = ready {
-                        let r = r?;
-                        norm = Some(r.normalization.clone());
-                        audio = std::mem::replace(&mut audio, AudioState::Encode(1.0)).start(
-                            r,
-                            s.aparams.as_ref(),
-                            &mut out,
-                            aenc,
-                            &mut s.mux,
-                            *aidx,
-                        )?;
-                    }
-                } else {
-                    audio.feed(&chunk, m, &mut out, aenc, &mut s.mux, *aidx)?;
+                audio.feed(&chunk, m, &mut out, aenc, &mut s.mux, *aidx)?;
+                let wait = audio.waiting_samples() > max_pending;
+                if let Some(n) = audio.poll(
+                    &gain_rx,
+                    wait,
+                    s.aparams.as_ref(),
+                    &mut out,
+                    aenc,
+                    &mut s.mux,
+                    *aidx,
+                )? {
+                    norm = Some(n);
                 }
             }
             tick(chunk.index + 1);
@@ -878,19 +911,16 @@ fn encode(
         s.venc.send_video(None).map_err(|e| e.to_string())?;
         while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))? {}
         if let Some((aenc, aidx)) = &mut s.aenc {
-            if matches!(audio, AudioState::Waiting(..)) {
-                let r = gain_rx
-                    .recv()
-                    .map_err(|_| "the gain thread stopped".to_owned())??;
-                norm = Some(r.normalization.clone());
-                audio = std::mem::replace(&mut audio, AudioState::Encode(1.0)).start(
-                    r,
-                    s.aparams.as_ref(),
-                    &mut out,
-                    aenc,
-                    &mut s.mux,
-                    *aidx,
-                )?;
+            if let Some(n) = audio.poll(
+                &gain_rx,
+                true,
+                s.aparams.as_ref(),
+                &mut out,
+                aenc,
+                &mut s.mux,
+                *aidx,
+            )? {
+                norm = Some(n);
             }
             audio.finish(&mut out, aenc, &mut s.mux, *aidx)?;
         }

@@ -57,6 +57,26 @@ pub fn plugin_dir(dir: &Path, extra: &[(&str, &str)]) -> PathBuf {
     pd
 }
 
+/// The text of a preset of the repository's library (`web/h264-720p`).
+pub fn builtin_preset(id: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../presets")
+        .join(format!("{id}.toml"));
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A presets directory under `dir` holding `files` (`("test/x.toml", text)`);
+/// returns the directory to pass as `--presets`.
+pub fn presets_dir(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let root = dir.join("presets");
+    for (name, text) in files {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    root
+}
+
 /// A `deliver` command with the test's plugin directory.
 pub fn deliver(plugins: &Path) -> Command {
     let mut c = Command::new(deliver_bin());

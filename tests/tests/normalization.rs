@@ -3,7 +3,6 @@
 //! clear failure where it does not.
 
 use deliver_tests::*;
-use std::path::Path;
 use std::time::Duration;
 
 /// Clicks over a tone: a 0.2 ms click every half second at 0.9 and a tone
@@ -38,23 +37,19 @@ overrides = { video = { width = 320, height = 240 } }
 fn limiter_only_where_the_profile_allows_it() {
     let tmp = tempfile::tempdir().unwrap();
     let plugins = plugin_dir(tmp.path(), &[]);
-    let presets = tmp.path().join("presets/test");
-    std::fs::create_dir_all(&presets).unwrap();
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets/web/h264-720p.toml"),
-    )
-    .unwrap();
+    let base = builtin_preset("web/h264-720p");
     assert!(base.contains("tolerance_lu = 0.5"));
     // Strict: the built-in preset's rules (allow_limiter defaults to false).
-    std::fs::write(presets.join("strict.toml"), &base).unwrap();
     // Limited: the same, with the limiter allowed and 1 dB of headroom for
     // the peaks AAC adds.
     let limited = base.replace(
         "tolerance_lu = 0.5",
         "tolerance_lu = 0.5\nallow_limiter = true\nlimiter_headroom_db = 1.0",
     );
-    std::fs::write(presets.join("limited.toml"), limited).unwrap();
-
+    let presets_arg = presets_dir(
+        tmp.path(),
+        &[("test/strict.toml", &base), ("test/limited.toml", &limited)],
+    );
     let root = tmp.path().join("root");
     std::fs::create_dir_all(root.join("media")).unwrap();
     ffmpeg(&[
@@ -66,7 +61,6 @@ fn limiter_only_where_the_profile_allows_it() {
         "pcm_s16le",
         root.join("media/clicks.wav").to_str().unwrap(),
     ]);
-    let presets_arg = tmp.path().join("presets");
     let mut host = Host::start(
         &root,
         &plugins,
@@ -115,12 +109,7 @@ fn limiter_only_where_the_profile_allows_it() {
 fn short_form_profile_holds_the_short_term_maximum() {
     let tmp = tempfile::tempdir().unwrap();
     let plugins = plugin_dir(tmp.path(), &[]);
-    let presets = tmp.path().join("presets/test");
-    std::fs::create_dir_all(&presets).unwrap();
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets/web/h264-720p.toml"),
-    )
-    .unwrap();
+    let base = builtin_preset("web/h264-720p");
     let start = base.find("[loudness]").unwrap();
     let end = base.find("[qc]").unwrap();
     let s1 = format!(
@@ -128,7 +117,7 @@ fn short_form_profile_holds_the_short_term_maximum() {
         &base[..start],
         &base[end..]
     );
-    std::fs::write(presets.join("s1.toml"), s1).unwrap();
+    let presets_arg = presets_dir(tmp.path(), &[("test/s1.toml", &s1)]);
     let manifest = |clips: &str| {
         format!(
             r#"version = 1
@@ -156,7 +145,6 @@ overrides = {{ video = {{ width = 320, height = 240 }} }}
          [[audio.clip]]\ngenerator = \"sine\"\nlevel = -12.0\nduration = \"3s\"",
     );
     let root = tmp.path().join("root");
-    let presets_arg = tmp.path().join("presets");
     let mut host = Host::start(
         &root,
         &plugins,
