@@ -34,16 +34,11 @@ fn a_panicking_encoder_fails_its_job_and_the_host_goes_on() {
         tmp.path(),
         &[("deliver_fixture_plugin_panic", "libdeliver_plugin_panic.so")],
     );
-    let presets = tmp.path().join("presets");
-    std::fs::create_dir_all(presets.join("test")).unwrap();
-    let base = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../presets/web/h264-720p.toml"),
-    )
-    .unwrap();
+    let base = builtin_preset("web/h264-720p");
     // The same preset, but asking for the panicking encoder by name.
     let panicky = base.replace("[video]", "[video]\nencoder = \"panic-test\"");
     assert_ne!(panicky, base);
-    std::fs::write(presets.join("test/panic.toml"), panicky).unwrap();
+    let presets = presets_dir(tmp.path(), &[("test/panic.toml", &panicky)]);
 
     let root = tmp.path().join("root");
     let presets_arg = presets.to_str().unwrap().to_owned();
