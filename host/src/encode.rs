@@ -786,6 +786,7 @@ pub fn run(
         loudness: None,
         quality: None,
         checks: Vec::new(),
+        thumbnails: Vec::new(),
     };
     if let Some(why) = p.normalization.as_ref().and_then(|n| n.refused.clone()) {
         report.checks.push(Check::new(
@@ -824,13 +825,15 @@ pub fn run(
         Err(e) => report.error = Some(e),
     }
     report.quality = Some(QualityReport {
-        reference: "the rendered frame fed to the encoder (after scaling and conversion)",
+        reference: "the rendered frame fed to the encoder (after scaling and conversion)".into(),
         summary: validated.series.summary(),
         series: validated.series,
     });
-    let pass =
-        report.error.is_none() && !report.checks.is_empty() && report.checks.iter().all(|c| c.pass);
-    report.verdict = if pass { Verdict::Pass } else { Verdict::Fail };
+    report.verdict = if report.error.is_some() {
+        Verdict::Fail
+    } else {
+        crate::report::verdict_of(&report.checks)
+    };
     report.file = Some(partial);
     report
 }

@@ -322,7 +322,7 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
     if let Err(e) = report::write(&report, &job_dir) {
         tracing::error!(job = %job.id, "cannot write the report: {e}");
     }
-    let moved = if report.verdict == Verdict::Pass {
+    let moved = if report.verdict.publishable() {
         shared.root.publish(&job.id)
     } else {
         shared.root.quarantine(&job.id)

@@ -318,15 +318,19 @@ pub fn run(m: &Manifest, reg: &Registry, presets: &PresetLibrary, opts: &JobOpti
             (None, Vec::new(), Some(e.to_report()))
         }
     };
-    let pass = error.is_none()
-        && !deliverables.is_empty()
-        && deliverables.iter().all(|d| d.verdict == Verdict::Pass);
+    let verdict = if error.is_some() || deliverables.is_empty() {
+        Verdict::Fail
+    } else {
+        deliverables
+            .iter()
+            .fold(Verdict::Pass, |v, d| v.worst(d.verdict))
+    };
     JobReport {
         schema: report::SCHEMA,
         job_id: opts.job_id.clone(),
         manifest: m.path.clone(),
         name: m.name.clone(),
-        verdict: if pass { Verdict::Pass } else { Verdict::Fail },
+        verdict,
         started: started_at,
         finished: report::now(),
         seconds: started.elapsed().as_secs_f64(),
@@ -483,7 +487,7 @@ fn run_inner(
     };
     let mut reports = reports;
     for (r, p) in reports.iter_mut().zip(&plans) {
-        if r.verdict == Verdict::Pass {
+        if r.verdict.publishable() {
             match deliver_watch::commit_partial(&deliver_watch::partial_path(&p.output)) {
                 Ok(f) => r.file = Some(f),
                 Err(e) => {

@@ -7,7 +7,7 @@ use deliver::jobs::{self, JobOptions};
 use deliver::manifest::{self, LoadContext};
 use deliver::plugins::Registry;
 use deliver::preset::PresetLibrary;
-use deliver::report::{self, Verdict};
+use deliver::report;
 use deliver_plugin_api::abi;
 use deliver_watch::WatchRoot;
 use std::path::{Path, PathBuf};
@@ -277,7 +277,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             std::fs::create_dir_all(out)?;
             let rp = report::write(&r, out)?;
             print_summary(&r, &rp);
-            Ok(if r.verdict == Verdict::Pass {
+            Ok(if r.verdict.publishable() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -6,23 +6,80 @@ use crate::loudness::Analysis;
 use crate::manifest::InputError;
 use crate::normalize::Normalization;
 use crate::quality::{Series, Summary};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Version of the report's shape; bumped on any incompatible change.
-pub const SCHEMA: &str = "deliver.report/1";
+pub const SCHEMA: &str = "deliver.report/2";
+
+/// How much a failed check matters. Only `error` keeps a deliverable out of
+/// `done/` (the gate); warnings publish and are listed; `info` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "info" => Ok(Severity::Info),
+            "warning" => Ok(Severity::Warning),
+            "error" => Ok(Severity::Error),
+            _ => Err(format!("\"{s}\" is not a severity: one of \"error\", \"warning\", \"info\"")),
+        }
+    }
+}
+
+/// A stretch of the programme where a check found something (black,
+/// freeze, flash, out-of-range levels, silence), frame-accurate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// First affected frame (0-based, from the start of the file).
+    pub frame_in: u64,
+    /// The frame after the last affected one (exclusive, as an edit's out point).
+    pub frame_out: u64,
+    /// SMPTE timecode of `frame_in`, from the file's start timecode.
+    pub tc_in: String,
+    /// SMPTE timecode of `frame_out` (exclusive).
+    pub tc_out: String,
+    /// What was seen, e.g. "mean luma 16.0, 100 % of pixels below 19".
+    pub detail: String,
+}
 
 /// One check: what was measured, against what, and the verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub id: &'static str,
+    /// The EBU QC test item (EBU Tech 3363) this check implements, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebu_qc: Option<&'static str>,
     pub description: String,
     pub value: serde_json::Value,
     pub threshold: String,
     pub pass: bool,
+    /// What a failure of this check means for the deliverable.
+    pub severity: Severity,
+    /// Where in the programme it failed (empty for whole-file checks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
 }
 
 impl Check {
+    /// A check whose failure is an error (the gate holds the file back).
     pub fn new(
         id: &'static str,
         description: impl Into<String>,
@@ -32,12 +89,67 @@ impl Check {
     ) -> Check {
         Check {
             id,
+            ebu_qc: None,
             description: description.into(),
             value: serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
             threshold: threshold.into(),
             pass,
+            severity: Severity::Error,
+            events: Vec::new(),
         }
     }
+
+    pub fn severity(mut self, severity: Severity) -> Check {
+        self.severity = severity;
+        self
+    }
+
+    pub fn ebu(mut self, item: &'static str) -> Check {
+        self.ebu_qc = Some(item);
+        self
+    }
+
+    pub fn events(mut self, events: Vec<Event>) -> Check {
+        self.events = events;
+        self
+    }
+
+    /// Failed with error severity: keeps the deliverable out of `done/`.
+    pub fn is_error(&self) -> bool {
+        !self.pass && self.severity == Severity::Error
+    }
+
+    /// Failed with warning severity: published, listed.
+    pub fn is_warning(&self) -> bool {
+        !self.pass && self.severity == Severity::Warning
+    }
+}
+
+/// The verdict of a list of checks: `fail` on any error-level failure (or
+/// none at all), `warn` on warning-level failures, else `pass`.
+pub fn verdict_of(checks: &[Check]) -> Verdict {
+    if checks.is_empty() || checks.iter().any(Check::is_error) {
+        Verdict::Fail
+    } else if checks.iter().any(Check::is_warning) {
+        Verdict::Warn
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// A small picture of one delivered frame for the HTML report's strip.
+#[derive(Debug, Clone, Serialize)]
+pub struct Thumbnail {
+    pub frame: u64,
+    pub timecode: String,
+    /// Ids of the failed checks whose events cover this frame (empty: a
+    /// regular sample of the programme).
+    pub flagged: Vec<String>,
+    pub width: u32,
+    pub height: u32,
+    /// PNG bytes; embedded in report.html, not in report.json.
+    #[serde(skip)]
+    pub png: Vec<u8>,
 }
 
 /// What the delivered file is, read back from it by a decoder.
@@ -74,7 +186,9 @@ pub struct LoudnessReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityReport {
-    pub reference: &'static str,
+    /// What the delivered pictures were compared with, and how it was
+    /// scaled or converted to match them.
+    pub reference: String,
     pub summary: Summary,
     pub series: Series,
 }
@@ -98,13 +212,35 @@ pub struct DeliverableReport {
     pub loudness: Option<LoudnessReport>,
     pub quality: Option<QualityReport>,
     pub checks: Vec<Check>,
+    /// Sampled frames of the delivered file, failing frames among them.
+    pub thumbnails: Vec<Thumbnail>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
+    /// Every check passed.
     Pass,
+    /// Published, with warning-level findings listed.
+    Warn,
+    /// An error-level finding, or the job could not run: nothing in `done/`.
     Fail,
+}
+
+impl Verdict {
+    /// Whether the deliverable (or job) may be published to `done/`.
+    pub fn publishable(self) -> bool {
+        self != Verdict::Fail
+    }
+
+    /// The worse of two verdicts.
+    pub fn worst(self, other: Verdict) -> Verdict {
+        match (self, other) {
+            (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+            (Verdict::Warn, _) | (_, Verdict::Warn) => Verdict::Warn,
+            _ => Verdict::Pass,
+        }
+    }
 }
 
 /// Why a job could not run at all.
