@@ -6,6 +6,8 @@
 //! mux, validate), `loudness`, `quality`, `report`, `jobs` (one job's
 //! pipeline) and `host` (the actix actors that watch, schedule and run jobs).
 
+pub mod compare;
+pub mod deltae;
 pub mod encode;
 pub mod host;
 pub mod jobs;
@@ -15,6 +17,8 @@ pub mod manifest;
 pub mod normalize;
 pub mod plugins;
 pub mod preset;
+pub mod qc;
 pub mod quality;
 pub mod render;
 pub mod report;
+pub mod report_html;

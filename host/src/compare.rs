@@ -1,0 +1,1 @@
+//! `deliver compare`: quality metrics between any two media files.

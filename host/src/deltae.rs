@@ -1,0 +1,1 @@
+//! ΔE2000 colour difference between a delivery and its render.

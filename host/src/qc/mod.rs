@@ -1,0 +1,1 @@
+//! Spec checks of a delivered file against its QC profile.
