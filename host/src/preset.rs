@@ -172,6 +172,9 @@ pub struct QcSpec {
     pub min_ssim_y: f64,
     /// Largest accepted difference between delivered and canvas duration.
     pub max_duration_error_s: f64,
+    /// Highest accepted 99th percentile of ΔE2000 against the render over
+    /// the programme; `None` = measured and reported, not held to a limit.
+    pub max_delta_e_p99: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +235,7 @@ struct RawQc {
     min_psnr_y: Option<f64>,
     min_ssim_y: Option<f64>,
     max_duration_error_s: Option<f64>,
+    max_delta_e_p99: Option<f64>,
 }
 
 /// One preset file as read, before overrides and validation.
@@ -864,6 +868,15 @@ impl Checker<'_> {
                 |x| (0.0..=10.0).contains(&x),
                 "seconds from 0 to 10",
             )?,
+            max_delta_e_p99: match q.max_delta_e_p99 {
+                None => None,
+                v => Some(self.float(
+                    v,
+                    &["qc", "max_delta_e_p99"],
+                    |x| (0.0..=100.0).contains(&x),
+                    "a CIEDE2000 colour difference from 0 to 100",
+                )?),
+            },
         };
         Ok(Preset {
             id: self.source.id.clone(),
