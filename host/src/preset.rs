@@ -1167,7 +1167,8 @@ mod tests {
             QcSpec {
                 min_psnr_y: 35.0,
                 min_ssim_y: 0.95,
-                max_duration_error_s: 0.05
+                max_duration_error_s: 0.05,
+                max_delta_e_p99: None
             }
         );
 
