@@ -42,7 +42,7 @@ fn dropped_manifest_becomes_a_validated_h264_delivery() {
     let (folder, state, report) = host.wait_job("gen", Duration::from_secs(240));
     assert_eq!(state, "done", "report: {report:#}");
     assert_eq!(report["verdict"], "pass");
-    assert_eq!(report["schema"], "deliver.report/1");
+    assert_eq!(report["schema"], "deliver.report/2");
 
     let mp4 = folder.join("gen_web.mp4");
     assert!(mp4.is_file(), "no deliverable in {}", folder.display());
