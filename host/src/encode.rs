@@ -22,6 +22,7 @@ use deliver_plugin_api::abi::{self, cap, media, pix};
 use deliver_plugin_api::host::{Encoder, Frame, Muxer, PacketBuf};
 use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -756,6 +757,7 @@ pub fn run(
     rx: Receiver<Chunk>,
     gain: Receiver<GainResult>,
     tick: Tick<'_>,
+    cancel: &AtomicBool,
 ) -> DeliverableReport {
     let started = Instant::now();
     let mut report = DeliverableReport {
@@ -805,7 +807,7 @@ pub fn run(
         report.error = Some(why);
         return report;
     }
-    let encoded = encode(p, m, rx, gain, tick);
+    let encoded = encode(p, m, rx, gain, tick, cancel);
     report.encode_seconds = started.elapsed().as_secs_f64();
     let (validated, normalization) = match encoded {
         Ok(v) => v,
@@ -845,6 +847,7 @@ fn encode(
     rx: Receiver<Chunk>,
     gain_rx: Receiver<GainResult>,
     tick: Tick<'_>,
+    cancel: &AtomicBool,
 ) -> Result<(Validated, Option<Normalization>), String> {
     let mut s = open_streams(p, m)?;
     let (vtx, vrx) = bounded::<VMsg>(64);
@@ -879,6 +882,9 @@ fn encode(
     let mut scaled = Rgba8::new(p.width, p.height);
     let result = (|| -> Result<(), String> {
         for chunk in rx {
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
             let src: &Rgba8 = if chunk.frame.width == p.width && chunk.frame.height == p.height {
                 &chunk.frame
             } else {
@@ -911,6 +917,10 @@ fn encode(
             }
             tick(chunk.index + 1);
         }
+        // Cancelled: no flush, no verification; the caller removes the file.
+        if cancel.load(Ordering::Relaxed) {
+            return Err("cancelled".to_owned());
+        }
         s.venc.send_video(None).map_err(|e| e.to_string())?;
         while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))? {}
         if let Some((aenc, aidx)) = &mut s.aenc {
@@ -930,6 +940,11 @@ fn encode(
         s.mux.finish().map_err(|e| e.to_string())
     })();
     drop(vtx);
+    if cancel.load(Ordering::Relaxed) {
+        // Not waiting for the validator: it ends on its own once it has
+        // decoded what it holds, and nothing will read its result.
+        return Err("cancelled".to_owned());
+    }
     let validated = validator
         .join()
         .map_err(|_| "the validation thread panicked".to_owned())?;

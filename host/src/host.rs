@@ -18,7 +18,7 @@ use deliver_watch::{JobId, StabilityTracker, WatchRoot};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,29 @@ pub struct Submit {
     pub dropped_as: PathBuf,
     /// Where it is now, in `processing/<id>/`.
     pub claimed: PathBuf,
+    /// Set to stop the job (queued: it never starts; running: it stops
+    /// within a frame and lands in `failed/` with reason `cancelled`).
+    pub cancel: Arc<AtomicBool>,
 }
+
+/// A request to cancel a job, by job id or by the file name it was dropped
+/// as (`promo.toml`; the newest such job).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Cancel {
+    pub target: String,
+}
+
+/// Where `deliver cancel` leaves its requests: `<root>/.deliver/cancel/<target>`.
+pub fn cancel_dir(root: &WatchRoot) -> PathBuf {
+    root.state_dir().join("cancel")
+}
+
+/// How often the watcher looks for cancel requests.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+/// Suffix of a cancel request dropped beside a manifest: `promo.toml.cancel`.
+pub const CANCEL_SUFFIX: &str = ".cancel";
 
 /// A job ended.
 #[derive(Message, Debug)]
@@ -74,15 +96,82 @@ pub struct Watcher {
     tracker: StabilityTracker,
     poll: Duration,
     scheduler: Recipient<Submit>,
+    cancels: Recipient<Cancel>,
 }
 
 impl Watcher {
-    pub fn new(shared: Arc<Shared>, settings: &Settings, scheduler: Recipient<Submit>) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        settings: &Settings,
+        scheduler: Recipient<Submit>,
+        cancels: Recipient<Cancel>,
+    ) -> Self {
         Watcher {
             shared,
             tracker: StabilityTracker::new(settings.settle),
             poll: settings.poll,
             scheduler,
+            cancels,
+        }
+    }
+
+    /// Cancel requests: `incoming/<manifest>.cancel` files and those
+    /// `deliver cancel` leaves under `.deliver/cancel/`. Each is consumed.
+    fn cancel_requests(&mut self) {
+        let mut found = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.shared.root.incoming()) {
+            for e in rd.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(target) = name.strip_suffix(CANCEL_SUFFIX) {
+                    // `promo.cancel` names `promo.toml` too.
+                    let target = if is_manifest(Path::new(target)) {
+                        target.to_owned()
+                    } else {
+                        format!("{target}.toml")
+                    };
+                    found.push((e.path(), target));
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(cancel_dir(&self.shared.root)) {
+            for e in rd.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') {
+                    found.push((e.path(), name));
+                }
+            }
+        }
+        for (path, target) in found {
+            // A manifest not yet claimed (still settling) is claimed now, so
+            // that it too lands in failed/ with its report.
+            let waiting = self.shared.root.incoming().join(&target);
+            if waiting.is_file() {
+                let stem = Path::new(&target)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let id = JobId::new(&stem);
+                match self.shared.root.claim(&waiting, &id) {
+                    Ok(claimed) => {
+                        tracing::info!(job = %id, "cancelled before it started");
+                        let _ = self.scheduler.try_send(Submit {
+                            id,
+                            dropped_as: waiting,
+                            claimed,
+                            cancel: Arc::new(AtomicBool::new(true)),
+                        });
+                    }
+                    Err(e) => tracing::error!("cannot claim {}: {e}", waiting.display()),
+                }
+            } else if let Err(e) = self.cancels.try_send(Cancel {
+                target: target.clone(),
+            }) {
+                tracing::error!("scheduler unreachable: {e}");
+                continue;
+            }
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!("cannot remove the cancel request {}: {e}", path.display());
+            }
         }
     }
 
@@ -108,6 +197,7 @@ impl Watcher {
                         id,
                         dropped_as: file,
                         claimed,
+                        cancel: Arc::new(AtomicBool::new(false)),
                     };
                     self.scheduler
                         .send(msg)
@@ -132,6 +222,9 @@ impl Actor for Watcher {
         tracing::info!(root = %self.shared.root.root().display(), "watching");
         self.scan(ctx);
         ctx.run_interval(self.poll, |act, ctx| act.scan(ctx));
+        // Cancel requests are looked for more often than manifests: a
+        // cancelled job must stop within a second, whatever the poll.
+        ctx.run_interval(CANCEL_POLL, |act, _| act.cancel_requests());
     }
 }
 
@@ -144,6 +237,8 @@ pub struct Scheduler {
     settings: Settings,
     queue: VecDeque<Submit>,
     running: usize,
+    /// Running jobs, for cancel requests.
+    active: Vec<Submit>,
     finished: Vec<(JobId, Verdict, Option<PathBuf>)>,
     /// Called with every finished job (the demo prints them).
     on_finished: Option<Box<OnFinished>>,
@@ -156,6 +251,7 @@ impl Scheduler {
             settings,
             queue: VecDeque::new(),
             running: 0,
+            active: Vec::new(),
             finished: Vec::new(),
             on_finished: None,
         }
@@ -173,24 +269,35 @@ impl Scheduler {
                 break;
             };
             self.running += 1;
-            let shared = self.shared.clone();
-            let addr = ctx.address();
-            let name = format!("job-{}", job.id);
-            let spawned = std::thread::Builder::new().name(name).spawn(move || {
-                let id = job.id.clone();
-                let (verdict, folder) = process(&shared, &job);
-                // The actor may already be stopping at shutdown; nothing to do then.
-                let _ = addr.try_send(Finished {
-                    id,
-                    verdict,
-                    folder,
-                });
-            });
-            if let Err(e) = spawned {
-                tracing::error!("cannot start a job thread: {e}");
+            self.active.push(job.clone());
+            if !self.spawn(job, ctx) {
                 self.running -= 1;
             }
         }
+    }
+
+    /// Runs `job` on its own thread; false if the thread could not start.
+    fn spawn(&mut self, job: Submit, ctx: &mut Context<Self>) -> bool {
+        let shared = self.shared.clone();
+        let addr = ctx.address();
+        let name = format!("job-{}", job.id);
+        let id = job.id.clone();
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let id = job.id.clone();
+            let (verdict, folder) = process(&shared, &job);
+            // The actor may already be stopping at shutdown; nothing to do then.
+            let _ = addr.try_send(Finished {
+                id,
+                verdict,
+                folder,
+            });
+        });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a job thread: {e}");
+            self.active.retain(|j| j.id != id);
+            return false;
+        }
+        true
     }
 
     fn idle(&self) -> bool {
@@ -223,8 +330,39 @@ impl Handler<Submit> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) {
+        if msg.cancel.load(Ordering::Relaxed) {
+            // Cancelled before it was queued: report it now, without a slot.
+            self.spawn(msg, ctx);
+            return;
+        }
         self.queue.push_back(msg);
         self.pump(ctx);
+    }
+}
+
+impl Handler<Cancel> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) {
+        let matches = |j: &Submit| {
+            j.id.as_str() == msg.target
+                || j.dropped_as
+                    .file_name()
+                    .is_some_and(|n| n == msg.target.as_str())
+        };
+        if let Some(job) = self.active.iter().rev().find(|j| matches(j)) {
+            tracing::info!(job = %job.id, "cancel requested: stopping the running job");
+            job.cancel.store(true, Ordering::Relaxed);
+            return;
+        }
+        if let Some(pos) = self.queue.iter().rposition(matches) {
+            let job = self.queue.remove(pos).expect("found");
+            tracing::info!(job = %job.id, "cancel requested: removed from the queue");
+            job.cancel.store(true, Ordering::Relaxed);
+            self.spawn(job, ctx);
+            return;
+        }
+        tracing::warn!(target = %msg.target, "cancel requested for no queued or running job");
     }
 }
 
@@ -232,7 +370,11 @@ impl Handler<Finished> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
-        self.running -= 1;
+        // Jobs cancelled from the queue ran without a slot.
+        if let Some(pos) = self.active.iter().position(|j| j.id == msg.id) {
+            self.active.remove(pos);
+            self.running -= 1;
+        }
         tracing::info!(job = %msg.id, verdict = ?msg.verdict, folder = ?msg.folder, "job finished");
         if let Some(cb) = &self.on_finished {
             cb(&msg.id, msg.verdict, msg.folder.as_deref());
@@ -279,6 +421,16 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
         .map_err(|e| manifest::InputError::new(&job.dropped_as, e.to_string()))
         .and_then(|bytes| manifest::parse(&bytes, &job.dropped_as, &ctx));
     let report = match loaded {
+        _ if job.cancel.load(Ordering::Relaxed) => {
+            tracing::info!(job = %job.id, "cancelled before it started");
+            jobs::error_report(
+                job.id.as_str(),
+                &job.dropped_as,
+                reg,
+                &JobError::Cancelled,
+                &started,
+            )
+        }
         Err(e) => {
             tracing::warn!(job = %job.id, "{e}");
             jobs::error_report(
@@ -309,7 +461,7 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
             let opts = JobOptions {
                 job_id: job.id.to_string(),
                 out_dir: job_dir.clone(),
-                cancel: Arc::new(AtomicBool::new(false)),
+                cancel: job.cancel.clone(),
                 progress: Some(Box::new(move |p: &jobs::Progress| {
                     if let Ok(mut f) = progress.lock() {
                         f(p)
@@ -352,7 +504,13 @@ pub fn run(
         let scheduler = Scheduler::new(shared.clone(), settings.clone())
             .on_finished(on_finished)
             .start();
-        Watcher::new(shared, &settings, scheduler.recipient()).start();
+        Watcher::new(
+            shared,
+            &settings,
+            scheduler.clone().recipient(),
+            scheduler.recipient(),
+        )
+        .start();
     });
     sys.run()
 }

@@ -121,7 +121,11 @@ pub fn error_report(
     }
 }
 
-fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Analysis>, JobError> {
+fn measure_programme(
+    m: &Manifest,
+    reg: &Registry,
+    cancel: &AtomicBool,
+) -> Result<Option<Analysis>, JobError> {
     let mut mixer = AudioMixer::new(m, reg);
     if !mixer.has_audio() {
         return Ok(None);
@@ -134,6 +138,9 @@ fn measure_programme(m: &Manifest, reg: &Registry) -> Result<Option<Analysis>, J
     let mut buf = Vec::new();
     let mut pos = 0;
     while pos < total {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(JobError::Cancelled);
+        }
         let n = block.min(total - pos);
         buf.resize((n * c.channels as u64) as usize, 0.0);
         mixer.render(pos, &mut buf).map_err(JobError::Audio)?;
@@ -159,6 +166,7 @@ fn simulate_delivery(
     reg: &Registry,
     plan: &encode::Plan,
     n: &crate::normalize::Normalization,
+    cancel: &AtomicBool,
 ) -> Result<
     (
         Measurement,
@@ -199,7 +207,11 @@ fn simulate_delivery(
     };
     let mut pos = 0;
     while pos < total {
-        let len = (c.sample_rate as u64).min(total - pos);
+        if cancel.load(Ordering::Relaxed) {
+            return Err(JobError::Cancelled);
+        }
+        // A quarter second at a time: cancel is looked at between chunks.
+        let len = (c.sample_rate as u64 / 4).min(total - pos);
         buf.resize((len * c.channels as u64) as usize, 0.0);
         mixer.render(pos, &mut buf).map_err(JobError::Audio)?;
         buf.iter_mut().for_each(|v| *v *= gain);
@@ -237,6 +249,7 @@ pub fn refine_gain(
     m: &Manifest,
     reg: &Registry,
     plan: &encode::Plan,
+    cancel: &AtomicBool,
 ) -> Result<encode::Refined, JobError> {
     let Some(mut n) = plan.normalization.clone() else {
         return Ok(encode::Refined {
@@ -258,7 +271,7 @@ pub fn refine_gain(
     // The last pass's packets, valid while the gain stays what they were made with.
     let mut audio = None;
     for pass in 1..=MAX_GAIN_PASSES {
-        let (d, limiter, packets) = simulate_delivery(m, reg, plan, &n)?;
+        let (d, limiter, packets) = simulate_delivery(m, reg, plan, &n, cancel)?;
         n.limiter = limiter;
         audio = packets;
         let Some(i) = d.integrated_lufs else {
@@ -349,7 +362,7 @@ fn run_inner(
 ) -> Result<(RenderReport, Vec<DeliverableReport>), JobError> {
     let mut compositor = Compositor::new(m, reg);
     compositor.preflight()?;
-    let programme = measure_programme(m, reg)?;
+    let programme = measure_programme(m, reg, &opts.cancel)?;
     if let Some(p) = &programme {
         tracing::info!(
             integrated = ?p.summary.integrated_lufs,
@@ -400,7 +413,8 @@ fn run_inner(
             std::thread::Builder::new()
                 .name(format!("gain-{}", plan.name))
                 .spawn_scoped(scope, move || {
-                    let _ = gain_tx.send(refine_gain(m, reg, plan).map_err(|e| e.to_string()));
+                    let _ = gain_tx
+                        .send(refine_gain(m, reg, plan, &opts.cancel).map_err(|e| e.to_string()));
                 })
                 .expect("spawning a gain thread");
             let counters = &counters;
@@ -417,7 +431,7 @@ fn run_inner(
                             report_progress(counters);
                         }
                     };
-                    encode::run(plan, m, rx, gain_rx, &tick)
+                    encode::run(plan, m, rx, gain_rx, &tick, &opts.cancel)
                 })
                 .expect("spawning an encode thread");
             handles.push(h);
@@ -468,7 +482,7 @@ fn run_inner(
             })
             .collect::<Vec<_>>()
     });
-    if cancelled {
+    if cancelled || opts.cancel.load(Ordering::Relaxed) {
         for p in &plans {
             let _ = std::fs::remove_file(deliver_watch::partial_path(&p.output));
         }

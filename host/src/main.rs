@@ -65,6 +65,15 @@ enum Cmd {
         #[arg(long)]
         media_root: Vec<PathBuf>,
     },
+    /// Cancel a queued or running job of a watch host: by job id, or by the
+    /// file name the manifest was dropped as. The job stops within a second
+    /// and lands in failed/ with reason `cancelled`.
+    Cancel {
+        /// The watch root the host watches.
+        root: PathBuf,
+        /// A job id (`promo-20261125T181502-3f2a`) or a dropped file name (`promo.toml`).
+        job: String,
+    },
     /// List loaded plugins, their capabilities and ABI version.
     Plugins,
     /// List presets.
@@ -118,6 +127,51 @@ fn registry(cli: &Cli) -> &'static Registry {
     reg
 }
 
+/// Leaves a cancel request where the watch host looks for them.
+fn request_cancel(root: &Path, job: &str) -> Result<()> {
+    if !root.join("incoming").is_dir() {
+        bail!(
+            "{} is not a watch root (no incoming/ folder)",
+            root.display()
+        );
+    }
+    deliver_watch::JobId::parse(job)?;
+    let root = WatchRoot::open(root)?;
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let running = names(root.processing());
+    let known = running
+        .iter()
+        .any(|id| id == job || root.processing().join(id).join(job).is_file())
+        || root.incoming().join(job).is_file();
+    if !known {
+        bail!(
+            "no job `{job}` in {}: processing/ holds {}",
+            root.root().display(),
+            if running.is_empty() {
+                "nothing".to_owned()
+            } else {
+                running.join(", ")
+            }
+        );
+    }
+    let dir = host::cancel_dir(&root);
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join(format!(".{job}.tmp"));
+    std::fs::write(&tmp, b"")?;
+    std::fs::rename(&tmp, dir.join(job))?;
+    println!("cancel requested for `{job}`");
+    Ok(())
+}
+
 fn presets(cli: &Cli) -> Result<PresetLibrary> {
     Ok(PresetLibrary::load(&cli.presets)?)
 }
@@ -143,6 +197,10 @@ fn main() -> std::process::ExitCode {
 fn run(cli: &Cli) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match &cli.cmd {
+        Cmd::Cancel { root, job } => {
+            request_cancel(root, job)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Loudness { file, json } => {
             let a = deliver::loudness::measure_file(registry(cli), file)?;
             if *json {

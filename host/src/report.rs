@@ -39,7 +39,9 @@ impl std::str::FromStr for Severity {
             "info" => Ok(Severity::Info),
             "warning" => Ok(Severity::Warning),
             "error" => Ok(Severity::Error),
-            _ => Err(format!("\"{s}\" is not a severity: one of \"error\", \"warning\", \"info\"")),
+            _ => Err(format!(
+                "\"{s}\" is not a severity: one of \"error\", \"warning\", \"info\""
+            )),
         }
     }
 }

@@ -43,11 +43,7 @@ fn a_deliverable_under_its_quality_threshold_never_reaches_done() {
         &[("test/good.toml", &base), ("test/starved.toml", &starved)],
     );
     let root = tmp.path().join("root");
-    let mut host = Host::start(
-        &root,
-        &plugins,
-        &["--presets", presets.to_str().unwrap()],
-    );
+    let mut host = Host::start(&root, &plugins, &["--presets", presets.to_str().unwrap()]);
     let manifest = |name: &str, preset: &str| {
         MANIFEST
             .replace("NAME", name)
