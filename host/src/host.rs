@@ -9,6 +9,7 @@
 //! a job runs on a dedicated thread that owns its render and encode threads.
 
 use crate::jobs::{self, JobError, JobOptions};
+use crate::journal::{Journal, State};
 use crate::manifest::{self, LoadContext};
 use crate::plugins::Registry;
 use crate::preset::PresetLibrary;
@@ -28,6 +29,8 @@ pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// Everything a job needs from the host, shared by all jobs.
 pub struct Shared {
     pub root: WatchRoot,
+    /// Every job and transition of this root (`.deliver/journal.sqlite`).
+    pub journal: Journal,
     pub registry: &'static Registry,
     pub presets: PresetLibrary,
     pub media_roots: Vec<PathBuf>,
@@ -154,6 +157,7 @@ impl Watcher {
                 match self.shared.root.claim(&waiting, &id) {
                     Ok(claimed) => {
                         tracing::info!(job = %id, "cancelled before it started");
+                        self.shared.journal_claimed(&id, &waiting, &claimed);
                         let _ = self.scheduler.try_send(Submit {
                             id,
                             dropped_as: waiting,
@@ -193,6 +197,7 @@ impl Watcher {
             match self.shared.root.claim(&file, &id) {
                 Ok(claimed) => {
                     tracing::info!(job = %id, file = %file.display(), "manifest claimed");
+                    self.shared.journal_claimed(&id, &file, &claimed);
                     let msg = Submit {
                         id,
                         dropped_as: file,
@@ -220,6 +225,11 @@ impl Actor for Watcher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         tracing::info!(root = %self.shared.root.root().display(), "watching");
+        for job in recover(&self.shared) {
+            if let Err(e) = self.scheduler.try_send(job) {
+                tracing::error!("scheduler unreachable: {e}");
+            }
+        }
         self.scan(ctx);
         ctx.run_interval(self.poll, |act, ctx| act.scan(ctx));
         // Cancel requests are looked for more often than manifests: a
@@ -269,6 +279,7 @@ impl Scheduler {
                 break;
             };
             self.running += 1;
+            self.shared.journal(&job.id, State::Running, None, None);
             self.active.push(job.clone());
             if !self.spawn(job, ctx) {
                 self.running -= 1;
@@ -474,18 +485,164 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
     if let Err(e) = report::write(&report, &job_dir) {
         tracing::error!(job = %job.id, "cannot write the report: {e}");
     }
-    let moved = if report.verdict.publishable() {
-        shared.root.publish(&job.id)
+    let detail = report.error.as_ref().map(|e| e.kind);
+    shared.journal(
+        &job.id,
+        State::Finished,
+        detail,
+        Some(verdict_str(report.verdict)),
+    );
+    finish(shared, &job.id, report.verdict)
+}
+
+fn verdict_str(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Warn => "warn",
+        Verdict::Fail => "fail",
+    }
+}
+
+/// Moves a finished job to done/ or failed/ and records it.
+fn finish(
+    shared: &Shared,
+    id: &deliver_watch::JobId,
+    verdict: Verdict,
+) -> (Verdict, Option<PathBuf>) {
+    let moved = if verdict.publishable() {
+        shared.root.publish(id)
     } else {
-        shared.root.quarantine(&job.id)
+        shared.root.quarantine(id)
     };
     match moved {
-        Ok(folder) => (report.verdict, Some(folder)),
+        Ok(folder) => {
+            let state = if verdict.publishable() {
+                State::Done
+            } else {
+                State::Failed
+            };
+            shared.journal(id, state, None, None);
+            (verdict, Some(folder))
+        }
         Err(e) => {
-            tracing::error!(job = %job.id, "{e}");
+            tracing::error!(job = %id, "{e}");
             (Verdict::Fail, None)
         }
     }
+}
+
+impl Shared {
+    /// Records a transition; a journal that cannot be written is logged,
+    /// not fatal (the folders still say where every job is).
+    fn journal(
+        &self,
+        id: &deliver_watch::JobId,
+        to: State,
+        detail: Option<&str>,
+        verdict: Option<&str>,
+    ) {
+        if let Err(e) = self.journal.transition(id, to, detail, verdict) {
+            tracing::error!(job = %id, "{e}");
+        }
+    }
+
+    fn journal_claimed(&self, id: &deliver_watch::JobId, dropped_as: &Path, claimed: &Path) {
+        if let Err(e) = self.journal.claimed(id, dropped_as, claimed, 0) {
+            tracing::error!(job = %id, "{e}");
+        }
+    }
+}
+
+/// What a restarted host picks up: jobs left in `processing/` (by the
+/// journal, and any folder the journal never heard of) are submitted again;
+/// finished jobs that were not moved yet are moved; journal entries whose
+/// folder already reached done/ or failed/ are brought up to date.
+pub fn recover(shared: &Shared) -> Vec<Submit> {
+    let mut again = Vec::new();
+    let mut known = std::collections::HashSet::new();
+    let unfinished = match shared.journal.unfinished() {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!("{e}");
+            Vec::new()
+        }
+    };
+    for (row, dropped_as, claimed) in unfinished {
+        known.insert(row.id.clone());
+        let Ok(id) = deliver_watch::JobId::parse(&row.id) else {
+            continue;
+        };
+        let dir = shared.root.job_dir(&id);
+        if !dir.is_dir() {
+            // Moved before the journal heard of it.
+            let (state, detail) = if shared.root.done().join(id.as_str()).is_dir() {
+                (State::Done, "repaired from the folders")
+            } else if shared.root.failed().join(id.as_str()).is_dir() {
+                (State::Failed, "repaired from the folders")
+            } else {
+                (State::Failed, "its processing/ folder is gone")
+            };
+            tracing::warn!(job = %id, state = state.as_str(), "{detail}");
+            shared.journal(&id, state, Some(detail), None);
+            continue;
+        }
+        if row.state == State::Finished && dir.join("report.json").is_file() {
+            let verdict = match row.verdict.as_deref() {
+                Some("pass") => Verdict::Pass,
+                Some("warn") => Verdict::Warn,
+                _ => Verdict::Fail,
+            };
+            tracing::info!(job = %id, "finished before the restart: moving it");
+            finish(shared, &id, verdict);
+            continue;
+        }
+        tracing::info!(job = %id, attempts = row.attempts, "resuming after a restart");
+        again.push(Submit {
+            id,
+            dropped_as,
+            claimed,
+            cancel: Arc::new(AtomicBool::new(false)),
+        });
+    }
+    // Folders claimed just before a kill, never journalled.
+    if let Ok(rd) = std::fs::read_dir(shared.root.processing()) {
+        let mut dirs: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+        dirs.sort();
+        for dir in dirs {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if known.contains(&name) || !dir.is_dir() {
+                continue;
+            }
+            let Ok(id) = deliver_watch::JobId::parse(&name) else {
+                continue;
+            };
+            let manifest = std::fs::read_dir(&dir).ok().and_then(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .find(|p| is_manifest(p))
+            });
+            let Some(claimed) = manifest else {
+                tracing::error!(job = %id, "processing/{name} holds no manifest: left alone");
+                continue;
+            };
+            let dropped_as = shared
+                .root
+                .incoming()
+                .join(claimed.file_name().expect("a file"));
+            tracing::info!(job = %id, "claimed before the restart, never journalled: resuming");
+            shared.journal_claimed(&id, &dropped_as, &claimed);
+            again.push(Submit {
+                id,
+                dropped_as,
+                claimed,
+                cancel: Arc::new(AtomicBool::new(false)),
+            });
+        }
+    }
+    again
 }
 
 /// Runs the watch host until it is stopped (or, with `exit_when_idle`, until

@@ -11,6 +11,7 @@ pub mod deltae;
 pub mod encode;
 pub mod host;
 pub mod jobs;
+pub mod journal;
 pub mod limiter;
 pub mod loudness;
 pub mod manifest;

@@ -74,6 +74,19 @@ enum Cmd {
         /// A job id (`promo-20261125T181502-3f2a`) or a dropped file name (`promo.toml`).
         job: String,
     },
+    /// List a watch root's jobs and their states, from its journal.
+    Status {
+        root: PathBuf,
+        /// Finished jobs to list besides those not finished.
+        #[arg(long, default_value_t = 20)]
+        recent: usize,
+        /// One job's transitions.
+        #[arg(long)]
+        job: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List loaded plugins, their capabilities and ABI version.
     Plugins,
     /// List presets.
@@ -125,6 +138,66 @@ fn registry(cli: &Cli) -> &'static Registry {
         );
     }
     reg
+}
+
+/// Prints the journal's view of a watch root.
+fn status(root: &Path, recent: usize, job: Option<&str>, json: bool) -> Result<()> {
+    let file = root.join(".deliver").join(deliver::journal::FILE);
+    if !file.is_file() {
+        bail!(
+            "{} has no journal ({}): no host has watched it",
+            root.display(),
+            file.display()
+        );
+    }
+    let journal = deliver::journal::Journal::open_path(&file)?;
+    if let Some(id) = job {
+        let Some(row) = journal.job(id)? else {
+            bail!("no job `{id}` in {}", file.display());
+        };
+        let history = journal.history(id)?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"job": row, "transitions": history})
+                )?
+            );
+        } else {
+            println!("{} ({}): {}", row.id, row.name, row.state.as_str());
+            for t in history {
+                println!(
+                    "  {}  {} → {}{}",
+                    t.at,
+                    t.from.as_deref().unwrap_or("-"),
+                    t.to,
+                    t.detail.map(|d| format!("  ({d})")).unwrap_or_default()
+                );
+            }
+        }
+        return Ok(());
+    }
+    let rows = journal.jobs(recent)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:<9} {:<7} {:>8}  {:<24}  detail",
+        "job", "state", "verdict", "attempts", "updated"
+    );
+    for r in rows {
+        println!(
+            "{:<40} {:<9} {:<7} {:>8}  {:<24}  {}",
+            r.id,
+            r.state.as_str(),
+            r.verdict.as_deref().unwrap_or("-"),
+            r.attempts,
+            r.updated,
+            r.detail.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
 }
 
 /// Leaves a cancel request where the watch host looks for them.
@@ -197,6 +270,15 @@ fn main() -> std::process::ExitCode {
 fn run(cli: &Cli) -> Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match &cli.cmd {
+        Cmd::Status {
+            root,
+            recent,
+            job,
+            json,
+        } => {
+            status(root, *recent, job.as_deref(), *json)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Cancel { root, job } => {
             request_cancel(root, job)?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -417,7 +499,9 @@ fn watch(
     } else {
         media_root.to_vec()
     };
+    let journal = deliver::journal::Journal::open(&wr)?;
     let shared = Shared {
+        journal,
         root: wr,
         registry: reg,
         presets: lib,
