@@ -1016,6 +1016,7 @@ fn verify_file(
         audio_codec: s(&info.audio_codec),
         sample_rate: info.sample_rate,
         channels: info.channels,
+        ..Default::default()
     };
     let c = &mut report.checks;
     let pre = &p.preset;
