@@ -26,6 +26,9 @@ const BLOCKS_Y: usize = 18;
 pub const THUMB_WIDTH: u32 = 160;
 /// At most this many thumbnails of event starts are kept (memory bound).
 const MAX_EVENT_THUMBS: usize = 48;
+/// Steps of the table from normalized R'G'B' to linear light (the flash
+/// blocks average it; 1/4096 of a step is far below the 20 cd/m² that counts).
+const LIN_STEPS: usize = 4096;
 /// Audio level windows: 10 ms.
 const AUDIO_WINDOWS_PER_S: u32 = 100;
 
@@ -157,10 +160,14 @@ struct Levels {
     /// Code of nominal black and the nominal luma span (219·2^(d−8) limited).
     y_black: f64,
     y_span: f64,
+    /// Code of zero chroma (grey), for formats without chroma planes.
     c_mid: f64,
-    c_span: f64,
-    kr: f32,
-    kb: f32,
+    /// Code → normalized luma; code → the Cr/Cb terms of R', G', B'.
+    yn: Vec<f32>,
+    cr_r: Vec<f32>,
+    cr_g: Vec<f32>,
+    cb_g: Vec<f32>,
+    cb_b: Vec<f32>,
     /// Luma codes outside `[lo, hi]` violate R 103.
     luma_lo: usize,
     luma_hi: usize,
@@ -203,6 +210,14 @@ impl Levels {
             (16.0 * scale, 219.0 * scale, 128.0 * scale, 224.0 * scale)
         };
         let (kr, kb) = matrix_coefficients(color.matrix, height);
+        let (kr, kb) = (f64::from(kr), f64::from(kb));
+        let kg = 1.0 - kr - kb;
+        // R' = Y' + 2(1−Kr)·Cr; B' = Y' + 2(1−Kb)·Cb; G' from Y' = Kr·R' + Kg·G' + Kb·B'.
+        let chroma = |k: f64| -> Vec<f32> {
+            (0..1u32 << depth)
+                .map(|c| (k * (f64::from(c) - c_mid) / c_span) as f32)
+                .collect()
+        };
         let code = |pct: f64| y_black + pct / 100.0 * y_span;
         let lo = code(lim.luma_min_percent).ceil().max(0.0) as usize;
         let hi = code(lim.luma_max_percent).floor().min(max) as usize;
@@ -220,9 +235,13 @@ impl Levels {
             y_black,
             y_span,
             c_mid,
-            c_span,
-            kr,
-            kb,
+            yn: (0..1u32 << depth)
+                .map(|c| ((f64::from(c) - y_black) / y_span) as f32)
+                .collect(),
+            cr_r: chroma(2.0 * (1.0 - kr)),
+            cr_g: chroma(-2.0 * kr * (1.0 - kr) / kg),
+            cb_g: chroma(-2.0 * kb * (1.0 - kb) / kg),
+            cb_b: chroma(2.0 * (1.0 - kb)),
             luma_lo: lo,
             luma_hi: hi,
             black_hi,
@@ -230,16 +249,22 @@ impl Levels {
         })
     }
 
-    /// Normalized R'G'B' (0..1 nominal) of one sample.
+    /// Normalized R'G'B' (0..1 nominal) of one sample (codes beyond the
+    /// bit depth, which a decoder should not produce, are clamped).
     #[inline]
     fn rgb(&self, y: u32, cb: u32, cr: u32) -> [f32; 3] {
-        let yn = ((f64::from(y) - self.y_black) / self.y_span) as f32;
-        let cbn = ((f64::from(cb) - self.c_mid) / self.c_span) as f32;
-        let crn = ((f64::from(cr) - self.c_mid) / self.c_span) as f32;
-        let r = yn + 2.0 * (1.0 - self.kr) * crn;
-        let b = yn + 2.0 * (1.0 - self.kb) * cbn;
-        let g = (yn - self.kr * r - self.kb * b) / (1.0 - self.kr - self.kb);
-        [r, g, b]
+        let top = self.yn.len() - 1;
+        let (y, cb, cr) = (
+            (y as usize).min(top),
+            (cb as usize).min(top),
+            (cr as usize).min(top),
+        );
+        let yn = self.yn[y];
+        [
+            yn + self.cr_r[cr],
+            yn + self.cr_g[cr] + self.cb_g[cb],
+            yn + self.cb_b[cb],
+        ]
     }
 }
 
@@ -643,6 +668,8 @@ pub struct Analyzer {
     sums: Vec<BlockSum>,
     lum_track: Vec<Track>,
     red_track: Vec<Track>,
+    /// Normalized signal (0..1 in LIN_STEPS steps) → linear light.
+    lin: Vec<f32>,
     black: Run,
     freeze: Run,
     legal: Run,
@@ -733,6 +760,9 @@ impl Analyzer {
             sums: Vec::new(),
             lum_track: Vec::new(),
             red_track: Vec::new(),
+            lin: (0..=LIN_STEPS)
+                .map(|i| eotf(i as f64 / LIN_STEPS as f64) as f32)
+                .collect(),
             black: Run::default(),
             freeze: Run::default(),
             legal: Run::default(),
@@ -868,10 +898,8 @@ impl Analyzer {
         }
         let (mut rgb_out, mut grid_n) = (0u64, 0u64);
         let (mut rgb_lo, mut rgb_hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        let lin = |x: f32| {
-            let x = x.clamp(0.0, 1.0);
-            x * x * x.powf(0.4)
-        };
+        let lin_lut = &self.lin;
+        let lin = |x: f32| lin_lut[(x.clamp(0.0, 1.0) * LIN_STEPS as f32) as usize];
         for (gy, &brow) in self.block_row.iter().enumerate() {
             let y = gy * GRID_STEP;
             let cy = y >> l.chroma_y;
@@ -1335,5 +1363,123 @@ mod tests {
         assert_eq!(opened, [(18, 0)]);
         assert_eq!(c.events.len(), 1);
         assert_eq!((c.events[0].frame_in, c.events[0].frame_out), (0, 49));
+    }
+
+    /// Analyzer throughput at 1080p on one core, against FFmpeg's
+    /// `signalstats,blackdetect,freezedetect` on the same raw frames, also on
+    /// one thread. Ignored by default (it times, and needs the ffmpeg CLI):
+    /// `cargo test --release -p deliver --lib analyzer_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn analyzer_speed_1080p() {
+        use std::process::Command;
+        use std::time::Instant;
+        let (w, h, n) = (1920usize, 1080usize, 50usize);
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("src.yuv");
+        let st = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=s={w}x{h}:r=25:d=2"))
+            .args([
+                "-vf",
+                "scale=out_color_matrix=bt709:out_range=tv",
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "rawvideo",
+            ])
+            .arg(&raw)
+            .status()
+            .expect("the ffmpeg CLI");
+        assert!(st.success());
+        let bytes = std::fs::read(&raw).unwrap();
+        let frame = w * h * 3 / 2;
+        assert_eq!(bytes.len(), frame * n);
+
+        let mut info = abi::MediaInfo::EMPTY;
+        info.frame_rate = Rational::new(25, 1);
+        info.n_frames = (3 * n) as i64;
+        info.color = abi::ColorTags::BT709_LIMITED;
+        let mut a = Analyzer::new(&QcProfile::default(), &info);
+        let view = |i: usize| {
+            let f = &bytes[i * frame..(i + 1) * frame];
+            let (y, c) = f.split_at(w * h);
+            let (u, v) = c.split_at(w * h / 4);
+            VideoView {
+                width: w as u32,
+                height: h as u32,
+                pix_fmt: abi::pix::YUV420P,
+                planes: [(y, w), (u, w / 2), (v, w / 2), (&[], 0)],
+                n_planes: 3,
+                pts: i as i64,
+                time_base: Rational::new(1, 25),
+                color: abi::ColorTags::BT709_LIMITED,
+                key: false,
+            }
+        };
+        // Time on the CPU (the machine is shared: wall time would count
+        // other jobs' turns), from the scheduler's own account.
+        let on_cpu = || -> f64 {
+            let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+            s.split_whitespace().next().unwrap().parse::<f64>().unwrap() / 1e9
+        };
+        let (t, c) = (Instant::now(), on_cpu());
+        for i in 0..3 * n {
+            a.video(&view(i % n));
+        }
+        let ours = (3 * n) as f64 / (on_cpu() - c);
+        let ours_wall = (3 * n) as f64 / t.elapsed().as_secs_f64();
+        let analysis = a.finish();
+        assert_eq!(analysis.frames, (3 * n) as u64);
+
+        // FFmpeg's -benchmark reports its user CPU time (utime=…s).
+        let out = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-benchmark",
+                "-threads",
+                "1",
+                "-filter_threads",
+                "1",
+            ])
+            .args([
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "yuv420p",
+                "-s",
+                &format!("{w}x{h}"),
+                "-r",
+                "25",
+            ])
+            .arg("-i")
+            .arg(&raw)
+            .args([
+                "-vf",
+                "signalstats,blackdetect,freezedetect",
+                "-f",
+                "null",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let utime: f64 = err
+            .split("utime=")
+            .nth(1)
+            .and_then(|s| s.split('s').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no utime in ffmpeg -benchmark output: {err}"));
+        let peer = n as f64 / utime;
+        println!(
+            "analyzer: {ours:.0} fps of CPU time ({ours_wall:.0} fps wall) at {w}x{h} yuv420p on one thread; \
+             ffmpeg signalstats+blackdetect+freezedetect: {peer:.0} fps of CPU time (reading the file included); ratio {:.2}",
+            ours / peer
+        );
+        assert!(
+            ours >= 150.0,
+            "{ours:.0} fps of CPU time, the target is 150"
+        );
     }
 }
