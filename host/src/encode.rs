@@ -1031,6 +1031,7 @@ fn verify_file(
         audio_codec: s(&info.audio_codec),
         sample_rate: info.sample_rate,
         channels: info.channels,
+        ..Default::default()
     };
     let c = &mut report.checks;
     let pre = &p.preset;

@@ -174,6 +174,16 @@ pub struct Probe {
     pub audio_codec: String,
     pub sample_rate: u32,
     pub channels: u32,
+    /// Codec level as FFmpeg numbers it (H.264: 40 = 4.0), 0 if unknown.
+    pub video_level: i32,
+    /// "progressive", "interlaced" or "unknown" (from the field order).
+    pub field_order: String,
+    /// Bits per audio sample (PCM), 0 if unknown or not meaningful.
+    pub audio_bits: u32,
+    /// WAVE/FFmpeg channel mask, 0 if unknown.
+    pub channel_layout: u64,
+    /// The file's start timecode, if it carries one.
+    pub start_timecode: Option<String>,
 }
 
 /// Loudness of one deliverable: the programme as rendered, what was done to

@@ -18,7 +18,12 @@ use std::ffi::c_void;
 /// whose major differs from its own.
 pub const ABI_MAJOR: u32 = 1;
 /// Bumped when fields or entry points are added compatibly.
-pub const ABI_MINOR: u32 = 0;
+///
+/// - 1.1: [`MediaInfo`] gained `video_level`, `audio_bits`,
+///   `audio_channel_layout` and `start_timecode`, carved out of its reserved
+///   slots (the struct's size is unchanged). A 1.0 plugin leaves them zero,
+///   which reads as "unknown".
+pub const ABI_MINOR: u32 = 1;
 
 /// The one symbol a plugin library exports, with the signature [`EntryFn`].
 pub const ENTRY_SYMBOL: &str = "deliver_plugin_entry";
@@ -534,8 +539,26 @@ pub struct MediaInfo {
     pub sample_rate: u32,
     pub channels: u32,
     pub audio_duration_us: i64,
-    pub reserved: [usize; 8],
+    /// Codec level as FFmpeg numbers it (H.264: 40 = level 4.0; HEVC: 30 ×
+    /// the level), 0 if unknown. Since ABI 1.1.
+    pub video_level: i32,
+    /// Bits per audio sample the stream carries (PCM: 16, 24, 32), 0 if
+    /// unknown or not meaningful (lossy codecs). Since ABI 1.1.
+    pub audio_bits: u32,
+    /// FFmpeg/WAVE channel mask (bit 0 front left, bit 1 front right, bit 2
+    /// front centre, …), 0 if unknown or not a mask. Since ABI 1.1.
+    pub audio_channel_layout: u64,
+    /// Start timecode ("10:00:00:00", drop-frame with `;`), NUL-padded;
+    /// empty if the file carries none. Since ABI 1.1.
+    pub start_timecode: [u8; 16],
+    /// What is left of the 1.0 reserved slots (`[usize; 8]`): the fields
+    /// above took 32 bytes of them.
+    pub reserved: [u8; MEDIA_INFO_RESERVED],
 }
+
+/// Bytes of [`MediaInfo::reserved`] left after the 1.1 fields, so that the
+/// struct keeps the size it had in ABI 1.0 on every target.
+pub const MEDIA_INFO_RESERVED: usize = 8 * std::mem::size_of::<usize>() - 32;
 
 impl MediaInfo {
     pub const EMPTY: MediaInfo = MediaInfo {
@@ -561,8 +584,98 @@ impl MediaInfo {
         sample_rate: 0,
         channels: 0,
         audio_duration_us: -1,
-        reserved: [0; 8],
+        video_level: 0,
+        audio_bits: 0,
+        audio_channel_layout: 0,
+        start_timecode: [0; 16],
+        reserved: [0; MEDIA_INFO_RESERVED],
     };
+
+    /// The start timecode, `None` if the file carries none.
+    pub fn start_timecode(&self) -> Option<&str> {
+        let end = self
+            .start_timecode
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.start_timecode.len());
+        std::str::from_utf8(&self.start_timecode[..end])
+            .ok()
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Writes the start timecode (truncated to 15 bytes at a character
+    /// boundary; timecodes are ASCII).
+    pub fn set_start_timecode(&mut self, tc: &str) {
+        let mut end = tc.len().min(self.start_timecode.len() - 1);
+        while !tc.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.start_timecode = [0; 16];
+        self.start_timecode[..end].copy_from_slice(&tc.as_bytes()[..end]);
+    }
+}
+
+#[cfg(test)]
+mod media_info_layout {
+    use super::*;
+
+    /// `MediaInfo` as ABI 1.0 laid it out: 1.1 must keep its size and the
+    /// offsets of every 1.0 field, or 1.0 plugins would write past the end.
+    #[repr(C)]
+    #[allow(dead_code)]
+    struct MediaInfoV1_0 {
+        struct_size: u32,
+        container: Name,
+        duration_us: i64,
+        bit_rate: i64,
+        has_video: u32,
+        video_codec: Name,
+        video_profile: Name,
+        width: u32,
+        height: u32,
+        pix_fmt: u32,
+        pix_fmt_name: Name,
+        frame_rate: Rational,
+        n_frames: i64,
+        video_duration_us: i64,
+        color: ColorTags,
+        field_order: u32,
+        has_audio: u32,
+        audio_codec: Name,
+        audio_profile: Name,
+        sample_rate: u32,
+        channels: u32,
+        audio_duration_us: i64,
+        reserved: [usize; 8],
+    }
+
+    #[test]
+    fn media_info_keeps_the_1_0_size_and_offsets() {
+        assert_eq!(
+            std::mem::size_of::<MediaInfo>(),
+            std::mem::size_of::<MediaInfoV1_0>()
+        );
+        assert_eq!(
+            std::mem::align_of::<MediaInfo>(),
+            std::mem::align_of::<MediaInfoV1_0>()
+        );
+        assert_eq!(
+            std::mem::offset_of!(MediaInfo, audio_duration_us),
+            std::mem::offset_of!(MediaInfoV1_0, audio_duration_us)
+        );
+        assert_eq!(
+            std::mem::offset_of!(MediaInfo, video_level),
+            std::mem::offset_of!(MediaInfoV1_0, reserved)
+        );
+    }
+
+    #[test]
+    fn start_timecode_round_trips_and_zero_is_none() {
+        let mut m = MediaInfo::EMPTY;
+        assert_eq!(m.start_timecode(), None);
+        m.set_start_timecode("10:00:00;00");
+        assert_eq!(m.start_timecode(), Some("10:00:00;00"));
+    }
 }
 
 /// One thing a plugin can do.

@@ -204,6 +204,8 @@ impl FileDecoder {
             range: par.color_range as u32,
         };
         info.field_order = field_order(par.field_order);
+        // FF_LEVEL_UNKNOWN is -99; 0 is "unknown" across the ABI.
+        info.video_level = par.level.max(0);
     }
 
     fn describe_audio(st: &ffmpeg_next::Stream<'_>, info: &mut abi::MediaInfo) {
@@ -215,6 +217,32 @@ impl FileDecoder {
         info.sample_rate = par.sample_rate.max(0) as u32;
         info.channels = par.ch_layout.nb_channels.max(par.channels).max(0) as u32;
         info.audio_duration_us = to_us(s.duration, s.time_base);
+        // PCM carries its depth in the sample description; lossy codecs
+        // have none (both fields 0), which is "unknown" across the ABI.
+        info.audio_bits = if par.bits_per_raw_sample > 0 {
+            par.bits_per_raw_sample as u32
+        } else {
+            par.bits_per_coded_sample.max(0) as u32
+        };
+        if par.ch_layout.order == ffi::AVChannelOrder::AV_CHANNEL_ORDER_NATIVE {
+            // SAFETY: `mask` is the member in use for the native order.
+            info.audio_channel_layout = unsafe { par.ch_layout.u.mask };
+        }
+    }
+
+    /// The start timecode: MOV copies its tmcd track's onto the video
+    /// stream; MXF and others put it in the container's metadata; a data
+    /// stream (tmcd) may be the only one that has it.
+    fn start_timecode(input: &format::context::Input, video: Option<usize>) -> Option<String> {
+        let from_stream = |i: usize| {
+            input
+                .stream(i)
+                .and_then(|st| st.metadata().get("timecode").map(str::to_owned))
+        };
+        video
+            .and_then(from_stream)
+            .or_else(|| input.metadata().get("timecode").map(str::to_owned))
+            .or_else(|| (0..input.nb_streams() as usize).find_map(from_stream))
     }
 
     fn open_track(
@@ -394,6 +422,9 @@ impl plugin::FileDecoder for FileDecoder {
             .best(ff_media::Type::Audio)
             .map(|s| s.index());
 
+        if let Some(tc) = Self::start_timecode(&input, vbest) {
+            info.set_start_timecode(&tc);
+        }
         let mut video = None;
         let mut audio = None;
         if let Some(i) = vbest {
