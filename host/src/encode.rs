@@ -14,9 +14,10 @@ use crate::manifest::model::Manifest;
 use crate::normalize::{self, Normalization};
 use crate::plugins::{Choice, Registry};
 use crate::preset::Preset;
+use crate::qc;
 use crate::quality::{Luma, Series};
 use crate::render::image::{hash_view, resize_bilinear, rgba_to_yuv, Rgba8, Yuv};
-use crate::report::{Check, DeliverableReport, LoudnessReport, Probe, QualityReport, Verdict};
+use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Verdict};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use deliver_plugin_api::abi::{self, cap, media, pix};
 use deliver_plugin_api::host::{Encoder, Frame, Muxer, PacketBuf};
@@ -958,7 +959,47 @@ fn encode(
     Ok((validated?, norm))
 }
 
-/// Decodes the finished file from disk and holds it to the preset.
+/// What the deliverable promises, for the spec checks.
+fn expectations(p: &Plan, m: &Manifest) -> qc::Expect {
+    let pre = &p.preset;
+    qc::Expect {
+        codec: Some(pre.video.codec.clone()),
+        profile: pre.video.profile.clone(),
+        level: None,
+        pix_fmt: Some(pre.video.pix_fmt.clone()),
+        width: Some(p.width),
+        height: Some(p.height),
+        frame_rate: Some(abi::Rational::new(
+            m.canvas.frame_rate.num as i32,
+            m.canvas.frame_rate.den as i32,
+        )),
+        scan: Some(qc::Scan::Progressive),
+        frames: Some(m.canvas.frames),
+        colour: Some(p.color),
+        audio: pre.audio.as_ref().map(|a| qc::AudioExpect {
+            codec: Some(a.codec.clone()),
+            sample_rate: Some(a.sample_rate),
+            channels: Some(a.channels),
+            bit_depth: pcm_bits(&a.codec),
+        }),
+        start_timecode: None,
+    }
+}
+
+/// Bits per sample of a PCM codec name (`pcm_s24le` → 24).
+fn pcm_bits(codec: &str) -> Option<u32> {
+    let rest = codec.strip_prefix("pcm_")?;
+    let digits: String = rest
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Decodes the finished file from disk (once) and holds it to the preset:
+/// the spec checks of its QC profile, the identity of every picture with
+/// what was measured, and the loudness of the delivered audio.
 fn verify_file(
     p: &Plan,
     m: &Manifest,
@@ -966,26 +1007,22 @@ fn verify_file(
     v: &Validated,
     report: &mut DeliverableReport,
 ) -> Result<(), String> {
-    let (rate, ch) = p
-        .preset
-        .audio
-        .as_ref()
-        .map(|a| (a.sample_rate, a.channels))
-        .unwrap_or((0, 0));
-    let cfg = decoder_config(media::VIDEO | media::AUDIO, rate, ch);
+    // Native layout and rate: a missing or silent channel must show.
+    let cfg = decoder_config(media::VIDEO | media::AUDIO, 0, 0);
     let (mut dec, info) = p
         .file_decoder
         .plugin
         .open_file(&path.to_string_lossy(), &cfg)
         .map_err(|e| format!("the delivered file does not decode: {e}"))?;
-    let mut meter = if info.has_audio != 0 && rate > 0 {
-        Some(Meter::new(ch, rate).map_err(|e| e.to_string())?)
+    let mut meter = if info.has_audio != 0 && info.sample_rate > 0 && info.channels > 0 {
+        Meter::new(info.channels, info.sample_rate).ok()
     } else {
         None
     };
+    let pre = &p.preset;
+    let mut analyzer = qc::Analyzer::new(&pre.qc, &info);
     let mut frames = 0u64;
     let mut mismatched = 0u64;
-    let mut first_mismatch = None;
     while let Some(f) = dec
         .next_frame()
         .map_err(|e| format!("decoding the delivered file: {e}"))?
@@ -995,114 +1032,29 @@ fn verify_file(
                 let h = hash_view(&view);
                 if v.hashes.get(frames as usize) != Some(&h) {
                     mismatched += 1;
-                    first_mismatch.get_or_insert(frames);
                 }
+                analyzer.video(&view);
                 frames += 1;
             }
-            Frame::Audio { samples, .. } => {
+            Frame::Audio {
+                samples,
+                channels,
+                sample_rate,
+                ..
+            } => {
+                analyzer.audio(samples, channels, sample_rate);
                 if let Some(mt) = &mut meter {
                     mt.add(samples).map_err(|e| e.to_string())?;
                 }
             }
         }
     }
-    let s = |n: &abi::Name| abi::name_str(n).to_owned();
-    let fps = m.canvas.frame_rate.as_f64();
-    let expected_duration = m.canvas.frames as f64 / fps;
-    let duration = if info.video_duration_us > 0 {
-        info.video_duration_us as f64 / 1e6
-    } else {
-        info.duration_us as f64 / 1e6
-    };
-    let probe = Probe {
-        container: s(&info.container),
-        video_codec: s(&info.video_codec),
-        video_profile: s(&info.video_profile),
-        width: info.width,
-        height: info.height,
-        pix_fmt: s(&info.pix_fmt_name),
-        frame_rate: format!("{}/{}", info.frame_rate.num, info.frame_rate.den),
-        frames,
-        duration_s: duration,
-        colour_primaries: info.color.primaries,
-        colour_transfer: info.color.transfer,
-        colour_matrix: info.color.matrix,
-        colour_range: info.color.range,
-        audio_codec: s(&info.audio_codec),
-        sample_rate: info.sample_rate,
-        channels: info.channels,
-        ..Default::default()
-    };
+    let analysis = analyzer.finish();
+    let probe = qc::probe(&info, frames);
+    let (checks, thumbnails) = qc::spec_checks(&analysis, &probe, &expectations(p, m), &pre.qc);
+    report.checks.extend(checks);
+    report.thumbnails = thumbnails;
     let c = &mut report.checks;
-    let pre = &p.preset;
-    c.push(Check::new(
-        "video.codec",
-        "video codec of the delivered file",
-        &probe.video_codec,
-        format!("= {}", pre.video.codec),
-        probe.video_codec == pre.video.codec,
-    ));
-    if let Some(profile) = &pre.video.profile {
-        c.push(Check::new(
-            "video.profile",
-            "codec profile",
-            &probe.video_profile,
-            format!("= {profile} (case-insensitive)"),
-            probe.video_profile.eq_ignore_ascii_case(profile),
-        ));
-    }
-    c.push(Check::new(
-        "video.resolution",
-        "frame size",
-        format!("{}x{}", probe.width, probe.height),
-        format!("= {}x{}", p.width, p.height),
-        probe.width == p.width && probe.height == p.height,
-    ));
-    c.push(Check::new(
-        "video.pix_fmt",
-        "pixel format",
-        &probe.pix_fmt,
-        format!("= {}", pre.video.pix_fmt),
-        probe.pix_fmt == pre.video.pix_fmt,
-    ));
-    let fr_ok = info.frame_rate.num as i64 * m.canvas.frame_rate.den as i64
-        == info.frame_rate.den as i64 * m.canvas.frame_rate.num as i64;
-    c.push(Check::new(
-        "video.frame_rate",
-        "frame rate",
-        &probe.frame_rate,
-        format!("= {}", m.canvas.frame_rate),
-        fr_ok,
-    ));
-    c.push(Check::new(
-        "video.frame_count",
-        "frames decoded from the delivered file",
-        frames,
-        format!("= {} (the composition)", m.canvas.frames),
-        frames == m.canvas.frames,
-    ));
-    c.push(Check::new(
-        "video.duration",
-        "video stream duration in seconds",
-        duration,
-        format!("{expected_duration:.3} ± {}", pre.qc.max_duration_error_s),
-        (duration - expected_duration).abs() <= pre.qc.max_duration_error_s,
-    ));
-    c.push(Check::new(
-        "video.colour_tags",
-        "colour primaries/transfer/matrix/range tags (H.273)",
-        [
-            info.color.primaries,
-            info.color.transfer,
-            info.color.matrix,
-            info.color.range,
-        ],
-        format!(
-            "= [{}, {}, {}, {}]",
-            p.color.primaries, p.color.transfer, p.color.matrix, p.color.range
-        ),
-        info.color == p.color,
-    ));
     c.push(Check::new(
         "video.bitstream_identity",
         "pictures decoded from the file that differ from the pictures that were measured",
@@ -1125,29 +1077,6 @@ fn verify_file(
         format!(">= {}", pre.qc.min_ssim_y),
         sum.ssim_y_min >= pre.qc.min_ssim_y,
     ));
-    if let Some(a) = &pre.audio {
-        c.push(Check::new(
-            "audio.codec",
-            "audio codec",
-            &probe.audio_codec,
-            format!("= {}", a.codec),
-            probe.audio_codec == a.codec,
-        ));
-        c.push(Check::new(
-            "audio.sample_rate",
-            "sample rate (Hz)",
-            probe.sample_rate,
-            format!("= {}", a.sample_rate),
-            probe.sample_rate == a.sample_rate,
-        ));
-        c.push(Check::new(
-            "audio.channels",
-            "channels",
-            probe.channels,
-            format!("= {}", a.channels),
-            probe.channels == a.channels,
-        ));
-    }
     let delivered = meter.map(|mt| mt.analysis());
     if let (Some(n), Some(d)) = (&p.normalization, delivered.as_ref().map(|a| a.summary)) {
         let tol = pre.loudness.tolerance_lu;

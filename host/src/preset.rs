@@ -92,7 +92,8 @@ pub struct Preset {
     pub video: VideoSpec,
     pub audio: Option<AudioSpec>,
     pub loudness: LoudnessSpec,
-    pub qc: QcSpec,
+    /// QC profile: quality thresholds, spec checks and their severities.
+    pub qc: crate::qc::QcProfile,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -164,19 +165,6 @@ pub struct LoudnessSpec {
     pub max_short_term_lufs: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct QcSpec {
-    /// Minimum PSNR of luma against the reference render, dB.
-    pub min_psnr_y: f64,
-    /// Minimum SSIM of luma against the reference render.
-    pub min_ssim_y: f64,
-    /// Largest accepted difference between delivered and canvas duration.
-    pub max_duration_error_s: f64,
-    /// Highest accepted 99th percentile of ΔE2000 against the render over
-    /// the programme; `None` = measured and reported, not held to a limit.
-    pub max_delta_e_p99: Option<f64>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPreset {
@@ -187,7 +175,7 @@ struct RawPreset {
     video: Option<RawVideo>,
     audio: Option<RawAudio>,
     loudness: Option<RawLoudness>,
-    qc: Option<RawQc>,
+    qc: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,15 +215,6 @@ struct RawLoudness {
     allow_limiter: Option<bool>,
     limiter_headroom_db: Option<f64>,
     max_short_term_lufs: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawQc {
-    min_psnr_y: Option<f64>,
-    min_ssim_y: Option<f64>,
-    max_duration_error_s: Option<f64>,
-    max_delta_e_p99: Option<f64>,
 }
 
 /// One preset file as read, before overrides and validation.
@@ -849,35 +828,25 @@ impl Checker<'_> {
             &["qc"],
             "a [qc] table with min_psnr_y, min_ssim_y and max_duration_error_s",
         )?;
-        let qc = QcSpec {
-            min_psnr_y: self.float(
-                q.min_psnr_y,
-                &["qc", "min_psnr_y"],
-                |x| (0.0..=100.0).contains(&x),
-                "a PSNR in dB from 0 to 100",
-            )?,
-            min_ssim_y: self.float(
-                q.min_ssim_y,
-                &["qc", "min_ssim_y"],
-                |x| (0.0..=1.0).contains(&x),
-                "an SSIM from 0 to 1",
-            )?,
-            max_duration_error_s: self.float(
-                q.max_duration_error_s,
-                &["qc", "max_duration_error_s"],
-                |x| (0.0..=10.0).contains(&x),
-                "seconds from 0 to 10",
-            )?,
-            max_delta_e_p99: match q.max_delta_e_p99 {
-                None => None,
-                v => Some(self.float(
-                    v,
-                    &["qc", "max_delta_e_p99"],
-                    |x| (0.0..=100.0).contains(&x),
-                    "a CIEDE2000 colour difference from 0 to 100",
-                )?),
-            },
-        };
+        let qc = crate::qc::QcProfile::from_table(q).map_err(|e| {
+            let path: Vec<&str> = e.path.iter().map(String::as_str).collect();
+            if e.value == "missing" {
+                self.missing(&path, e.expected.clone())
+            } else if e.expected.starts_with("no such key") {
+                let key = path.last().copied().unwrap_or_default();
+                let mut err = InputError::new(&self.source.file, format!("unknown field `{key}`"))
+                    .field(path.join("."))
+                    .value(e.value.clone())
+                    .expected(
+                        e.expected
+                            .replace("no such key; known keys here: ", "one of "),
+                    );
+                let origin = self.place(&mut err, &path, true);
+                (err, origin)
+            } else {
+                self.bad(&path, "is not accepted", e.expected.clone())
+            }
+        })?;
         Ok(Preset {
             id: self.source.id.clone(),
             file: self.source.file.clone(),
@@ -1163,13 +1132,13 @@ mod tests {
             }
         );
         assert_eq!(
-            p.qc,
-            QcSpec {
-                min_psnr_y: 35.0,
-                min_ssim_y: 0.95,
-                max_duration_error_s: 0.05,
-                max_delta_e_p99: None
-            }
+            (
+                p.qc.min_psnr_y,
+                p.qc.min_ssim_y,
+                p.qc.max_duration_error_s,
+                p.qc.max_delta_e_p99
+            ),
+            (35.0, 0.95, 0.05, None)
         );
 
         let p = lib.resolve("web/h264-720p", &toml::Table::new()).unwrap();
@@ -1338,7 +1307,7 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("qc.min_vmaf"), "{text}");
         assert!(text.contains("unknown field `min_vmaf`"), "{text}");
         assert!(
-            text.contains("one of `min_psnr_y`, `min_ssim_y`, `max_duration_error_s`"),
+            text.contains("one of audio, black, flash, freeze, legal_range, max_delta_e_p99"),
             "{text}"
         );
 

@@ -41,7 +41,9 @@ fn dropped_manifest_becomes_a_validated_h264_delivery() {
     host.drop_file("gen.toml", GENERATED.as_bytes());
     let (folder, state, report) = host.wait_job("gen", Duration::from_secs(240));
     assert_eq!(state, "done", "report: {report:#}");
-    assert_eq!(report["verdict"], "pass");
+    // The bars hold still for the first 2 s: a freeze, which this preset's
+    // QC profile rates a warning. Warnings publish, and are listed.
+    assert_eq!(report["verdict"], "warn", "report: {report:#}");
     assert_eq!(report["schema"], "deliver.report/2");
 
     let mp4 = folder.join("gen_web.mp4");
@@ -82,8 +84,23 @@ fn dropped_manifest_becomes_a_validated_h264_delivery() {
 
     // Every check the report lists was measured and passed, with thresholds.
     let d = &report["deliverables"][0];
-    assert_eq!(d["verdict"], "pass");
+    assert_eq!(d["verdict"], "warn");
     let checks = d["checks"].as_array().unwrap();
+    let failed: Vec<_> = checks.iter().filter(|c| c["pass"] == false).collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let freeze = failed[0];
+    assert_eq!(freeze["id"], "video.freeze");
+    assert_eq!(freeze["severity"], "warning");
+    let ev = &freeze["events"][0];
+    assert_eq!(
+        (ev["frame_in"].as_u64(), ev["frame_out"].as_u64()),
+        (Some(0), Some(50)),
+        "{freeze:#}"
+    );
+    assert_eq!(
+        (ev["tc_in"].as_str(), ev["tc_out"].as_str()),
+        (Some("00:00:00:00"), Some("00:00:02:00"))
+    );
     for id in [
         "video.codec",
         "video.frame_count",
