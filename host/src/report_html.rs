@@ -66,12 +66,15 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// Plotted points: (index in the series, value; `None` is a gap).
+pub type Points = Vec<(usize, Option<f64>)>;
+
 /// Reduces a series to at most `max` points for plotting. Each bucket of
 /// consecutive samples keeps its lowest and its highest value, in order, so
 /// a one-frame spike or dip survives any amount of decimation (an average
 /// would flatten it). A bucket with no value at all keeps a gap. Returns
 /// (original index, value) pairs.
-pub fn decimate(values: &[Option<f64>], max: usize) -> Vec<(usize, Option<f64>)> {
+pub fn decimate(values: &[Option<f64>], max: usize) -> Points {
     let n = values.len();
     if n <= max.max(2) {
         return values.iter().copied().enumerate().collect();
@@ -644,7 +647,7 @@ fn tick_label(x: f64, step: f64) -> String {
 }
 
 fn svg(o: &mut String, p: &Plot) {
-    let decimated: Vec<Option<Vec<(usize, Option<f64>)>>> = p
+    let decimated: Vec<Option<Points>> = p
         .lines
         .iter()
         .map(|l| l.values.as_ref().map(|v| decimate(v, MAX_PLOT_POINTS)))
@@ -760,11 +763,13 @@ fn svg(o: &mut String, p: &Plot) {
             o,
             "<line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{MT}\" y2=\"{:.1}\" stroke=\"#eef1f4\"/>\
              <line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#57606a\"/>\
-             <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#57606a\">{}</text>",
+             <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"{}\" fill=\"#57606a\">{}</text>",
             MT + ph,
             MT + ph,
             MT + ph + 4.0,
             MT + ph + 16.0,
+            // The last label would run past the frame: end it at its tick.
+            if px > ML + pw - 24.0 { "end" } else { "middle" },
             tick_label(x, xstep)
         );
         x += xstep;
@@ -1276,7 +1281,11 @@ fn loudness(o: &mut String, l: &Value) {
         );
     }
     if let Some(pr) = n["predicted_lufs"].as_f64() {
-        let _ = write!(norm, ", predicted {} LUFS", num(pr));
+        let _ = write!(
+            norm,
+            ", predicted {} LUFS",
+            format!("{pr:.2}").replace('-', "−")
+        );
     }
     if let Some(lim) = n["limiter"].as_object() {
         let _ = write!(
@@ -1342,7 +1351,8 @@ fn loudness(o: &mut String, l: &Value) {
             num(c),
             d["true_peak_dbtp"]
                 .as_f64()
-                .map_or("not measured".into(), |t| format!("{} dBTP", num(t)))
+                .map_or("not measured".into(), |t| format!("{t:.2} dBTP")
+                    .replace('-', "−"))
         );
     }
     caption.push('.');

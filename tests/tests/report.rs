@@ -470,3 +470,217 @@ fn report_html_renders_in_headless_chromium_without_network_or_errors() {
     assert!(text.contains(&input["line"].to_string()), "{text:?}");
     assert_eq!(shown["markup_in_error"], 0, "the bad value became markup");
 }
+
+/// SMPTE timecode of a frame at 25 fps.
+fn tc25(frame: u64) -> String {
+    let s = frame / 25;
+    format!(
+        "{:02}:{:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        frame % 25
+    )
+}
+
+/// A report with what real jobs do not produce yet (warning-level findings
+/// with events, flagged thumbnails) on a two-hour programme, written by the
+/// host's own `report::write`. The thumbnails are real PNGs from FFmpeg.
+fn long_programme_with_findings(dir: &Path) -> deliver::report::JobReport {
+    use deliver::report::*;
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x90:rate=1:duration=4",
+        dir.join("thumb%d.png").to_str().unwrap(),
+    ]);
+    let frames: u64 = 2 * 3600 * 25;
+    let (black, dip) = (1_000..1_100, 90_000);
+    let mut series = deliver::quality::Series::default();
+    for f in 0..frames {
+        let wobble = (f as f64 / 250.0).sin();
+        series.psnr_y.push(if black.contains(&f) {
+            None // the slate is encoded losslessly: identical frames
+        } else if f == dip {
+            Some(21.5)
+        } else {
+            Some(44.0 + 2.0 * wobble)
+        });
+        series.ssim_y.push(if f == dip {
+            0.61
+        } else {
+            0.985 + 0.01 * wobble
+        });
+    }
+    let thumb = |i: usize, frame: u64, flagged: &[&str]| Thumbnail {
+        frame,
+        timecode: tc25(frame),
+        flagged: flagged.iter().map(|s| s.to_string()).collect(),
+        width: 160,
+        height: 90,
+        png: std::fs::read(dir.join(format!("thumb{i}.png"))).unwrap(),
+    };
+    let event = |a: u64, b: u64, detail: &str| Event {
+        frame_in: a,
+        frame_out: b,
+        tc_in: tc25(a),
+        tc_out: tc25(b),
+        detail: detail.into(),
+    };
+    let checks = vec![
+        Check::new(
+            "video.ssim_y",
+            "luma SSIM, worst frame",
+            0.61,
+            ">= 0.5",
+            true,
+        ),
+        Check::new(
+            "video.black",
+            "black frames",
+            100,
+            "none over 10 frames",
+            false,
+        )
+        .severity(Severity::Warning)
+        .ebu("BlackFrames")
+        .events(vec![event(
+            black.start,
+            black.end,
+            "mean luma 16.0 <&> \"slate\"",
+        )]),
+        Check::new(
+            "video.quality_dip",
+            "one frame far below the mean",
+            21.5,
+            ">= 30 dB",
+            false,
+        )
+        .severity(Severity::Info)
+        .events(vec![event(dip, dip + 1, "PSNR 21.5 dB")]),
+    ];
+    let summary = series.summary();
+    let d = DeliverableReport {
+        name: "feature".into(),
+        preset: "test/long".into(),
+        preset_file: dir.join("long.toml"),
+        file: Some(dir.join("feature <final> & \"approved\".mxf")),
+        bytes: 123_456_789,
+        verdict: verdict_of(&checks),
+        error: None,
+        video_encoder: "libx264 (ffmpeg 0.1.0)".into(),
+        audio_encoder: None,
+        muxer: "mxf (ffmpeg)".into(),
+        encode_seconds: 1234.5,
+        probe: None,
+        loudness: None,
+        quality: Some(QualityReport {
+            reference: "the render".into(),
+            summary,
+            series,
+        }),
+        checks,
+        thumbnails: vec![
+            thumb(1, 0, &[]),
+            thumb(2, 1_050, &["video.black"]),
+            thumb(3, dip, &["video.quality_dip"]),
+            thumb(4, frames - 1, &[]),
+        ],
+    };
+    JobReport {
+        schema: SCHEMA,
+        job_id: "long-1".into(),
+        manifest: dir.join("long.toml"),
+        name: "feature".into(),
+        verdict: d.verdict,
+        started: now(),
+        finished: now(),
+        seconds: 4000.0,
+        host: HostInfo {
+            deliver_version: "0.1.0",
+            plugins: vec![],
+        },
+        render: None,
+        deliverables: vec![d],
+        error: None,
+    }
+}
+
+#[test]
+fn warnings_events_thumbnails_and_two_hours_of_frames_render_in_chromium() {
+    let dir = target_dir().join("report-tests-long");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = long_programme_with_findings(&dir);
+    deliver::report::write(&report, &dir).unwrap();
+    let json = read_json(&dir.join("report.json"));
+    let v = validator();
+    let errors = violations(&v, &json);
+    assert!(errors.is_empty(), "{errors}");
+    // 180 000 frames, but every series is decimated to the plot's width:
+    // the page stays small enough to open and print.
+    let html = std::fs::metadata(dir.join("report.html")).unwrap().len();
+    assert!(html < 1 << 20, "report.html is {html} bytes");
+
+    let mut browser = Chromium::launch().unwrap_or_else(|e| panic!("{e}"));
+    let (_, shown) = load(&mut browser, &dir, "long");
+    assert_eq!(shown["verdict"], "PASS WITH WARNINGS");
+    let ssim_y = shown["ssim_y"].as_str().unwrap();
+    let vertices = ssim_y.matches(['M', 'L']).count();
+    assert!(
+        (1000..=deliver::report_html::MAX_PLOT_POINTS).contains(&vertices),
+        "{vertices} vertices"
+    );
+    // The warning first, then the info, then the pass.
+    let rows: Vec<(&str, &str)> = shown["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap(), r[1].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("video.black", "row-warn"),
+            ("video.quality_dip", "row-info"),
+            ("video.ssim_y", "row-pass")
+        ]
+    );
+    assert_eq!(shown["thumbs"], 4);
+    assert_eq!(shown["thumbs_decoded"], 4);
+    assert_eq!(shown["flagged"], 2);
+    let page = browser
+        .open(&file_url(&dir.join("report.html")), Duration::from_secs(30))
+        .unwrap();
+    let detail = browser
+        .eval(
+            &page,
+            r#"(() => ({
+                events: [...document.querySelectorAll('table.ev tbody tr')].map(r => r.textContent),
+                flags: [...document.querySelectorAll('.thumbs figure.flagged figcaption')].map(f => f.textContent),
+                markers: document.querySelectorAll('svg[data-plot="psnr"] .marker').length,
+            }))()"#,
+        )
+        .unwrap();
+    let events: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{detail:#}");
+    assert!(
+        events[0].contains("00:00:40:00")
+            && events[0].contains("00:00:44:00")
+            && events[0].contains("mean luma 16.0 <&> \"slate\""),
+        "{events:?}"
+    );
+    let flags = detail["flags"].as_array().unwrap();
+    assert!(flags[0].as_str().unwrap().contains("video.black"));
+    assert!(flags[0].as_str().unwrap().contains("00:00:42:00"));
+    assert!(flags[1].as_str().unwrap().contains("video.quality_dip"));
+    // The identical (slate) frames are marked at the PSNR cap.
+    assert!(detail["markers"].as_u64().unwrap() >= 1, "{detail:#}");
+    browser.close(page).unwrap();
+}
