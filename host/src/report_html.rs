@@ -606,7 +606,7 @@ struct Plot {
     caption: String,
 }
 
-const FONT: &str = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif\" font-size=\"11\"";
+const FONT: &str = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif\" font-size=\"12\"";
 const W: f64 = 880.0;
 const H: f64 = 260.0;
 const ML: f64 = 58.0;
@@ -883,7 +883,7 @@ fn legend(o: &mut String, p: &Plot) {
     let mut lx = ML;
     let _ = write!(
         o,
-        "<text x=\"{ML}\" y=\"14\" font-weight=\"600\" font-size=\"12.5\" fill=\"#1f2328\">{}</text>",
+        "<text x=\"{ML}\" y=\"14\" font-weight=\"600\" font-size=\"13.5\" fill=\"#1f2328\">{}</text>",
         esc(&p.title)
     );
     for l in &p.lines {
@@ -904,7 +904,7 @@ fn legend(o: &mut String, p: &Plot) {
             if l.values.is_some() { "#1f2328" } else { C_GREY },
             esc(&label)
         );
-        lx += 34.0 + 6.6 * label.chars().count() as f64;
+        lx += 34.0 + 7.0 * label.chars().count() as f64;
     }
     if !p.markers.is_empty() {
         let _ = write!(

@@ -336,6 +336,26 @@ impl Chromium {
         decode(&r["data"], "Page.captureScreenshot")
     }
 
+    /// Lays the page out as it prints: print media rules, at the width of
+    /// an A4 page's printable area (186 mm at 96 px/in), for a screenshot of
+    /// what the PDF holds without its page breaks.
+    ///
+    /// # Errors
+    /// A protocol error.
+    pub fn emulate_print(&mut self, page: &Page) -> Result<(), CdpError> {
+        self.call(
+            "Emulation.setEmulatedMedia",
+            json!({ "media": "print" }),
+            Some(&page.session),
+        )?;
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 703, "height": 1000, "deviceScaleFactor": 1, "mobile": false }),
+            Some(&page.session),
+        )
+        .map(|_| ())
+    }
+
     /// The page printed to PDF on A4 (its `@page` rules apply).
     ///
     /// # Errors

@@ -385,6 +385,10 @@ fn load(browser: &mut Chromium, job: &Path, shot: &str) -> (Value, Value) {
     let pdf_path = dir.join(format!("{shot}.pdf"));
     std::fs::write(&pdf_path, &pdf).unwrap();
     println!("printed: {} ({pages} pages)", pdf_path.display());
+    browser.emulate_print(&page).unwrap();
+    let print = dir.join(format!("{shot}-print.png"));
+    std::fs::write(&print, browser.screenshot(&page).unwrap()).unwrap();
+    println!("as printed, without page breaks: {}", print.display());
     browser.close(page).unwrap();
     (report, shown)
 }
