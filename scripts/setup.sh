@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what deliver needs on Debian 12 (FFmpeg libraries and CLI, the
-# bindgen toolchain) and builds the workspace in release. Safe to run again.
+# bindgen toolchain, Chromium for the report tests) and builds the workspace
+# in release. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# chromium: the report tests load report.html in a real headless browser.
 PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-  pkg-config clang nasm ffmpeg
+  pkg-config clang nasm ffmpeg chromium
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -303,16 +303,31 @@ pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-/// Writes `report.json` into `dir` atomically (temp file, then rename).
+/// Writes `report.json` and `report.html` into `dir`, each atomically
+/// (a temporary file in the same folder, then a rename), so a reader never
+/// sees half a report. Returns the path of `report.json`.
 ///
 /// # Errors
 /// I/O errors, with the path.
 pub fn write(report: &JobReport, dir: &Path) -> Result<PathBuf, std::io::Error> {
-    let path = dir.join("report.json");
-    let tmp = dir.join(".report.json.tmp");
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)
+    let path = write_atomic(dir, "report.json", &json)?;
+    write_atomic(
+        dir,
+        "report.html",
+        crate::report_html::render(report).as_bytes(),
+    )?;
+    Ok(path)
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, std::io::Error> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        })?;
     Ok(path)
 }

@@ -3,6 +3,8 @@
 //! tests use real things only: the `deliver` binary, the real ffmpeg plugin,
 //! Debian's ffmpeg CLI as the independent judge.
 
+pub mod chromium;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
