@@ -987,7 +987,7 @@ fn expectations(p: &Plan, m: &Manifest) -> qc::Expect {
 }
 
 /// Bits per sample of a PCM codec name (`pcm_s24le` → 24).
-fn pcm_bits(codec: &str) -> Option<u32> {
+pub fn pcm_bits(codec: &str) -> Option<u32> {
     let rest = codec.strip_prefix("pcm_")?;
     let digits: String = rest
         .chars()

@@ -517,6 +517,13 @@ fn run_inner(
             error = ?r.error,
             "deliverable finished"
         );
+        // The report lives beside its files and moves with them (to done/
+        // or failed/): it names them relative to its own folder.
+        r.file = r
+            .file
+            .as_ref()
+            .and_then(|f| f.file_name())
+            .map(PathBuf::from);
     }
     Ok((render, reports))
 }

@@ -87,6 +87,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Hold any media file to a preset's spec checks (its QC profile):
+    /// codec, profile, format, colour tags, legal range, black, freeze,
+    /// flashes, silence, channels, timecode. Exit status 1 on an
+    /// error-level finding.
+    Qc {
+        file: PathBuf,
+        /// The preset whose promises and QC profile apply.
+        #[arg(long)]
+        preset: String,
+        /// The exact frame count (and so duration) the file must have.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Print JSON (probe, checks) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List loaded plugins, their capabilities and ABI version.
     Plugins,
     /// List presets.
@@ -138,6 +154,79 @@ fn registry(cli: &Cli) -> &'static Registry {
         );
     }
     reg
+}
+
+/// `deliver qc`: a preset's spec checks on any file.
+fn qc_file(
+    cli: &Cli,
+    file: &Path,
+    preset: &str,
+    frames: Option<u64>,
+    json: bool,
+) -> Result<std::process::ExitCode> {
+    use deliver::qc;
+    let reg = registry(cli);
+    let lib = presets(cli)?;
+    let p = lib.resolve(preset, &toml::Table::new())?;
+    let Some(decoder) = qc::file_decoder(reg) else {
+        bail!("no loaded plugin decodes files");
+    };
+    let v = &p.video;
+    let expect = qc::Expect {
+        codec: Some(v.codec.clone()),
+        profile: v.profile.clone(),
+        level: None,
+        pix_fmt: Some(v.pix_fmt.clone()),
+        width: v.width,
+        height: v.height,
+        frame_rate: None,
+        scan: Some(qc::Scan::Progressive),
+        frames,
+        colour: Some(abi::ColorTags {
+            primaries: v.colour.primaries,
+            transfer: v.colour.transfer,
+            matrix: v.colour.matrix,
+            range: v.colour.range,
+        }),
+        audio: p.audio.as_ref().map(|a| qc::AudioExpect {
+            codec: Some(a.codec.clone()),
+            sample_rate: Some(a.sample_rate),
+            channels: Some(a.channels),
+            bit_depth: deliver::encode::pcm_bits(&a.codec),
+        }),
+        start_timecode: None,
+    };
+    let r = qc::check_file(&decoder, file, &expect, &p.qc).map_err(anyhow::Error::msg)?;
+    let verdict = report::verdict_of(&r.checks);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "file": file,
+                "preset": p.id,
+                "verdict": verdict,
+                "probe": r.probe,
+                "checks": r.checks,
+            }))?
+        );
+    } else {
+        println!("{}: {verdict:?} against {}", file.display(), p.id);
+        for c in &r.checks {
+            let mark = if c.pass { "ok  " } else { c.severity.as_str() };
+            println!(
+                "  {mark:<8} {:<22} {}  (want {})",
+                c.id, c.value, c.threshold
+            );
+            for e in &c.events {
+                println!("           {} – {}  {}", e.tc_in, e.tc_out, e.detail);
+            }
+        }
+    }
+    Ok(if verdict.publishable() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
 }
 
 /// Prints the journal's view of a watch root.
@@ -279,6 +368,12 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             status(root, *recent, job.as_deref(), *json)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Cmd::Qc {
+            file,
+            preset,
+            frames,
+            json,
+        } => qc_file(cli, file, preset, *frames, *json),
         Cmd::Cancel { root, job } => {
             request_cancel(root, job)?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -542,7 +637,7 @@ fn print_summary(r: &report::JobReport, report_path: &Path) {
             d.verdict,
             d.file
                 .as_ref()
-                .map(|f| f.display().to_string())
+                .map(|f| report_path.with_file_name(f).display().to_string())
                 .unwrap_or_default()
         );
         for c in d.checks.iter().filter(|c| !c.pass) {

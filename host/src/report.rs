@@ -211,7 +211,9 @@ pub struct DeliverableReport {
     pub name: String,
     pub preset: String,
     pub preset_file: PathBuf,
-    /// Where the file is now (after publishing, the caller rewrites it).
+    /// The delivered file's name, relative to the report's folder (the
+    /// folder moves from processing/ to done/ or failed/ as a whole); a
+    /// rejected file keeps its `.partial` suffix.
     pub file: Option<PathBuf>,
     pub bytes: u64,
     pub verdict: Verdict,
