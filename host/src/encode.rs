@@ -986,6 +986,47 @@ fn expectations(p: &Plan, m: &Manifest) -> qc::Expect {
     }
 }
 
+/// A channel that is silent in the render is silent by design, not
+/// missing: the channel check holds the delivery to the render's channels.
+fn silent_by_design(p: &Plan, checks: &mut [Check]) {
+    let Some(c) = checks
+        .iter_mut()
+        .find(|c| c.id == "audio.channels" && !c.pass)
+    else {
+        return;
+    };
+    let want = p.preset.audio.as_ref().map(|a| a.channels);
+    if c.value["channels"].as_u64().map(|n| n as u32) != want {
+        return; // a channel really is missing
+    }
+    let threshold = p.preset.qc.silence.threshold_dbfs;
+    // Silent in the render: the programme's own peak below the threshold,
+    // or no audio at all in the composition.
+    let render_silent = |ch: usize| {
+        p.programme.as_ref().is_none_or(|a| {
+            a.sample_peak_per_channel_dbfs
+                .get(ch)
+                .copied()
+                .flatten()
+                .is_none_or(|db| db < threshold)
+        })
+    };
+    let silent: Vec<usize> = c.value["silent_channels"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as usize)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !silent.is_empty() && silent.iter().all(|&ch| render_silent(ch.saturating_sub(1))) {
+        c.pass = true;
+        c.threshold
+            .push_str(" (channels silent in the render are silent by design)");
+    }
+}
+
 /// Bits per sample of a PCM codec name (`pcm_s24le` → 24).
 pub fn pcm_bits(codec: &str) -> Option<u32> {
     let rest = codec.strip_prefix("pcm_")?;
@@ -1051,7 +1092,8 @@ fn verify_file(
     }
     let analysis = analyzer.finish();
     let probe = qc::probe(&info, frames);
-    let (checks, thumbnails) = qc::spec_checks(&analysis, &probe, &expectations(p, m), &pre.qc);
+    let (mut checks, thumbnails) = qc::spec_checks(&analysis, &probe, &expectations(p, m), &pre.qc);
+    silent_by_design(p, &mut checks);
     report.checks.extend(checks);
     report.thumbnails = thumbnails;
     let c = &mut report.checks;
