@@ -474,8 +474,9 @@ impl Series {
         self.ssim_all.push(q.ssim_all);
     }
 
-    /// Adds one frame's ΔE2000 samples (reordered in place); `method` says
-    /// how they were taken (the same for every frame of a programme).
+    /// Adds the ΔE2000 samples of the frame last given to [`Series::push`]
+    /// (reordered in place); `method` says how they were taken (the first
+    /// frame's is kept for the programme).
     pub fn push_delta_e(&mut self, values: &mut [f32], method: &str) -> FrameDeltaE {
         let frame = self.ssim_y.len().saturating_sub(1) as u64;
         let p = self
