@@ -8,6 +8,7 @@
 //! every picture must hash the same: so the quality figures provably describe
 //! the delivered file, without keeping the whole render around.
 
+use crate::deltae::{self, Lab, YuvToRgb};
 use crate::limiter::Limiter;
 use crate::loudness::{Analysis, Meter};
 use crate::manifest::model::Manifest;
@@ -15,13 +16,13 @@ use crate::normalize::{self, Normalization};
 use crate::plugins::{Choice, Registry};
 use crate::preset::Preset;
 use crate::qc;
-use crate::quality::{Luma, Series};
-use crate::render::image::{hash_view, resize_bilinear, rgba_to_yuv, Rgba8, Yuv};
-use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Verdict};
+use crate::quality::{self, Picture, Plane, Series};
+use crate::render::image::{hash_view, plane_size, resize_bilinear, rgba_to_yuv, Rgba8, Yuv};
+use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Severity, Verdict};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use deliver_plugin_api::abi::{self, cap, media, pix};
 use deliver_plugin_api::host::{Encoder, Frame, Muxer, PacketBuf};
-use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo};
+use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo, VideoView};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -335,8 +336,17 @@ fn options_toml(t: &toml::Table) -> String {
     toml::to_string(t).unwrap_or_default()
 }
 
+/// A reference picture for the validator: the converted frame that was
+/// encoded, and the render's R'G'B' at the ΔE grid (not the whole RGBA
+/// frame: up to 64 of these wait in the queue while the encoder's
+/// look-ahead fills).
+struct Reference {
+    yuv: Arc<Yuv>,
+    rgb: Vec<[u8; 3]>,
+}
+
 enum VMsg {
-    Ref(Arc<Yuv>),
+    Ref(Reference),
     Pkt(PacketBuf),
 }
 
@@ -346,16 +356,38 @@ struct Validated {
     hashes: Vec<u64>,
 }
 
-fn luma_of_yuv(y: &Yuv) -> Luma<'_> {
+fn picture_of_yuv(y: &Yuv) -> Picture<'_> {
     let l = pix::layout(y.pix_fmt).expect("validated");
-    Luma {
-        data: &y.planes[0],
-        stride: y.strides[0],
-        width: y.width as usize,
-        height: y.height as usize,
-        bytes: l.bytes_per_sample,
-        depth: l.bit_depth,
-    }
+    std::array::from_fn(|c| {
+        let (width, height) = plane_size(y.width, y.height, l, c);
+        Plane {
+            data: &y.planes[c],
+            stride: y.strides[c],
+            width,
+            height,
+            bytes: l.bytes_per_sample,
+            depth: l.bit_depth,
+        }
+    })
+}
+
+/// The Y, U and V planes of a decoded picture.
+pub fn picture_of_view<'a>(v: &VideoView<'a>) -> Result<(Picture<'a>, pix::Layout), String> {
+    let l = pix::layout(v.pix_fmt)
+        .filter(|l| l.planes >= 3 && v.n_planes >= 3)
+        .ok_or_else(|| format!("decoded pixel format {} is not planar Y'CbCr", v.pix_fmt))?;
+    let pic = std::array::from_fn(|c| {
+        let (width, height) = plane_size(v.width, v.height, l, c);
+        Plane {
+            data: v.planes[c].0,
+            stride: v.planes[c].1,
+            width,
+            height,
+            bytes: l.bytes_per_sample,
+            depth: l.bit_depth,
+        }
+    });
+    Ok((pic, l))
 }
 
 fn validate_stream(
@@ -373,9 +405,23 @@ fn validate_stream(
         series: Series::default(),
         hashes: Vec::new(),
     };
+    // ΔE buffers and the conversion of the decoded tags, kept across frames.
+    struct DeltaE {
+        lab_ref: Vec<Lab>,
+        lab_dec: Vec<Lab>,
+        values: Vec<f32>,
+        conv: Option<(abi::ColorTags, YuvToRgb, String)>,
+    }
+    let mut de = DeltaE {
+        lab_ref: Vec::new(),
+        lab_dec: Vec::new(),
+        values: Vec::new(),
+        conv: None,
+    };
     let pull = |dec: &mut deliver_plugin_api::host::StreamDecoder,
-                refs: &mut std::collections::VecDeque<Arc<Yuv>>,
-                out: &mut Validated|
+                refs: &mut std::collections::VecDeque<Reference>,
+                out: &mut Validated,
+                de: &mut DeltaE|
      -> Result<bool, String> {
         loop {
             match dec.receive().map_err(|e| e.to_string())? {
@@ -384,23 +430,44 @@ fn validate_stream(
                         .pop_front()
                         .ok_or("the decoder returned more pictures than were encoded")?;
                     out.hashes.push(hash_view(&v));
-                    let l =
-                        pix::layout(v.pix_fmt).ok_or("decoder returned an unknown pixel format")?;
-                    let d = Luma {
-                        data: v.planes[0].0,
-                        stride: v.planes[0].1,
-                        width: v.width as usize,
-                        height: v.height as usize,
-                        bytes: l.bytes_per_sample,
-                        depth: l.bit_depth,
-                    };
-                    if d.width != r.width as usize || d.height != r.height as usize {
+                    let (d, l) = picture_of_view(&v)?;
+                    let y = &r.yuv;
+                    if v.width != y.width || v.height != y.height || v.pix_fmt != y.pix_fmt {
                         return Err(format!(
-                            "decoded picture is {}x{}, encoded {}x{}",
-                            d.width, d.height, r.width, r.height
+                            "decoded picture is {}x{} ({}), encoded {}x{} ({})",
+                            v.width,
+                            v.height,
+                            pix::name(v.pix_fmt).unwrap_or("?"),
+                            y.width,
+                            y.height,
+                            pix::name(y.pix_fmt).unwrap_or("?")
                         ));
                     }
-                    out.series.push(&luma_of_yuv(&r), &d);
+                    // One thread: the encoder beside us wants the cores.
+                    out.series
+                        .push(&quality::measure(&picture_of_yuv(y), &d, 1));
+                    let grid = deltae::Grid::new(v.width as usize, v.height as usize);
+                    if de.conv.as_ref().is_none_or(|c| c.0 != v.color) {
+                        let conv = YuvToRgb::new(v.color, v.height, l.bit_depth);
+                        let method = format!(
+                            "{}; reference: the render, full-range BT.709 R'G'B' (8-bit RGBA scaled to the delivery size); delivery: {} (by its decoded tags); {}",
+                            grid.describe(),
+                            conv.describe(),
+                            deltae::PIPELINE
+                        );
+                        de.conv = Some((v.color, conv, method));
+                    }
+                    let (_, conv, method) = de.conv.as_ref().expect("set above");
+                    deltae::lab_of_rgb8(&r.rgb, &mut de.lab_ref);
+                    deltae::lab_of_picture(
+                        &d,
+                        (l.chroma_shift_x, l.chroma_shift_y),
+                        conv,
+                        &grid,
+                        &mut de.lab_dec,
+                    );
+                    deltae::delta_e(&de.lab_ref, &de.lab_dec, &mut de.values);
+                    out.series.push_delta_e(&mut de.values, method);
                 }
                 Ok(Frame::Audio { .. }) => {}
                 Err(s) if s == abi::status::EOF => return Ok(true),
@@ -413,12 +480,12 @@ fn validate_stream(
             VMsg::Ref(y) => refs.push_back(y),
             VMsg::Pkt(p) => {
                 dec.send(Some(&p)).map_err(|e| e.to_string())?;
-                pull(&mut dec, &mut refs, &mut out)?;
+                pull(&mut dec, &mut refs, &mut out, &mut de)?;
             }
         }
     }
     dec.send(None).map_err(|e| e.to_string())?;
-    while !pull(&mut dec, &mut refs, &mut out)? {}
+    while !pull(&mut dec, &mut refs, &mut out, &mut de)? {}
     if !refs.is_empty() {
         return Err(format!(
             "{} encoded pictures never came out of the decoder",
@@ -881,6 +948,7 @@ fn encode(
         m.canvas.frame_rate.num as i32,
     );
     let mut scaled = Rgba8::new(p.width, p.height);
+    let grid = deltae::Grid::new(p.width as usize, p.height as usize);
     let result = (|| -> Result<(), String> {
         for chunk in rx {
             if cancel.load(Ordering::Relaxed) {
@@ -895,8 +963,12 @@ fn encode(
             let mut yuv = Yuv::new(p.width, p.height, p.pix_fmt, p.color);
             rgba_to_yuv(src, &mut yuv);
             let yuv = Arc::new(yuv);
-            vtx.send(VMsg::Ref(yuv.clone()))
-                .map_err(|_| "validator stopped".to_owned())?;
+            let rgb = deltae::sample_rgba(src, &grid);
+            vtx.send(VMsg::Ref(Reference {
+                yuv: yuv.clone(),
+                rgb,
+            }))
+            .map_err(|_| "validator stopped".to_owned())?;
             s.venc
                 .send_video(Some(&yuv.view(chunk.index as i64, tb, false)))
                 .map_err(|e| e.to_string())?;
@@ -1107,10 +1179,10 @@ fn verify_file(
     let sum = v.series.summary();
     c.push(Check::new(
         "video.psnr_y",
-        "luma PSNR against the render, mean over frames (dB; null = identical)",
-        sum.psnr_y_mean,
+        "luma PSNR against the render, from the mean MSE over frames (dB; null = identical)",
+        sum.psnr_y,
         format!(">= {}", pre.qc.min_psnr_y),
-        sum.psnr_y_mean.is_none_or(|p| p >= pre.qc.min_psnr_y),
+        sum.psnr_y.is_none_or(|p| p >= pre.qc.min_psnr_y),
     ));
     c.push(Check::new(
         "video.ssim_y",
@@ -1119,6 +1191,48 @@ fn verify_file(
         format!(">= {}", pre.qc.min_ssim_y),
         sum.ssim_y_min >= pre.qc.min_ssim_y,
     ));
+    let de = sum.delta_e.as_ref();
+    let de_desc = format!(
+        "ΔE2000 against the render, 99th percentile over the programme ({})",
+        de.map_or("not measured", |d| d.method.as_str())
+    );
+    let de_value = de.map(|d| d.p99);
+    c.push(match pre.qc.max_delta_e_p99 {
+        Some(max) => Check::new(
+            "video.delta_e",
+            de_desc,
+            de_value,
+            format!("<= {max}"),
+            de_value.is_some_and(|v| v <= max),
+        ),
+        None => Check::new(
+            "video.delta_e",
+            de_desc,
+            de_value,
+            "none (qc.max_delta_e_p99 not set): recorded",
+            true,
+        )
+        .severity(Severity::Info),
+    });
+    let de_mean = de.map(|d| d.mean);
+    let mean_desc = "ΔE2000 against the render, mean over the programme (systematic colour errors: matrix, range, primaries)";
+    c.push(match pre.qc.max_delta_e_mean {
+        Some(max) => Check::new(
+            "video.delta_e_mean",
+            mean_desc,
+            de_mean,
+            format!("<= {max}"),
+            de_mean.is_some_and(|v| v <= max),
+        ),
+        None => Check::new(
+            "video.delta_e_mean",
+            mean_desc,
+            de_mean,
+            "none (qc.max_delta_e_mean not set): recorded",
+            true,
+        )
+        .severity(Severity::Info),
+    });
     let delivered = meter.map(|mt| mt.analysis());
     if let (Some(n), Some(d)) = (&p.normalization, delivered.as_ref().map(|a| a.summary)) {
         let tol = pre.loudness.tolerance_lu;

@@ -116,6 +116,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Compare a distorted file with a reference: SSIM and PSNR on every
+    /// plane as FFmpeg's ssim/psnr filters compute them, and ΔE2000.
+    Compare {
+        reference: PathBuf,
+        distorted: PathBuf,
+        /// Print JSON (summary and per-frame series) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Compare at most this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// SSIM and PSNR only (ΔE2000 is the costliest measure).
+        #[arg(long)]
+        no_delta_e: bool,
+    },
     /// Run the embedded example: a temporary watch root with the example
     /// manifests, processed until idle.
     Demo {
@@ -384,6 +399,26 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&a.summary_json())?);
             } else {
                 println!("{}\n{a}", file.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Compare {
+            reference,
+            distorted,
+            json,
+            frames,
+            no_delta_e,
+        } => {
+            let opts = deliver::compare::Options {
+                frames: *frames,
+                delta_e: !no_delta_e,
+                ..Default::default()
+            };
+            let c = deliver::compare::compare(registry(cli), reference, distorted, &opts)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{}", c.text());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1136,9 +1136,10 @@ mod tests {
                 p.qc.min_psnr_y,
                 p.qc.min_ssim_y,
                 p.qc.max_duration_error_s,
-                p.qc.max_delta_e_p99
+                p.qc.max_delta_e_p99,
+                p.qc.max_delta_e_mean
             ),
-            (35.0, 0.95, 0.05, None)
+            (35.0, 0.95, 0.05, None, Some(1.5))
         );
 
         let p = lib.resolve("web/h264-720p", &toml::Table::new()).unwrap();
@@ -1307,7 +1308,7 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("qc.min_vmaf"), "{text}");
         assert!(text.contains("unknown field `min_vmaf`"), "{text}");
         assert!(
-            text.contains("one of audio, black, flash, freeze, legal_range, max_delta_e_p99"),
+            text.contains("one of audio, black, flash, freeze, legal_range, max_delta_e_mean"),
             "{text}"
         );
 

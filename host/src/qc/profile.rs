@@ -7,6 +7,7 @@
 //! min_ssim_y = 0.95             # required, 0–1
 //! max_duration_error_s = 0.05   # required, s 0–10
 //! max_delta_e_p99 = 2.0         # optional, CIEDE2000 0–100
+//! max_delta_e_mean = 1.5        # optional, CIEDE2000 0–100
 //! thumbnails = 12               # sampled frames for the report, 0–100
 //!
 //! [qc.black]                    # EBU QC 0016B
@@ -157,6 +158,10 @@ pub struct QcProfile {
     /// Highest accepted 99th percentile of ΔE2000 against the render;
     /// `None` = measured and reported, not held to a limit.
     pub max_delta_e_p99: Option<f64>,
+    /// Highest accepted mean ΔE2000 against the render over the programme:
+    /// the statistic for systematic colour errors (a wrong matrix or range),
+    /// which p99 cannot tell from 4:2:0 chroma loss on saturated edges.
+    pub max_delta_e_mean: Option<f64>,
     /// Evenly spaced frames sampled for the report (the first frame of each
     /// event is added to them).
     pub thumbnails: u32,
@@ -180,6 +185,7 @@ impl Default for QcProfile {
             min_ssim_y: 0.95,
             max_duration_error_s: 0.05,
             max_delta_e_p99: None,
+            max_delta_e_mean: None,
             thumbnails: 12,
             black: BlackSpec {
                 min_duration_s: 1.0,
@@ -431,6 +437,11 @@ impl QcProfile {
             |x| (0.0..=100.0).contains(&x),
             "a CIEDE2000 colour difference from 0 to 100",
         )?;
+        let max_delta_e_mean = q.opt_f64(
+            "max_delta_e_mean",
+            |x| (0.0..=100.0).contains(&x),
+            "a CIEDE2000 colour difference from 0 to 100",
+        )?;
         let thumbnails = q
             .opt_u32(
                 "thumbnails",
@@ -615,6 +626,7 @@ impl QcProfile {
             min_ssim_y,
             max_duration_error_s,
             max_delta_e_p99,
+            max_delta_e_mean,
             thumbnails,
             black,
             freeze,
