@@ -34,6 +34,30 @@ pub struct Shared {
     pub registry: &'static Registry,
     pub presets: PresetLibrary,
     pub media_roots: Vec<PathBuf>,
+    /// A medium is still arriving while it is open for writing or was
+    /// modified less than this long ago.
+    pub media_settle: Duration,
+    /// How long a job waits for media that are still arriving before it
+    /// fails (missing media fail at once: a sender that sends the manifest
+    /// first should use `.ready` sidecars).
+    pub media_wait: Duration,
+}
+
+/// The media of `m` still arriving: open for writing, or modified within
+/// `settle`.
+fn arriving_media(m: &manifest::Manifest, settle: Duration) -> Vec<PathBuf> {
+    let now = std::time::SystemTime::now();
+    m.media_paths()
+        .into_iter()
+        .filter(|p| {
+            let recent = std::fs::metadata(p)
+                .and_then(|md| md.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() < settle)
+                .unwrap_or(false);
+            recent || deliver_watch::is_open_for_writing(p)
+        })
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 /// Host settings.
@@ -44,6 +68,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Stop the system once `incoming/` holds no manifest and no job runs.
     pub exit_when_idle: bool,
+    /// Take a file only once its `<name>.ready` sidecar exists.
+    pub ready_sidecars: bool,
 }
 
 /// Whether a file in `incoming/` is a composition this host takes.
@@ -111,7 +137,7 @@ impl Watcher {
     ) -> Self {
         Watcher {
             shared,
-            tracker: StabilityTracker::new(settings.settle),
+            tracker: StabilityTracker::new(settings.settle).with_sidecars(settings.ready_sidecars),
             poll: settings.poll,
             scheduler,
             cancels,
@@ -197,6 +223,12 @@ impl Watcher {
             match self.shared.root.claim(&file, &id) {
                 Ok(claimed) => {
                     tracing::info!(job = %id, file = %file.display(), "manifest claimed");
+                    let sidecar = deliver_watch::ready_sidecar(&file);
+                    if sidecar.exists() {
+                        if let Err(e) = std::fs::remove_file(&sidecar) {
+                            tracing::warn!("cannot remove {}: {e}", sidecar.display());
+                        }
+                    }
                     self.shared.journal_claimed(&id, &file, &claimed);
                     let msg = Submit {
                         id,
@@ -416,7 +448,8 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
         base_dir: Some(shared.root.incoming().to_owned()),
         max_bytes: MAX_MANIFEST_BYTES,
     };
-    let loaded = std::fs::metadata(&job.claimed)
+    let load = || {
+        std::fs::metadata(&job.claimed)
         .and_then(|md| {
             if md.len() > MAX_MANIFEST_BYTES {
                 // Say how big it really is; the capped read below would only see the limit.
@@ -430,7 +463,42 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
             }
         })
         .map_err(|e| manifest::InputError::new(&job.dropped_as, e.to_string()))
-        .and_then(|bytes| manifest::parse(&bytes, &job.dropped_as, &ctx));
+        .and_then(|bytes| manifest::parse(&bytes, &job.dropped_as, &ctx))
+    };
+    let deadline = Instant::now() + shared.media_wait;
+    let mut said = false;
+    let loaded = loop {
+        let r = load();
+        if let Ok(m) = &r {
+            let arriving = arriving_media(m, shared.media_settle);
+            if !arriving.is_empty() {
+                if job.cancel.load(Ordering::Relaxed) {
+                    break r;
+                }
+                if Instant::now() < deadline {
+                    if !said {
+                        tracing::info!(job = %job.id, media = ?arriving, "waiting for media still arriving");
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                break Err(manifest::InputError::new(
+                    &job.dropped_as,
+                    format!(
+                        "media still arriving after {} s: {}",
+                        shared.media_wait.as_secs(),
+                        arriving
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        break r;
+    };
     let report = match loaded {
         _ if job.cancel.load(Ordering::Relaxed) => {
             tracing::info!(job = %job.id, "cancelled before it started");

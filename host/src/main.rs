@@ -49,6 +49,10 @@ enum Cmd {
         /// Stop when incoming/ is empty and no job runs.
         #[arg(long)]
         exit_when_idle: bool,
+        /// Take a file only once the sender has written `<name>.ready`
+        /// beside it (the settle time then does not apply).
+        #[arg(long)]
+        ready_sidecar: bool,
     },
     /// Deliver one manifest in the foreground.
     Render {
@@ -559,6 +563,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             concurrency,
             media_root,
             exit_when_idle,
+            ready_sidecar,
         } => {
             watch(
                 cli,
@@ -567,6 +572,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                 *concurrency,
                 media_root,
                 *exit_when_idle,
+                *ready_sidecar,
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -585,7 +591,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                 std::fs::write(wr.incoming().join(name), text)?;
             }
             println!("demo watch root: {}", root.display());
-            watch(cli, &root, 300, 1, &[], true)?;
+            watch(cli, &root, 300, 1, &[], true, false)?;
             let failed = std::fs::read_dir(wr.failed())?.count();
             println!("\ndeliverables and reports: {}", wr.done().display());
             if failed > 0 {
@@ -620,6 +626,7 @@ fn watch(
     concurrency: usize,
     media_root: &[PathBuf],
     exit_when_idle: bool,
+    ready_sidecar: bool,
 ) -> Result<()> {
     let reg = registry(cli);
     let lib = presets(cli)?;
@@ -636,12 +643,15 @@ fn watch(
         registry: reg,
         presets: lib,
         media_roots,
+        media_settle: Duration::from_millis(settle_ms),
+        media_wait: Duration::from_secs(600),
     };
     let settings = Settings {
         settle: Duration::from_millis(settle_ms),
         poll: Duration::from_millis(250),
         concurrency,
         exit_when_idle,
+        ready_sidecars: ready_sidecar,
     };
     host::run(shared, settings, |id, verdict, folder| {
         println!(

@@ -338,3 +338,49 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A composition of the moving pattern with a 1 kHz tone at -20 dBFS,
+/// `width`×`height` at 25 fps for `duration`, delivered once as `web` with
+/// `preset` at the canvas size.
+pub fn pattern_manifest(
+    name: &str,
+    width: u32,
+    height: u32,
+    duration: &str,
+    preset: &str,
+) -> String {
+    format!(
+        r#"version = 1
+name = "{name}"
+[canvas]
+width = {width}
+height = {height}
+frame_rate = "25"
+duration = "{duration}"
+colour_space = "bt709"
+[[video]]
+[[video.clip]]
+generator = "pattern"
+[[audio]]
+[[audio.clip]]
+generator = "sine"
+frequency = 1000.0
+level = -20.0
+[[deliverable]]
+preset = "{preset}"
+name = "web"
+overrides = {{ video = {{ width = {width}, height = {height} }} }}
+"#
+    )
+}
+
+/// The names in a folder (empty if it cannot be read).
+pub fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

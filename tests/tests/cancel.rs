@@ -7,33 +7,8 @@ use deliver_tests::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const MANIFEST: &str = r#"version = 1
-name = "NAME"
-[canvas]
-width = 640
-height = 360
-frame_rate = "25"
-duration = "DURATION"
-colour_space = "bt709"
-[[video]]
-[[video.clip]]
-generator = "pattern"
-[[audio]]
-[[audio.clip]]
-generator = "sine"
-frequency = 1000.0
-level = -20.0
-[[deliverable]]
-preset = "web/h264-720p"
-name = "web"
-overrides = { video = { width = 640, height = 360 } }
-"#;
-
 fn manifest(name: &str, duration: &str) -> Vec<u8> {
-    MANIFEST
-        .replace("NAME", name)
-        .replace("DURATION", duration)
-        .into_bytes()
+    pattern_manifest(name, 640, 360, duration, "web/h264-720p").into_bytes()
 }
 
 /// The job folder of `stem` under `state`, if there is one.

@@ -7,43 +7,11 @@ use deliver_tests::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-const MANIFEST: &str = r#"version = 1
-name = "NAME"
-[canvas]
-width = 160
-height = 90
-frame_rate = "25"
-duration = "1s"
-colour_space = "bt709"
-[[video]]
-[[video.clip]]
-generator = "pattern"
-[[audio]]
-[[audio.clip]]
-generator = "sine"
-frequency = 440.0
-level = -18.0
-[[deliverable]]
-preset = "web/h264-720p"
-name = "web"
-overrides = { video = { width = 160, height = 90 } }
-"#;
-
 fn count() -> usize {
     std::env::var("DELIVER_FLOOD")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000)
-}
-
-fn entries(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Peak resident set of a process (VmHWM), in bytes.
@@ -71,7 +39,7 @@ fn a_thousand_manifests_at_once_all_processed_once_in_bounded_memory() {
         let name = format!("f{i:04}");
         std::fs::write(
             staging.join(format!("{name}.toml")),
-            MANIFEST.replace("NAME", &name),
+            pattern_manifest(&name, 160, 90, "1s", "web/h264-720p"),
         )
         .unwrap();
         names.insert(name);

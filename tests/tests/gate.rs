@@ -6,28 +6,6 @@
 use deliver_tests::*;
 use std::time::Duration;
 
-const MANIFEST: &str = r#"version = 1
-name = "NAME"
-[canvas]
-width = 320
-height = 240
-frame_rate = "25"
-duration = "3s"
-colour_space = "bt709"
-[[video]]
-[[video.clip]]
-generator = "pattern"
-[[audio]]
-[[audio.clip]]
-generator = "sine"
-frequency = 1000.0
-level = -20.0
-[[deliverable]]
-preset = "PRESET"
-name = "web"
-overrides = { video = { width = 320, height = 240 } }
-"#;
-
 #[test]
 fn a_deliverable_under_its_quality_threshold_never_reaches_done() {
     let tmp = tempfile::tempdir().unwrap();
@@ -44,12 +22,8 @@ fn a_deliverable_under_its_quality_threshold_never_reaches_done() {
     );
     let root = tmp.path().join("root");
     let mut host = Host::start(&root, &plugins, &["--presets", presets.to_str().unwrap()]);
-    let manifest = |name: &str, preset: &str| {
-        MANIFEST
-            .replace("NAME", name)
-            .replace("PRESET", preset)
-            .into_bytes()
-    };
+    let manifest =
+        |name: &str, preset: &str| pattern_manifest(name, 320, 240, "3s", preset).into_bytes();
     host.drop_file("bad.toml", &manifest("bad", "test/starved"));
     host.drop_file("good.toml", &manifest("good", "test/good"));
 

@@ -9,28 +9,6 @@ use deliver_tests::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-const MANIFEST: &str = r#"version = 1
-name = "NAME"
-[canvas]
-width = 160
-height = 90
-frame_rate = "25"
-duration = "1s"
-colour_space = "bt709"
-[[video]]
-[[video.clip]]
-generator = "pattern"
-[[audio]]
-[[audio.clip]]
-generator = "sine"
-frequency = 440.0
-level = -18.0
-[[deliverable]]
-preset = "web/h264-720p"
-name = "web"
-overrides = { video = { width = 160, height = 90 } }
-"#;
-
 const KILLS: usize = 20;
 
 /// A small deterministic generator (the seed is printed, so a failure can
@@ -44,16 +22,6 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
-}
-
-fn entries(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -81,7 +49,7 @@ fn sigkill_at_random_moments_loses_nothing_and_does_nothing_twice() {
         let text = if names.len() == 7 {
             "version = 1\n[canvas\n".to_owned()
         } else {
-            MANIFEST.replace("NAME", &name)
+            pattern_manifest(&name, 160, 90, "1s", "web/h264-720p")
         };
         let tmp = root.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, text).unwrap();

@@ -35,7 +35,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Name suffixes of files that are still being written or are control files;
 /// they are never reported as stable.
-const SKIPPED_SUFFIXES: [&str; 3] = [".partial", ".tmp", ".cancel"];
+const SKIPPED_SUFFIXES: [&str; 4] = [".partial", ".tmp", ".cancel", READY_SUFFIX];
+
+/// Suffix of the sidecar a sender writes when a file is complete
+/// (`promo.toml` → `promo.toml.ready`), in sidecar mode.
+pub const READY_SUFFIX: &str = ".ready";
+
+/// The sidecar that marks `path` complete.
+pub fn ready_sidecar(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(READY_SUFFIX);
+    path.with_file_name(name)
+}
 
 /// An error from the watch folder, naming the path and the operation.
 #[derive(Debug, thiserror::Error)]
@@ -439,6 +450,7 @@ struct Seen {
 pub struct StabilityTracker {
     settle: Duration,
     seen: HashMap<PathBuf, Seen>,
+    sidecars: bool,
 }
 
 impl StabilityTracker {
@@ -446,7 +458,16 @@ impl StabilityTracker {
         StabilityTracker {
             settle,
             seen: HashMap::new(),
+            sidecars: false,
         }
+    }
+
+    /// Sidecar mode: a file is taken once its `<name>.ready` sidecar exists
+    /// (the sender's word that it is complete) and nobody has it open for
+    /// writing; the settle time does not apply. Without a sidecar it waits.
+    pub fn with_sidecars(mut self, on: bool) -> StabilityTracker {
+        self.sidecars = on;
+        self
     }
 
     /// Scans `dir` (not recursively) and returns the regular files accepted
@@ -500,7 +521,12 @@ impl StabilityTracker {
             if seen.signature != signature {
                 *seen = fresh();
             }
-            if !seen.reported && now.duration_since(seen.since) >= self.settle {
+            let complete = if self.sidecars {
+                ready_sidecar(&path).is_file()
+            } else {
+                now.duration_since(seen.since) >= self.settle
+            };
+            if !seen.reported && complete {
                 ready.push(path);
             }
         }

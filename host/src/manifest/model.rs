@@ -141,3 +141,32 @@ pub struct Manifest {
     pub audio: Vec<AudioTrack>,
     pub deliverables: Vec<DeliverableRequest>,
 }
+
+impl Manifest {
+    /// Every media file the composition reads, once each.
+    pub fn media_paths(&self) -> Vec<&std::path::Path> {
+        let mut paths: Vec<&std::path::Path> = Vec::new();
+        let video = self
+            .video
+            .iter()
+            .flat_map(|t| &t.clips)
+            .filter_map(|c| match &c.source {
+                VideoSource::Media { path } => Some(path.as_path()),
+                _ => None,
+            });
+        let audio = self
+            .audio
+            .iter()
+            .flat_map(|t| &t.clips)
+            .filter_map(|c| match &c.source {
+                AudioSource::Media { path } => Some(path.as_path()),
+                _ => None,
+            });
+        for p in video.chain(audio) {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        paths
+    }
+}
