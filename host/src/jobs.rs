@@ -501,6 +501,24 @@ fn run_inner(
     };
     let mut reports = reports;
     for (r, p) in reports.iter_mut().zip(&plans) {
+        // An encode that failed (no checks were made: a write error, a full
+        // disk, an encoder error) leaves a truncated file that no one can
+        // use: it goes, and frees its space. A file that was made and then
+        // failed its checks stays, kept apart as `.partial`.
+        if r.error.is_some() && r.checks.is_empty() {
+            let partial = deliver_watch::partial_path(&p.output);
+            if partial.exists() {
+                match std::fs::remove_file(&partial) {
+                    Ok(()) => {
+                        if let Some(e) = r.error.as_mut() {
+                            e.push_str(" (the incomplete output was removed)");
+                        }
+                        r.file = None;
+                    }
+                    Err(e) => tracing::warn!("cannot remove {}: {e}", partial.display()),
+                }
+            }
+        }
         if r.verdict.publishable() {
             match deliver_watch::commit_partial(&deliver_watch::partial_path(&p.output)) {
                 Ok(f) => r.file = Some(f),
