@@ -1058,6 +1058,34 @@ fn expectations(p: &Plan, m: &Manifest) -> qc::Expect {
     }
 }
 
+/// A ΔE check: held to `max` where the profile sets one, else recorded
+/// (info severity).
+fn delta_e_check(
+    id: &'static str,
+    description: String,
+    value: Option<f64>,
+    max: Option<f64>,
+    key: &str,
+) -> Check {
+    match max {
+        Some(max) => Check::new(
+            id,
+            description,
+            value,
+            format!("<= {max}"),
+            value.is_some_and(|v| v <= max),
+        ),
+        None => Check::new(
+            id,
+            description,
+            value,
+            format!("none ({key} not set): recorded"),
+            true,
+        )
+        .severity(Severity::Info),
+    }
+}
+
 /// A channel that is silent in the render is silent by design, not
 /// missing: the channel check holds the delivery to the render's channels.
 fn silent_by_design(p: &Plan, checks: &mut [Check]) {
@@ -1197,42 +1225,21 @@ fn verify_file(
         de.map_or("not measured", |d| d.method.as_str())
     );
     let de_value = de.map(|d| d.p99);
-    c.push(match pre.qc.max_delta_e_p99 {
-        Some(max) => Check::new(
-            "video.delta_e",
-            de_desc,
-            de_value,
-            format!("<= {max}"),
-            de_value.is_some_and(|v| v <= max),
-        ),
-        None => Check::new(
-            "video.delta_e",
-            de_desc,
-            de_value,
-            "none (qc.max_delta_e_p99 not set): recorded",
-            true,
-        )
-        .severity(Severity::Info),
-    });
+    c.push(delta_e_check(
+        "video.delta_e",
+        de_desc,
+        de_value,
+        pre.qc.max_delta_e_p99,
+        "qc.max_delta_e_p99",
+    ));
     let de_mean = de.map(|d| d.mean);
-    let mean_desc = "ΔE2000 against the render, mean over the programme (systematic colour errors: matrix, range, primaries)";
-    c.push(match pre.qc.max_delta_e_mean {
-        Some(max) => Check::new(
-            "video.delta_e_mean",
-            mean_desc,
-            de_mean,
-            format!("<= {max}"),
-            de_mean.is_some_and(|v| v <= max),
-        ),
-        None => Check::new(
-            "video.delta_e_mean",
-            mean_desc,
-            de_mean,
-            "none (qc.max_delta_e_mean not set): recorded",
-            true,
-        )
-        .severity(Severity::Info),
-    });
+    c.push(delta_e_check(
+        "video.delta_e_mean",
+        "ΔE2000 against the render, mean over the programme (systematic colour errors: matrix, range, primaries)".to_owned(),
+        de_mean,
+        pre.qc.max_delta_e_mean,
+        "qc.max_delta_e_mean",
+    ));
     let delivered = meter.map(|mt| mt.analysis());
     if let (Some(n), Some(d)) = (&p.normalization, delivered.as_ref().map(|a| a.summary)) {
         let tol = pre.loudness.tolerance_lu;
