@@ -238,13 +238,8 @@ fn open(reg: &Registry, path: &Path, pix_fmt: u32) -> Result<Opened, CompareErro
         .find(cap::FILE_DECODE, "*", None)
         .ok_or(CompareError::NoDecoder)?;
     let cfg = abi::DecoderConfig {
-        struct_size: std::mem::size_of::<abi::DecoderConfig>() as u32,
-        want: media::VIDEO,
         video_pix_fmt: pix_fmt,
-        audio_sample_rate: 0,
-        audio_channels: 0,
-        threads: 0,
-        reserved: [0; 4],
+        ..crate::encode::decoder_config(media::VIDEO, 0, 0)
     };
     let (dec, info) = choice
         .plugin
