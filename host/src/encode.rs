@@ -19,6 +19,7 @@ use crate::qc;
 use crate::quality::{self, Picture, Plane, Series};
 use crate::render::image::{hash_view, plane_size, resize_bilinear, rgba_to_yuv, Rgba8, Yuv};
 use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Severity, Verdict};
+use crate::segments::{SegmentReader, SegmentWriter, Segments};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use deliver_plugin_api::abi::{self, cap, media, pix};
 use deliver_plugin_api::host::{Encoder, Frame, Muxer, PacketBuf};
@@ -516,7 +517,8 @@ struct Streams {
     vparams: StreamInfo,
 }
 
-fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
+/// The video encoder's settings for a plan.
+fn video_settings(p: &Plan, m: &Manifest) -> EncoderSettings {
     let rate = m.canvas.frame_rate;
     let tb = abi::Rational::new(rate.den as i32, rate.num as i32);
     let global_header = wants_global_header(&p.preset.container);
@@ -526,7 +528,7 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
             .entry("profile")
             .or_insert_with(|| toml::Value::String(profile.clone()));
     }
-    let vset = EncoderSettings {
+    EncoderSettings {
         media: media::VIDEO,
         codec: p.preset.video.codec.clone(),
         implementation: p.video.capability.implementation.clone(),
@@ -540,7 +542,12 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
         global_header,
         options: options_toml(&vopts),
         ..Default::default()
-    };
+    }
+}
+
+fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
+    let global_header = wants_global_header(&p.preset.container);
+    let vset = video_settings(p, m);
     let (venc, vparams) = p
         .video
         .plugin
@@ -605,7 +612,7 @@ impl AudioOut {
                 .map_err(|e| e.to_string())?;
             self.pts += (self.audio.len() / self.channels as usize) as i64;
         }
-        drain(enc, mux, idx, None).map(|_| ())
+        drain(enc, mux, idx, None, None).map(|_| ())
     }
 
     fn emit(
@@ -766,7 +773,7 @@ impl AudioState {
             AudioState::Encode(_) => {
                 out.flush(enc, mux, idx)?;
                 enc.send_audio(None).map_err(|e| e.to_string())?;
-                while !drain(enc, mux, idx, None)? {}
+                while !drain(enc, mux, idx, None, None)? {}
                 Ok(())
             }
             AudioState::Packets(q) => {
@@ -785,11 +792,16 @@ fn drain(
     mux: &mut Muxer,
     idx: u32,
     tee: Option<&Sender<VMsg>>,
+    mut spool: Option<&mut SegmentWriter>,
 ) -> Result<bool, String> {
     loop {
         match enc.receive().map_err(|e| e.to_string())? {
             Ok(pkt) => {
                 mux.write_packet(idx, &pkt).map_err(|e| e.to_string())?;
+                if let Some(w) = spool.as_deref_mut() {
+                    w.write(&pkt)
+                        .map_err(|e| format!("writing a segment file: {e}"))?;
+                }
                 if let Some(tx) = tee {
                     tx.send(VMsg::Pkt(pkt))
                         .map_err(|_| "validator stopped".to_owned())?;
@@ -826,6 +838,7 @@ pub fn run(
     gain: Receiver<GainResult>,
     tick: Tick<'_>,
     cancel: &AtomicBool,
+    segments: Option<Segments>,
 ) -> DeliverableReport {
     let started = Instant::now();
     let mut report = DeliverableReport {
@@ -875,7 +888,7 @@ pub fn run(
         report.error = Some(why);
         return report;
     }
-    let encoded = encode(p, m, rx, gain, tick, cancel);
+    let encoded = encode(p, m, rx, gain, tick, cancel, segments);
     report.encode_seconds = started.elapsed().as_secs_f64();
     let (validated, normalization) = match encoded {
         Ok(v) => v,
@@ -908,6 +921,161 @@ pub fn run(
     report
 }
 
+/// Where segmented encoding stands within a deliverable.
+#[derive(Default)]
+struct SegmentState {
+    /// Whether the current encoder has been fed (a new segment needs a new
+    /// encoder).
+    used: bool,
+    /// The spool file of the segment being encoded.
+    writer: Option<SegmentWriter>,
+    /// The recorded segment being copied: its index, reader, and the next
+    /// packet when it belongs to a later frame.
+    replay: Option<(u64, SegmentReader, Option<PacketBuf>)>,
+}
+
+impl SegmentState {
+    /// Handles frame `index` (already converted and handed to the
+    /// validator) of a segmented deliverable: copies a recorded segment's
+    /// packets, or encodes the frame into the current segment, closing and
+    /// recording the segment at its last frame.
+    #[allow(clippy::too_many_arguments)]
+    fn frame(
+        &mut self,
+        sg: &Segments,
+        s: &mut Streams,
+        vtx: &Sender<VMsg>,
+        video: &Choice,
+        vset: &EncoderSettings,
+        yuv: &Yuv,
+        index: u64,
+        tb: abi::Rational,
+    ) -> Result<(), String> {
+        let k = sg.of(index);
+        let (first, frames) = sg.range(k);
+        let last = index + 1 == first + frames;
+        if let Some(path) = sg.reuse.get(&k) {
+            if self.replay.as_ref().is_none_or(|r| r.0 != k) {
+                let (reader, _) =
+                    SegmentReader::open(path).map_err(|e| format!("reading segment {k}: {e}"))?;
+                self.replay = Some((k, reader, None));
+            }
+            let (_, reader, peeked) = self.replay.as_mut().expect("set above");
+            // A packet goes out once its picture's frame has been handed to
+            // the validator, so the decoder never gets ahead of the references.
+            loop {
+                let pkt = match peeked.take() {
+                    Some(p) => p,
+                    None => match reader
+                        .next_packet()
+                        .map_err(|e| format!("reading segment {k}: {e}"))?
+                    {
+                        Some(p) => p,
+                        None => break,
+                    },
+                };
+                if !last && frame_of(&pkt, vset.frame_rate) > index as i64 {
+                    *peeked = Some(pkt);
+                    break;
+                }
+                s.mux
+                    .write_packet(s.vidx, &pkt)
+                    .map_err(|e| e.to_string())?;
+                vtx.send(VMsg::Pkt(pkt))
+                    .map_err(|_| "validator stopped".to_owned())?;
+            }
+            if last {
+                self.replay = None;
+                tracing::debug!(segment = k, "recorded segment copied");
+            }
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            if self.used {
+                s.venc = segment_encoder(video, &s.vparams, vset, sg, k)?;
+            }
+            self.used = true;
+            self.writer = Some(
+                SegmentWriter::create(&sg.dir, k, &s.vparams)
+                    .map_err(|e| format!("creating segment {k}'s file: {e}"))?,
+            );
+        }
+        s.venc
+            .send_video(Some(&yuv.view(index as i64, tb, false)))
+            .map_err(|e| e.to_string())?;
+        drain(
+            &mut s.venc,
+            &mut s.mux,
+            s.vidx,
+            Some(vtx),
+            self.writer.as_mut(),
+        )?;
+        if last {
+            s.venc.send_video(None).map_err(|e| e.to_string())?;
+            while !drain(
+                &mut s.venc,
+                &mut s.mux,
+                s.vidx,
+                Some(vtx),
+                self.writer.as_mut(),
+            )? {}
+            let w = self.writer.take().expect("opened above");
+            let (path, bytes, hash) = w
+                .finish()
+                .map_err(|e| format!("finishing segment {k}'s file: {e}"))?;
+            sg.record(k, &path, bytes, hash)
+                .map_err(|e| format!("recording segment {k}: {e}"))?;
+            tracing::info!(
+                "segment {}/{} recorded (frames {}..{})",
+                k + 1,
+                sg.count(),
+                first,
+                first + frames
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A fresh encoder for segment `k`; its stream parameters must be those the
+/// file was set up with, or the segments could not be stitched.
+fn segment_encoder(
+    choice: &Choice,
+    params: &StreamInfo,
+    vset: &EncoderSettings,
+    sg: &Segments,
+    k: u64,
+) -> Result<Encoder, String> {
+    let (enc, own) = choice
+        .plugin
+        .open_encoder(vset)
+        .map_err(|e| e.to_string())?;
+    if own != *params {
+        return Err(format!(
+            "segment {k} of {}: the encoder made other stream headers than the first segment's, so the segments cannot be stitched",
+            sg.deliverable
+        ));
+    }
+    Ok(enc)
+}
+
+/// The frame index of a packet's pts (the canvas frame rate).
+fn frame_of(p: &PacketBuf, rate: abi::Rational) -> i64 {
+    frame_index(p.pts, p.time_base, rate)
+}
+
+/// A timestamp as the nearest frame index at `rate`.
+fn frame_index(pts: i64, tb: abi::Rational, rate: abi::Rational) -> i64 {
+    let (num, den) = (
+        i128::from(tb.num) * i128::from(rate.num),
+        i128::from(tb.den) * i128::from(rate.den),
+    );
+    if den <= 0 {
+        return pts;
+    }
+    (i128::from(pts) * num * 2 + den).div_euclid(2 * den) as i64
+}
+
 #[allow(clippy::type_complexity)]
 fn encode(
     p: &Plan,
@@ -916,8 +1084,28 @@ fn encode(
     gain_rx: Receiver<GainResult>,
     tick: Tick<'_>,
     cancel: &AtomicBool,
+    mut segments: Option<Segments>,
 ) -> Result<(Validated, Option<Normalization>), String> {
     let mut s = open_streams(p, m)?;
+    let vset = video_settings(p, m);
+    let mut seg_state = SegmentState::default();
+    if let Some(sg) = segments.as_mut() {
+        let reused = sg.load(&s.vparams);
+        if reused.is_empty() {
+            tracing::info!(
+                "encoding in {} segments of {} frames",
+                sg.count(),
+                sg.length
+            );
+        } else {
+            tracing::info!(
+                reused = ?reused,
+                "resuming: {} of {} segments were recorded before and are copied, not encoded again",
+                reused.len(),
+                sg.count()
+            );
+        }
+    }
     let (vtx, vrx) = bounded::<VMsg>(64);
     let dec = p.stream_decoder.clone();
     let params = s.vparams.clone();
@@ -969,10 +1157,17 @@ fn encode(
                 rgb,
             }))
             .map_err(|_| "validator stopped".to_owned())?;
-            s.venc
-                .send_video(Some(&yuv.view(chunk.index as i64, tb, false)))
-                .map_err(|e| e.to_string())?;
-            drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))?;
+            match segments.as_mut() {
+                None => {
+                    s.venc
+                        .send_video(Some(&yuv.view(chunk.index as i64, tb, false)))
+                        .map_err(|e| e.to_string())?;
+                    drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx), None)?;
+                }
+                Some(sg) => {
+                    seg_state.frame(sg, &mut s, &vtx, &p.video, &vset, &yuv, chunk.index, tb)?
+                }
+            }
             if let Some((aenc, aidx)) = &mut s.aenc {
                 audio.feed(&chunk, m, &mut out, aenc, &mut s.mux, *aidx)?;
                 let wait = audio.waiting_samples() > max_pending;
@@ -994,8 +1189,11 @@ fn encode(
         if cancel.load(Ordering::Relaxed) {
             return Err("cancelled".to_owned());
         }
-        s.venc.send_video(None).map_err(|e| e.to_string())?;
-        while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx))? {}
+        // Segments flush their encoders at their ends.
+        if segments.is_none() {
+            s.venc.send_video(None).map_err(|e| e.to_string())?;
+            while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx), None)? {}
+        }
         if let Some((aenc, aidx)) = &mut s.aenc {
             if let Some(n) = audio.poll(
                 &gain_rx,
@@ -1164,6 +1362,14 @@ fn verify_file(
     let mut analyzer = qc::Analyzer::new(&pre.qc, &info);
     let mut frames = 0u64;
     let mut mismatched = 0u64;
+    // Each picture one frame after the one before: a stitched file (or any
+    // file) with a gap, a repeat or a jump in its timestamps fails.
+    let rate = abi::Rational::new(
+        m.canvas.frame_rate.num as i32,
+        m.canvas.frame_rate.den as i32,
+    );
+    let mut first_pts: Option<i64> = None;
+    let mut off_step = 0u64;
     while let Some(f) = dec
         .next_frame()
         .map_err(|e| format!("decoding the delivered file: {e}"))?
@@ -1173,6 +1379,11 @@ fn verify_file(
                 let h = hash_view(&view);
                 if v.hashes.get(frames as usize) != Some(&h) {
                     mismatched += 1;
+                }
+                let at = frame_index(view.pts, view.time_base, rate);
+                let first = *first_pts.get_or_insert(at);
+                if at != first + frames as i64 {
+                    off_step += 1;
                 }
                 analyzer.video(&view);
                 frames += 1;
@@ -1203,6 +1414,13 @@ fn verify_file(
         mismatched,
         "= 0",
         mismatched == 0 && frames as usize == v.hashes.len(),
+    ));
+    c.push(Check::new(
+        "video.timestamps",
+        "pictures whose timestamp is not exactly one frame after the previous picture's",
+        off_step,
+        "= 0",
+        off_step == 0,
     ));
     let sum = v.series.summary();
     c.push(Check::new(

@@ -14,6 +14,7 @@ use crate::manifest::{self, LoadContext};
 use crate::plugins::Registry;
 use crate::preset::PresetLibrary;
 use crate::report::{self, Verdict};
+use crate::segments::{JournalLedger, Segmenting};
 use actix::prelude::*;
 use deliver_watch::{JobId, StabilityTracker, WatchRoot};
 use std::collections::VecDeque;
@@ -41,6 +42,9 @@ pub struct Shared {
     /// fails (missing media fail at once: a sender that sends the manifest
     /// first should use `.ready` sidecars).
     pub media_wait: Duration,
+    /// Length of the recorded segments long deliverables are encoded in
+    /// (seconds; 0 = no segments).
+    pub segment_seconds: f64,
 }
 
 /// The media of `m` still arriving: open for writing, or modified within
@@ -537,7 +541,23 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
                     );
                 }
             });
+            let segments = (shared.segment_seconds > 0.0)
+                .then(|| match Journal::open_path(shared.journal.path()) {
+                    Ok(journal) => Some(Segmenting {
+                        seconds: shared.segment_seconds,
+                        ledger: Arc::new(JournalLedger {
+                            journal,
+                            job: job.id.to_string(),
+                        }),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(job = %job.id, "no segments, so no resume for this job: {e}");
+                        None
+                    }
+                })
+                .flatten();
             let opts = JobOptions {
+                segments,
                 job_id: job.id.to_string(),
                 out_dir: job_dir.clone(),
                 cancel: job.cancel.clone(),

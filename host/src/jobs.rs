@@ -12,6 +12,7 @@ use crate::render::{Compositor, Rgba8};
 use crate::report::{
     self, DeliverableReport, ErrorReport, HostInfo, JobReport, RenderReport, Verdict,
 };
+use crate::segments::{Segmenting, Segments};
 use crossbeam_channel::bounded;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +42,10 @@ pub struct JobOptions {
     pub out_dir: PathBuf,
     pub cancel: Arc<AtomicBool>,
     pub progress: Option<Box<ProgressFn>>,
+    /// Encode long deliverables in recorded segments, so that a run that is
+    /// killed resumes where it stopped (the watch host sets it; `None`
+    /// encodes each deliverable in one piece).
+    pub segments: Option<Segmenting>,
 }
 
 /// Why a job stopped before it could report on deliverables.
@@ -315,6 +320,41 @@ fn plan_all(
     Ok(plans)
 }
 
+/// The segment plan of a deliverable. Segments are whole GOPs where the
+/// preset fixes the GOP length (`gop` or `g` in its video options), and a
+/// segment made for another plan (preset, size, format, plugin) is never
+/// reused.
+fn segments_of(seg: &Segmenting, plan: &Plan, m: &Manifest, out_dir: &Path) -> Option<Segments> {
+    let v = &plan.preset.video;
+    let gop = ["gop", "g"]
+        .iter()
+        .find_map(|k| v.options.get(*k).and_then(toml::Value::as_integer))
+        .and_then(|g| u64::try_from(g).ok());
+    let key = format!(
+        "{}|{:?}|{}|{:?}|{}x{}|{}|{:?}|{} {}",
+        plan.preset.id,
+        v,
+        plan.preset.container,
+        plan.preset.container_options,
+        plan.width,
+        plan.height,
+        plan.pix_fmt,
+        plan.color,
+        plan.video.plugin.name(),
+        plan.video.plugin.version()
+    );
+    let rate = m.canvas.frame_rate;
+    Segments::new(
+        seg,
+        &plan.name,
+        out_dir,
+        rate.num as f64 / rate.den as f64,
+        m.canvas.frames,
+        gop,
+        &key,
+    )
+}
+
 /// Runs a validated manifest: plans every deliverable, renders once, encodes
 /// and validates each, renames the valid outputs from `*.partial` to their
 /// final names, and returns the report (not yet written).
@@ -324,6 +364,14 @@ pub fn run(m: &Manifest, reg: &Registry, presets: &PresetLibrary, opts: &JobOpti
     let span = tracing::info_span!("job", id = %opts.job_id, manifest = %m.path.display());
     let _enter = span.enter();
     let result = run_inner(m, reg, presets, opts);
+    // The segment spool is only for resuming this job: whatever the
+    // outcome, the job is over.
+    let spool = opts.out_dir.join(".segments");
+    if spool.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&spool) {
+            tracing::warn!("cannot remove {}: {e}", spool.display());
+        }
+    }
     let (render, deliverables, error) = match result {
         Ok((r, d)) => (Some(r), d, None),
         Err(e) => {
@@ -417,6 +465,10 @@ fn run_inner(
                         .send(refine_gain(m, reg, plan, &opts.cancel).map_err(|e| e.to_string()));
                 })
                 .expect("spawning a gain thread");
+            let segments = opts
+                .segments
+                .as_ref()
+                .and_then(|seg| segments_of(seg, plan, m, &opts.out_dir));
             let counters = &counters;
             let report_progress = &report_progress;
             let span =
@@ -431,7 +483,7 @@ fn run_inner(
                             report_progress(counters);
                         }
                     };
-                    encode::run(plan, m, rx, gain_rx, &tick, &opts.cancel)
+                    encode::run(plan, m, rx, gain_rx, &tick, &opts.cancel, segments)
                 })
                 .expect("spawning an encode thread");
             handles.push(h);

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 pub const FILE: &str = "journal.sqlite";
 
 /// The schema's version, kept in `PRAGMA user_version`.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 #[error("journal {path}: {source}")]
@@ -171,6 +171,21 @@ impl Journal {
                      PRIMARY KEY (job, deliverable, idx)
                  );
                  PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(err)?;
+        }
+        if version <= 1 {
+            // Version 2: segments carry what resume needs to trust them
+            // (size, checksum, the plan they were encoded for) and count
+            // their encodes (more than one: work was done twice).
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE segments ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE segments ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE segments ADD COLUMN plan_key TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE segments ADD COLUMN encodes INTEGER NOT NULL DEFAULT 1;
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )
             .map_err(err)?;
@@ -385,6 +400,96 @@ impl Journal {
     }
 }
 
+/// One finished segment of a deliverable's video.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentRow {
+    pub deliverable: String,
+    pub idx: u64,
+    pub first_frame: u64,
+    pub frames: u64,
+    /// The segment's file, relative to the job's folder.
+    pub file: String,
+    pub bytes: u64,
+    /// FNV-1a 64 of the file, hex.
+    pub hash: String,
+    /// What it was encoded for (preset, size, format, segment length):
+    /// a segment of another plan is not reused.
+    pub plan_key: String,
+    /// Times this segment was encoded (1 unless work was lost).
+    pub encodes: u64,
+    pub at: String,
+}
+
+impl Journal {
+    /// Records a finished segment; recording one again (it was encoded
+    /// again) replaces it and counts the encode.
+    ///
+    /// # Errors
+    /// SQLite errors, naming the journal.
+    pub fn record_segment(&self, job: &str, s: &SegmentRow) -> Result<(), JournalError> {
+        let t = now();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO segments (job, deliverable, idx, first_frame, frames, file, at, bytes, hash, plan_key, encodes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1)
+                 ON CONFLICT (job, deliverable, idx) DO UPDATE SET
+                     first_frame = excluded.first_frame, frames = excluded.frames,
+                     file = excluded.file, at = excluded.at, bytes = excluded.bytes,
+                     hash = excluded.hash, plan_key = excluded.plan_key,
+                     encodes = segments.encodes + 1",
+                params![
+                    job,
+                    s.deliverable,
+                    s.idx as i64,
+                    s.first_frame as i64,
+                    s.frames as i64,
+                    s.file,
+                    t,
+                    s.bytes as i64,
+                    s.hash,
+                    s.plan_key
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// A job's recorded segments (of one deliverable, or all), in order.
+    ///
+    /// # Errors
+    /// SQLite errors, naming the journal.
+    pub fn segments(
+        &self,
+        job: &str,
+        deliverable: Option<&str>,
+    ) -> Result<Vec<SegmentRow>, JournalError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT deliverable, idx, first_frame, frames, file, bytes, hash, plan_key, encodes, at
+                 FROM segments WHERE job = ?1 AND (?2 IS NULL OR deliverable = ?2)
+                 ORDER BY deliverable, idx",
+            )?;
+            let rows = st
+                .query_map(params![job, deliverable], |r| {
+                    Ok(SegmentRow {
+                        deliverable: r.get(0)?,
+                        idx: r.get::<_, i64>(1)? as u64,
+                        first_frame: r.get::<_, i64>(2)? as u64,
+                        frames: r.get::<_, i64>(3)? as u64,
+                        file: r.get(4)?,
+                        bytes: r.get::<_, i64>(5)? as u64,
+                        hash: r.get(6)?,
+                        plan_key: r.get(7)?,
+                        encodes: r.get::<_, i64>(8)? as u64,
+                        at: r.get(9)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+}
+
 const JOB_COLUMNS: &str =
     "id, name, state, verdict, priority, attempts, created, updated, detail, NULL";
 const SELECT_JOB: &str =
@@ -452,5 +557,46 @@ mod tests {
             j.count_transitions(State::Done).unwrap(),
             vec![("promo-1".to_owned(), 1)]
         );
+    }
+
+    #[test]
+    fn segments_are_recorded_counted_and_survive_a_v1_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        {
+            // A journal made by the first schema, segments table and all.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE segments (job TEXT NOT NULL, deliverable TEXT NOT NULL,
+                     idx INTEGER NOT NULL, first_frame INTEGER NOT NULL, frames INTEGER NOT NULL,
+                     file TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (job, deliverable, idx));
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let j = Journal::open_path(&path).unwrap();
+        let row = |idx| SegmentRow {
+            deliverable: "web".into(),
+            idx,
+            first_frame: idx * 250,
+            frames: 250,
+            file: format!(".segments/web/{idx:06}.seg"),
+            bytes: 1000 + idx,
+            hash: "00ff".into(),
+            plan_key: "k".into(),
+            encodes: 1,
+            at: String::new(),
+        };
+        j.record_segment("job-1", &row(1)).unwrap();
+        j.record_segment("job-1", &row(0)).unwrap();
+        j.record_segment("job-2", &row(0)).unwrap();
+        let got = j.segments("job-1", Some("web")).unwrap();
+        assert_eq!(got.iter().map(|r| r.idx).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!((got[1].bytes, got[1].encodes), (1001, 1));
+        assert!(!got[0].at.is_empty());
+        // Encoded again: counted.
+        j.record_segment("job-1", &row(1)).unwrap();
+        assert_eq!(j.segments("job-1", None).unwrap()[1].encodes, 2);
+        assert!(j.segments("job-1", Some("other")).unwrap().is_empty());
     }
 }

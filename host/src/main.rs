@@ -53,6 +53,11 @@ enum Cmd {
         /// beside it (the settle time then does not apply).
         #[arg(long)]
         ready_sidecar: bool,
+        /// Encode deliverables longer than this in recorded segments of
+        /// this many seconds, so a killed host resumes where it stopped
+        /// (0: no segments).
+        #[arg(long, default_value_t = deliver::segments::DEFAULT_SECONDS)]
+        segment_seconds: f64,
     },
     /// Deliver one manifest in the foreground.
     Render {
@@ -532,6 +537,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             );
             let b2 = bar.clone();
             let opts = JobOptions {
+                segments: None,
                 job_id: format!("render-{}", m.name),
                 out_dir: out.clone(),
                 cancel: Arc::new(AtomicBool::new(false)),
@@ -564,6 +570,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             media_root,
             exit_when_idle,
             ready_sidecar,
+            segment_seconds,
         } => {
             watch(
                 cli,
@@ -573,6 +580,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                 media_root,
                 *exit_when_idle,
                 *ready_sidecar,
+                *segment_seconds,
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -591,7 +599,16 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                 std::fs::write(wr.incoming().join(name), text)?;
             }
             println!("demo watch root: {}", root.display());
-            watch(cli, &root, 300, 1, &[], true, false)?;
+            watch(
+                cli,
+                &root,
+                300,
+                1,
+                &[],
+                true,
+                false,
+                deliver::segments::DEFAULT_SECONDS,
+            )?;
             let failed = std::fs::read_dir(wr.failed())?.count();
             println!("\ndeliverables and reports: {}", wr.done().display());
             if failed > 0 {
@@ -619,6 +636,7 @@ fn load_context(manifest: &Path, media_root: &[PathBuf]) -> LoadContext {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn watch(
     cli: &Cli,
     root: &Path,
@@ -627,6 +645,7 @@ fn watch(
     media_root: &[PathBuf],
     exit_when_idle: bool,
     ready_sidecar: bool,
+    segment_seconds: f64,
 ) -> Result<()> {
     let reg = registry(cli);
     let lib = presets(cli)?;
@@ -645,6 +664,7 @@ fn watch(
         media_roots,
         media_settle: Duration::from_millis(settle_ms),
         media_wait: Duration::from_secs(600),
+        segment_seconds,
     };
     let settings = Settings {
         settle: Duration::from_millis(settle_ms),

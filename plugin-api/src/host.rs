@@ -464,7 +464,7 @@ impl Drop for StreamDecoder {
 }
 
 /// A packet copied out of the plugin, owned by the host.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PacketBuf {
     pub data: Vec<u8>,
     pub pts: i64,

@@ -109,6 +109,7 @@ fn dropped_manifest_becomes_a_validated_h264_delivery() {
         "video.psnr_y",
         "video.ssim_y",
         "video.bitstream_identity",
+        "video.timestamps",
         "audio.loudness",
         "audio.true_peak",
     ] {
