@@ -447,6 +447,7 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
         media_roots: shared.media_roots.clone(),
         base_dir: Some(shared.root.incoming().to_owned()),
         max_bytes: MAX_MANIFEST_BYTES,
+        default_presets: Vec::new(),
     };
     let load = || {
         std::fs::metadata(&job.claimed)

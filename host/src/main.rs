@@ -616,6 +616,7 @@ fn load_context(manifest: &Path, media_root: &[PathBuf]) -> LoadContext {
         },
         base_dir: None,
         max_bytes: host::MAX_MANIFEST_BYTES,
+        default_presets: Vec::new(),
     }
 }
 
