@@ -23,3 +23,4 @@ pub mod quality;
 pub mod render;
 pub mod report;
 pub mod report_html;
+pub mod schedule;
