@@ -24,3 +24,4 @@ pub mod render;
 pub mod report;
 pub mod report_html;
 pub mod schedule;
+pub mod watch_config;
