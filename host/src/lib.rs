@@ -6,6 +6,7 @@
 //! mux, validate), `loudness`, `quality`, `report`, `jobs` (one job's
 //! pipeline) and `host` (the actix actors that watch, schedule and run jobs).
 
+pub mod capability;
 pub mod compare;
 pub mod deltae;
 pub mod encode;
