@@ -4,7 +4,9 @@
 //! `preset`, `plugins` (loading codec plugins behind the C ABI), `render`
 //! (compositor and audio mix), `encode` (one deliverable: convert, encode,
 //! mux, validate), `loudness`, `quality`, `report`, `jobs` (one job's
-//! pipeline) and `host` (the actix actors that watch, schedule and run jobs).
+//! pipeline) and `host` (the actix actors that watch, schedule and run jobs),
+//! with `watch_config` (the roots a host serves), `schedule` (which job
+//! starts next) and `capability` (whether the loaded plugins can make a job).
 
 pub mod capability;
 pub mod compare;
