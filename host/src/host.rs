@@ -1,13 +1,22 @@
 //! The watch host: actix actors coordinate, threads compute.
 //!
-//! - [`Watcher`] polls a root's `incoming/` for stable manifests, claims each
-//!   into `processing/<job>/` and submits it.
-//! - [`Scheduler`] queues jobs and starts them on their own threads, up to
-//!   the configured concurrency; a finished job reports back with a message.
+//! - A [`Watcher`] per root polls the root's `incoming/` for stable
+//!   manifests, claims each into `processing/<job>/` and submits it.
+//! - One [`Scheduler`] queues the jobs of every root and starts them on
+//!   their own threads: per-root concurrency, root and manifest priorities
+//!   and fair share between roots are [`crate::schedule`]'s; a finished job
+//!   reports back with a message.
+//! - The scheduler rescans the plugin directories every few seconds. A job
+//!   whose deliverables need a codec or container that no loaded plugin
+//!   provides gives its slot back and waits (journal state `waiting`, with
+//!   what is missing); when the plugins change it is tried again with the
+//!   new registry.
 //!
 //! Frames never travel as actor messages, and no actor blocks its arbiter:
-//! a job runs on a dedicated thread that owns its render and encode threads.
+//! a job runs on a dedicated thread that owns its render and encode threads,
+//! and plugin libraries are loaded on a thread of their own.
 
+use crate::capability;
 use crate::jobs::{self, JobError, JobOptions};
 use crate::journal::{Journal, State};
 use crate::manifest::{self, LoadContext};
@@ -15,36 +24,66 @@ use crate::plugins::Registry;
 use crate::preset::PresetLibrary;
 use crate::report::{self, Verdict};
 use crate::segments::{JournalLedger, Segmenting};
+use crate::schedule::{RootPolicy, Schedule};
+use crate::watch_config::{RootConfig, RootError};
 use actix::prelude::*;
 use deliver_watch::{JobId, StabilityTracker, WatchRoot};
-use std::collections::VecDeque;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Manifests larger than this are refused unread (a manifest is a few KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
-/// Everything a job needs from the host, shared by all jobs.
+/// One watched root: everything its watcher and its jobs need.
 pub struct Shared {
+    /// Its place among the host's roots (what [`Submit::root`] names); set
+    /// by [`run`].
+    pub index: usize,
+    /// Its settings: name, default presets, priority, weight, concurrency,
+    /// media roots, settle and media wait.
+    pub config: RootConfig,
     pub root: WatchRoot,
     /// Every job and transition of this root (`.deliver/journal.sqlite`).
     pub journal: Journal,
+    /// The presets of the host (one library for every root).
+    pub presets: Arc<PresetLibrary>,
+}
+
+impl Shared {
+    /// Opens a root: its folders (created where missing and proved
+    /// writable) and its journal.
+    ///
+    /// # Errors
+    /// A [`RootError`] naming the root, where it is configured and why it
+    /// cannot be used.
+    pub fn open(config: RootConfig, presets: Arc<PresetLibrary>) -> Result<Shared, RootError> {
+        let root = config.open()?;
+        let journal = Journal::open(&root).map_err(|e| RootError {
+            root: config.path.clone(),
+            origin: config.origin.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Shared {
+            index: 0,
+            config,
+            root,
+            journal,
+            presets,
+        })
+    }
+}
+
+/// What one watch host serves.
+pub struct Host {
+    pub roots: Vec<Shared>,
+    /// The plugins loaded at start.
     pub registry: &'static Registry,
-    pub presets: PresetLibrary,
-    pub media_roots: Vec<PathBuf>,
-    /// A medium is still arriving while it is open for writing or was
-    /// modified less than this long ago.
-    pub media_settle: Duration,
-    /// How long a job waits for media that are still arriving before it
-    /// fails (missing media fail at once: a sender that sends the manifest
-    /// first should use `.ready` sidecars).
-    pub media_wait: Duration,
-    /// Length of the recorded segments long deliverables are encoded in
-    /// (seconds; 0 = no segments).
-    pub segment_seconds: f64,
+    /// Where plugins are loaded from; rescanned while the host runs, so that
+    /// a plugin library added there is picked up without a restart.
+    pub plugin_dirs: Vec<PathBuf>,
 }
 
 /// The media of `m` still arriving: open for writing, or modified within
@@ -64,16 +103,19 @@ fn arriving_media(m: &manifest::Manifest, settle: Duration) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Host settings.
+/// Host settings; each root's own are in its [`RootConfig`].
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub settle: Duration,
+    /// How often `incoming/` is looked at.
     pub poll: Duration,
-    pub concurrency: usize,
-    /// Stop the system once `incoming/` holds no manifest and no job runs.
+    /// Stop the system once no root's `incoming/` holds a manifest and no
+    /// job is queued or runs (jobs waiting for a plugin resume at the next
+    /// start).
     pub exit_when_idle: bool,
-    /// Take a file only once its `<name>.ready` sidecar exists.
-    pub ready_sidecars: bool,
+    /// Jobs at once across all roots; `None`: the sum of their concurrencies.
+    pub max_jobs: Option<usize>,
+    /// How often the plugin directories are looked at for new libraries.
+    pub plugin_rescan: Duration,
 }
 
 /// Whether a file in `incoming/` is a composition this host takes.
@@ -85,21 +127,51 @@ pub fn is_manifest(p: &Path) -> bool {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct Submit {
+    /// The root it was dropped in ([`Shared::index`]).
+    pub root: usize,
     pub id: JobId,
     /// Where the manifest was dropped (errors and relative paths refer to it).
     pub dropped_as: PathBuf,
     /// Where it is now, in `processing/<id>/`.
     pub claimed: PathBuf,
+    /// The manifest's priority, read when it was claimed.
+    pub priority: i32,
     /// Set to stop the job (queued: it never starts; running: it stops
     /// within a frame and lands in `failed/` with reason `cancelled`).
     pub cancel: Arc<AtomicBool>,
 }
 
-/// A request to cancel a job, by job id or by the file name it was dropped
-/// as (`promo.toml`; the newest such job).
+impl Submit {
+    /// A job of `shared` claimed as `claimed`, recorded in the root's
+    /// journal (state `queued`) with the priority its manifest names.
+    fn claimed(
+        shared: &Shared,
+        id: JobId,
+        dropped_as: PathBuf,
+        claimed: PathBuf,
+        cancel: bool,
+    ) -> Submit {
+        let priority = read_capped(&claimed, MAX_MANIFEST_BYTES)
+            .map(|bytes| manifest::peek_priority(&bytes))
+            .unwrap_or(manifest::validate::DEFAULT_PRIORITY);
+        shared.journal_claimed(&id, &dropped_as, &claimed, priority.into());
+        Submit {
+            root: shared.index,
+            id,
+            dropped_as,
+            claimed,
+            priority: priority.into(),
+            cancel: Arc::new(AtomicBool::new(cancel)),
+        }
+    }
+}
+
+/// A request to cancel a job of a root, by job id or by the file name it
+/// was dropped as (`promo.toml`; the newest such job).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct Cancel {
+    pub root: usize,
     pub target: String,
 }
 
@@ -118,12 +190,34 @@ pub const CANCEL_SUFFIX: &str = ".cancel";
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Finished {
+    pub root: usize,
     pub id: JobId,
     pub verdict: Verdict,
     pub folder: Option<PathBuf>,
 }
 
-/// Polls `incoming/` and claims stable manifests.
+/// A job gave its slot back: no loaded plugin can make its deliverables.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Waiting {
+    pub root: usize,
+    pub id: JobId,
+    /// What is missing (as the journal says it).
+    pub detail: String,
+    /// The plugin generation it was checked against.
+    pub generation: u64,
+}
+
+/// The plugin directories changed and were loaded again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PluginsLoaded {
+    pub registry: &'static Registry,
+    /// The libraries it was loaded from.
+    pub fingerprint: Fingerprint,
+}
+
+/// Polls one root's `incoming/` and claims stable manifests.
 pub struct Watcher {
     shared: Arc<Shared>,
     tracker: StabilityTracker,
@@ -135,14 +229,15 @@ pub struct Watcher {
 impl Watcher {
     pub fn new(
         shared: Arc<Shared>,
-        settings: &Settings,
+        poll: Duration,
         scheduler: Recipient<Submit>,
         cancels: Recipient<Cancel>,
     ) -> Self {
         Watcher {
+            tracker: StabilityTracker::new(shared.config.settle)
+                .with_sidecars(shared.config.ready_sidecars),
             shared,
-            tracker: StabilityTracker::new(settings.settle).with_sidecars(settings.ready_sidecars),
-            poll: settings.poll,
+            poll,
             scheduler,
             cancels,
         }
@@ -187,17 +282,13 @@ impl Watcher {
                 match self.shared.root.claim(&waiting, &id) {
                     Ok(claimed) => {
                         tracing::info!(job = %id, "cancelled before it started");
-                        self.shared.journal_claimed(&id, &waiting, &claimed);
-                        let _ = self.scheduler.try_send(Submit {
-                            id,
-                            dropped_as: waiting,
-                            claimed,
-                            cancel: Arc::new(AtomicBool::new(true)),
-                        });
+                        let job = Submit::claimed(&self.shared, id, waiting, claimed, true);
+                        let _ = self.scheduler.try_send(job);
                     }
                     Err(e) => tracing::error!("cannot claim {}: {e}", waiting.display()),
                 }
             } else if let Err(e) = self.cancels.try_send(Cancel {
+                root: self.shared.index,
                 target: target.clone(),
             }) {
                 tracing::error!("scheduler unreachable: {e}");
@@ -226,20 +317,19 @@ impl Watcher {
             let id = JobId::new(&stem);
             match self.shared.root.claim(&file, &id) {
                 Ok(claimed) => {
-                    tracing::info!(job = %id, file = %file.display(), "manifest claimed");
+                    tracing::info!(
+                        job = %id,
+                        root = %self.shared.config.name,
+                        file = %file.display(),
+                        "manifest claimed"
+                    );
                     let sidecar = deliver_watch::ready_sidecar(&file);
                     if sidecar.exists() {
                         if let Err(e) = std::fs::remove_file(&sidecar) {
                             tracing::warn!("cannot remove {}: {e}", sidecar.display());
                         }
                     }
-                    self.shared.journal_claimed(&id, &file, &claimed);
-                    let msg = Submit {
-                        id,
-                        dropped_as: file,
-                        claimed,
-                        cancel: Arc::new(AtomicBool::new(false)),
-                    };
+                    let msg = Submit::claimed(&self.shared, id, file, claimed, false);
                     self.scheduler
                         .send(msg)
                         .into_actor(self)
@@ -260,7 +350,11 @@ impl Actor for Watcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        tracing::info!(root = %self.shared.root.root().display(), "watching");
+        tracing::info!(
+            root = %self.shared.config.name,
+            path = %self.shared.root.root().display(),
+            "watching"
+        );
         for job in recover(&self.shared) {
             if let Err(e) = self.scheduler.try_send(job) {
                 tracing::error!("scheduler unreachable: {e}");
@@ -277,28 +371,99 @@ impl Actor for Watcher {
 /// Called with each finished job: its id, verdict and folder.
 pub type OnFinished = dyn Fn(&JobId, Verdict, Option<&Path>);
 
-/// Queues and runs jobs.
+/// The plugin libraries in the plugin directories: (path, size, mtime),
+/// sorted. A change means the registry is loaded again.
+pub type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The libraries [`Registry::load`] would load from `dirs` (the same name
+/// rule: `libdeliver_plugin_*` with the platform's suffix).
+fn plugin_fingerprint(dirs: &[PathBuf]) -> Fingerprint {
+    let mut fp: Fingerprint = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|rd| rd.filter_map(Result::ok))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libdeliver_plugin_") && name.ends_with(std::env::consts::DLL_SUFFIX)
+        })
+        .filter_map(|e| {
+            let md = std::fs::metadata(e.path()).ok()?;
+            Some((e.path(), md.len(), md.modified().ok()))
+        })
+        .collect();
+    fp.sort();
+    fp
+}
+
+/// A job holding a slot.
+struct Active {
+    seq: u64,
+    job: Submit,
+}
+
+/// A job waiting for a plugin, without a slot.
+struct Parked {
+    seq: u64,
+    generation: u64,
+    job: Submit,
+}
+
+/// Queues the jobs of every root and runs them; keeps the plugin registry
+/// current.
 pub struct Scheduler {
-    shared: Arc<Shared>,
+    roots: Vec<Arc<Shared>>,
     settings: Settings,
-    queue: VecDeque<Submit>,
-    running: usize,
-    /// Running jobs, for cancel requests.
-    active: Vec<Submit>,
-    finished: Vec<(JobId, Verdict, Option<PathBuf>)>,
+    schedule: Schedule<Submit>,
+    /// Running jobs, for cancel requests and to give their slots back.
+    active: Vec<Active>,
+    /// Jobs waiting for a plugin.
+    waiting: Vec<Parked>,
+    /// The registry new jobs get, and its generation (counts reloads).
+    registry: &'static Registry,
+    generation: u64,
+    plugin_dirs: Vec<PathBuf>,
+    /// The libraries `registry` was loaded from.
+    plugins_loaded: Fingerprint,
+    /// Libraries seen that differ from those: loaded once they look the
+    /// same at the next scan (a library being copied in is not loaded).
+    plugins_seen: Option<Fingerprint>,
+    loading: bool,
+    finished: usize,
     /// Called with every finished job (the demo prints them).
     on_finished: Option<Box<OnFinished>>,
 }
 
 impl Scheduler {
-    pub fn new(shared: Arc<Shared>, settings: Settings) -> Self {
+    /// A scheduler for `roots` (each at its [`Shared::index`]), starting
+    /// jobs with `registry` until the plugins in `plugin_dirs` change.
+    pub fn new(
+        roots: Vec<Arc<Shared>>,
+        registry: &'static Registry,
+        plugin_dirs: Vec<PathBuf>,
+        settings: Settings,
+    ) -> Self {
+        let policies: Vec<RootPolicy> = roots
+            .iter()
+            .map(|s| RootPolicy {
+                priority: s.config.priority,
+                weight: s.config.weight,
+                concurrency: s.config.concurrency,
+            })
+            .collect();
         Scheduler {
-            shared,
+            schedule: Schedule::new(&policies, settings.max_jobs),
+            plugins_loaded: plugin_fingerprint(&plugin_dirs),
+            plugin_dirs,
+            roots,
             settings,
-            queue: VecDeque::new(),
-            running: 0,
             active: Vec::new(),
-            finished: Vec::new(),
+            waiting: Vec::new(),
+            registry,
+            generation: 0,
+            plugins_seen: None,
+            loading: false,
+            finished: 0,
             on_finished: None,
         }
     }
@@ -310,51 +475,119 @@ impl Scheduler {
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while self.running < self.settings.concurrency.max(1) {
-            let Some(job) = self.queue.pop_front() else {
-                break;
-            };
-            self.running += 1;
-            self.shared.journal(&job.id, State::Running, None, None);
-            self.active.push(job.clone());
-            if !self.spawn(job, ctx) {
-                self.running -= 1;
+        while let Some(s) = self.schedule.pop() {
+            let shared = self.roots[s.root].clone();
+            shared.journal(&s.item.id, State::Running, None, None);
+            if self.spawn(shared, s.item.clone(), ctx) {
+                self.active.push(Active {
+                    seq: s.seq,
+                    job: s.item,
+                });
+            } else {
+                // It stays in processing/ as `running`: the next start
+                // resumes it.
+                self.schedule.done(s.root);
             }
         }
     }
 
-    /// Runs `job` on its own thread; false if the thread could not start.
-    fn spawn(&mut self, job: Submit, ctx: &mut Context<Self>) -> bool {
-        let shared = self.shared.clone();
+    /// Runs `job` on its own thread with the current registry; false if
+    /// the thread could not start.
+    fn spawn(&mut self, shared: Arc<Shared>, job: Submit, ctx: &mut Context<Self>) -> bool {
         let addr = ctx.address();
+        let reg = self.registry;
+        let generation = self.generation;
         let name = format!("job-{}", job.id);
-        let id = job.id.clone();
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let id = job.id.clone();
-            let (verdict, folder) = process(&shared, &job);
-            // The actor may already be stopping at shutdown; nothing to do then.
-            let _ = addr.try_send(Finished {
-                id,
-                verdict,
-                folder,
-            });
+            let (root, id) = (job.root, job.id.clone());
+            // `do_send`: a job's end must reach the scheduler even when its
+            // mailbox is full (a flood of submits); at shutdown it is dropped.
+            match process(&shared, reg, &job) {
+                Outcome::Done(verdict, folder) => addr.do_send(Finished {
+                    root,
+                    id,
+                    verdict,
+                    folder,
+                }),
+                Outcome::Waiting(detail) => addr.do_send(Waiting {
+                    root,
+                    id,
+                    detail,
+                    generation,
+                }),
+            }
         });
         if let Err(e) = spawned {
             tracing::error!("cannot start a job thread: {e}");
-            self.active.retain(|j| j.id != id);
             return false;
         }
         true
     }
 
+    /// Looks at the plugin directories; loads them again (on a thread of
+    /// its own) once a change has held still for one scan.
+    fn rescan(&mut self, ctx: &mut Context<Self>) {
+        if self.loading {
+            return;
+        }
+        let now = plugin_fingerprint(&self.plugin_dirs);
+        if now == self.plugins_loaded {
+            self.plugins_seen = None;
+            return;
+        }
+        if self.plugins_seen.as_ref() != Some(&now) {
+            self.plugins_seen = Some(now);
+            return;
+        }
+        self.loading = true;
+        let dirs = self.plugin_dirs.clone();
+        let addr = ctx.address();
+        let spawned = std::thread::Builder::new()
+            .name("plugin-scan".into())
+            .spawn(move || {
+                // A library still open for writing is being copied in: a
+                // truncated ELF file can crash the loader.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline
+                    && plugin_fingerprint(&dirs)
+                        .iter()
+                        .any(|(p, _, _)| deliver_watch::is_open_for_writing(p))
+                {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                let fingerprint = plugin_fingerprint(&dirs);
+                // Plugins are never unloaded (their code backs every handle
+                // of the registries before this one): leaking is the point.
+                let registry: &'static Registry = Box::leak(Box::new(Registry::load(&dirs)));
+                addr.do_send(PluginsLoaded {
+                    registry,
+                    fingerprint,
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the plugin loader: {e}");
+            self.loading = false;
+        }
+    }
+
+    /// Queues a waiting job again, at its old place.
+    fn requeue(&mut self, p: Parked, why: &str) {
+        let shared = &self.roots[p.job.root];
+        shared.journal(&p.job.id, State::Queued, Some(why), None);
+        self.schedule
+            .push_again(p.job.root, p.job.priority, p.seq, p.job);
+    }
+
     fn idle(&self) -> bool {
-        if self.running > 0 || !self.queue.is_empty() {
+        if !self.active.is_empty() || self.schedule.queued() > 0 || self.schedule.running() > 0 {
             return false;
         }
-        match std::fs::read_dir(self.shared.root.incoming()) {
-            Ok(rd) => !rd.filter_map(Result::ok).any(|e| is_manifest(&e.path())),
-            Err(_) => true,
-        }
+        self.roots
+            .iter()
+            .all(|s| match std::fs::read_dir(s.root.incoming()) {
+                Ok(rd) => !rd.filter_map(Result::ok).any(|e| is_manifest(&e.path())),
+                Err(_) => true,
+            })
     }
 }
 
@@ -362,10 +595,18 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.plugin_rescan, |act, ctx| act.rescan(ctx));
         if self.settings.exit_when_idle {
             ctx.run_interval(Duration::from_millis(200), |act, _| {
                 if act.idle() {
-                    tracing::info!(jobs = act.finished.len(), "idle: stopping");
+                    if !act.waiting.is_empty() {
+                        tracing::warn!(
+                            jobs = act.waiting.len(),
+                            "stopping with jobs waiting for a plugin: they are tried again at \
+                             the next start"
+                        );
+                    }
+                    tracing::info!(jobs = act.finished, "idle: stopping");
                     System::current().stop();
                 }
             });
@@ -379,10 +620,11 @@ impl Handler<Submit> for Scheduler {
     fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) {
         if msg.cancel.load(Ordering::Relaxed) {
             // Cancelled before it was queued: report it now, without a slot.
-            self.spawn(msg, ctx);
+            let shared = self.roots[msg.root].clone();
+            self.spawn(shared, msg, ctx);
             return;
         }
-        self.queue.push_back(msg);
+        self.schedule.push(msg.root, msg.priority, msg);
         self.pump(ctx);
     }
 }
@@ -392,24 +634,45 @@ impl Handler<Cancel> for Scheduler {
 
     fn handle(&mut self, msg: Cancel, ctx: &mut Self::Context) {
         let matches = |j: &Submit| {
-            j.id.as_str() == msg.target
-                || j.dropped_as
-                    .file_name()
-                    .is_some_and(|n| n == msg.target.as_str())
+            j.root == msg.root
+                && (j.id.as_str() == msg.target
+                    || j.dropped_as
+                        .file_name()
+                        .is_some_and(|n| n == msg.target.as_str()))
         };
-        if let Some(job) = self.active.iter().rev().find(|j| matches(j)) {
-            tracing::info!(job = %job.id, "cancel requested: stopping the running job");
-            job.cancel.store(true, Ordering::Relaxed);
+        if let Some(a) = self.active.iter().rev().find(|a| matches(&a.job)) {
+            tracing::info!(job = %a.job.id, "cancel requested: stopping the running job");
+            a.job.cancel.store(true, Ordering::Relaxed);
             return;
         }
-        if let Some(pos) = self.queue.iter().rposition(matches) {
-            let job = self.queue.remove(pos).expect("found");
+        let shared = self.roots[msg.root].clone();
+        if let Some(job) = self.schedule.remove_newest(|_, j| matches(j)) {
             tracing::info!(job = %job.id, "cancel requested: removed from the queue");
             job.cancel.store(true, Ordering::Relaxed);
-            self.spawn(job, ctx);
+            self.spawn(shared, job, ctx);
+            return;
+        }
+        if let Some(pos) = self.waiting.iter().rposition(|p| matches(&p.job)) {
+            let p = self.waiting.remove(pos);
+            tracing::info!(job = %p.job.id, "cancel requested: no longer waiting for a plugin");
+            p.job.cancel.store(true, Ordering::Relaxed);
+            self.spawn(shared, p.job, ctx);
             return;
         }
         tracing::warn!(target = %msg.target, "cancel requested for no queued or running job");
+    }
+}
+
+impl Scheduler {
+    /// Takes a job that ended or gave its slot back off the running list.
+    fn release(&mut self, root: usize, id: &JobId) -> Option<Active> {
+        // Jobs cancelled from the queue ran without a slot.
+        let pos = self
+            .active
+            .iter()
+            .position(|a| a.job.root == root && a.job.id == *id)?;
+        self.schedule.done(root);
+        Some(self.active.remove(pos))
     }
 }
 
@@ -417,16 +680,68 @@ impl Handler<Finished> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
-        // Jobs cancelled from the queue ran without a slot.
-        if let Some(pos) = self.active.iter().position(|j| j.id == msg.id) {
-            self.active.remove(pos);
-            self.running -= 1;
-        }
-        tracing::info!(job = %msg.id, verdict = ?msg.verdict, folder = ?msg.folder, "job finished");
+        self.release(msg.root, &msg.id);
+        tracing::info!(
+            job = %msg.id,
+            root = %self.roots[msg.root].config.name,
+            verdict = ?msg.verdict,
+            folder = ?msg.folder,
+            "job finished"
+        );
         if let Some(cb) = &self.on_finished {
             cb(&msg.id, msg.verdict, msg.folder.as_deref());
         }
-        self.finished.push((msg.id, msg.verdict, msg.folder));
+        self.finished += 1;
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Waiting> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Waiting, ctx: &mut Self::Context) {
+        let Some(a) = self.release(msg.root, &msg.id) else {
+            return;
+        };
+        let parked = Parked {
+            seq: a.seq,
+            generation: msg.generation,
+            job: a.job,
+        };
+        if parked.generation < self.generation {
+            // The plugins changed while it was being checked.
+            self.requeue(parked, "the plugins changed: trying again");
+        } else {
+            // The job's thread logged and journalled what it waits for.
+            self.waiting.push(parked);
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<PluginsLoaded> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: PluginsLoaded, ctx: &mut Self::Context) {
+        self.loading = false;
+        self.plugins_seen = None;
+        self.plugins_loaded = msg.fingerprint;
+        self.registry = msg.registry;
+        self.generation += 1;
+        tracing::info!(
+            generation = self.generation,
+            plugins = %capability::loaded(self.registry),
+            waiting = self.waiting.len(),
+            "plugin directories changed: registry loaded again"
+        );
+        let generation = self.generation;
+        let (again, still): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|p| p.generation < generation);
+        self.waiting = still;
+        for p in again {
+            self.requeue(p, "the plugins changed: trying again");
+        }
         self.pump(ctx);
     }
 }
@@ -441,16 +756,34 @@ fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Runs one claimed job to its end: report written, folder published or
-/// quarantined. Never panics on bad input.
-fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
+/// How a job's thread ended.
+enum Outcome {
+    /// Its report is written and its folder moved to done/ or failed/
+    /// (`None`: the move failed).
+    Done(Verdict, Option<PathBuf>),
+    /// No loaded plugin can make its deliverables: it stays in
+    /// `processing/` (journal state `waiting`, with this detail) and gives
+    /// its slot back until the plugins change.
+    Waiting(String),
+}
+
+impl From<(Verdict, Option<PathBuf>)> for Outcome {
+    fn from((verdict, folder): (Verdict, Option<PathBuf>)) -> Self {
+        Outcome::Done(verdict, folder)
+    }
+}
+
+/// Runs one claimed job to its end with the plugins of `reg`: report
+/// written, folder published or quarantined; or, when no loaded plugin can
+/// make it, leaves it waiting. Never panics on bad input.
+fn process(shared: &Shared, reg: &'static Registry, job: &Submit) -> Outcome {
     let started = report::now();
     let job_dir = shared.root.job_dir(&job.id);
-    let reg = shared.registry;
     let ctx = LoadContext {
-        media_roots: shared.media_roots.clone(),
+        media_roots: shared.config.media_roots.clone(),
         base_dir: Some(shared.root.incoming().to_owned()),
         max_bytes: MAX_MANIFEST_BYTES,
+        default_presets: shared.config.presets.clone(),
     };
     let load = || {
         std::fs::metadata(&job.claimed)
@@ -469,12 +802,12 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
         .map_err(|e| manifest::InputError::new(&job.dropped_as, e.to_string()))
         .and_then(|bytes| manifest::parse(&bytes, &job.dropped_as, &ctx))
     };
-    let deadline = Instant::now() + shared.media_wait;
+    let deadline = Instant::now() + shared.config.media_wait;
     let mut said = false;
     let loaded = loop {
         let r = load();
         if let Ok(m) = &r {
-            let arriving = arriving_media(m, shared.media_settle);
+            let arriving = arriving_media(m, shared.config.settle);
             if !arriving.is_empty() {
                 if job.cancel.load(Ordering::Relaxed) {
                     break r;
@@ -491,7 +824,7 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
                     &job.dropped_as,
                     format!(
                         "media still arriving after {} s: {}",
-                        shared.media_wait.as_secs(),
+                        shared.config.media_wait.as_secs(),
                         arriving
                             .iter()
                             .map(|p| p.display().to_string())
@@ -503,6 +836,15 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
         }
         break r;
     };
+    if let (Ok(m), false) = (&loaded, job.cancel.load(Ordering::Relaxed)) {
+        let missing = capability::missing(m, reg, &shared.presets);
+        if !missing.is_empty() {
+            let detail = capability::waiting_detail(&missing, reg);
+            tracing::warn!(job = %job.id, "{detail}");
+            shared.journal(&job.id, State::Waiting, Some(&detail), None);
+            return Outcome::Waiting(detail);
+        }
+    }
     let report = match loaded {
         _ if job.cancel.load(Ordering::Relaxed) => {
             tracing::info!(job = %job.id, "cancelled before it started");
@@ -541,10 +883,14 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
                     );
                 }
             });
-            let segments = (shared.segment_seconds > 0.0)
+            let seconds = shared
+                .config
+                .segment_seconds
+                .unwrap_or(crate::segments::DEFAULT_SECONDS);
+            let segments = (seconds > 0.0)
                 .then(|| match Journal::open_path(shared.journal.path()) {
                     Ok(journal) => Some(Segmenting {
-                        seconds: shared.segment_seconds,
+                        seconds,
                         ledger: Arc::new(JournalLedger {
                             journal,
                             job: job.id.to_string(),
@@ -580,7 +926,7 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
         detail,
         Some(verdict_str(report.verdict)),
     );
-    finish(shared, &job.id, report.verdict)
+    finish(shared, &job.id, report.verdict).into()
 }
 
 fn verdict_str(v: Verdict) -> &'static str {
@@ -634,8 +980,14 @@ impl Shared {
         }
     }
 
-    fn journal_claimed(&self, id: &deliver_watch::JobId, dropped_as: &Path, claimed: &Path) {
-        if let Err(e) = self.journal.claimed(id, dropped_as, claimed, 0) {
+    fn journal_claimed(
+        &self,
+        id: &deliver_watch::JobId,
+        dropped_as: &Path,
+        claimed: &Path,
+        priority: i64,
+    ) {
+        if let Err(e) = self.journal.claimed(id, dropped_as, claimed, priority) {
             tracing::error!(job = %id, "{e}");
         }
     }
@@ -686,9 +1038,12 @@ pub fn recover(shared: &Shared) -> Vec<Submit> {
         }
         tracing::info!(job = %id, attempts = row.attempts, "resuming after a restart");
         again.push(Submit {
+            root: shared.index,
             id,
             dropped_as,
             claimed,
+            priority: i32::try_from(row.priority)
+                .unwrap_or(manifest::validate::DEFAULT_PRIORITY.into()),
             cancel: Arc::new(AtomicBool::new(false)),
         });
     }
@@ -721,41 +1076,50 @@ pub fn recover(shared: &Shared) -> Vec<Submit> {
                 .incoming()
                 .join(claimed.file_name().expect("a file"));
             tracing::info!(job = %id, "claimed before the restart, never journalled: resuming");
-            shared.journal_claimed(&id, &dropped_as, &claimed);
-            again.push(Submit {
-                id,
-                dropped_as,
-                claimed,
-                cancel: Arc::new(AtomicBool::new(false)),
-            });
+            again.push(Submit::claimed(shared, id, dropped_as, claimed, false));
         }
     }
     again
 }
 
 /// Runs the watch host until it is stopped (or, with `exit_when_idle`, until
-/// there is nothing left to do). Returns the finished jobs.
+/// there is nothing left to do): a watcher per root, one scheduler.
 ///
 /// # Errors
 /// Only if the actix system cannot run.
 pub fn run(
-    shared: Shared,
+    host: Host,
     settings: Settings,
     on_finished: impl Fn(&JobId, Verdict, Option<&Path>) + 'static,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(shared);
+    let roots: Vec<Arc<Shared>> = host
+        .roots
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            s.index = i;
+            Arc::new(s)
+        })
+        .collect();
     let sys = System::new();
     sys.block_on(async move {
-        let scheduler = Scheduler::new(shared.clone(), settings.clone())
-            .on_finished(on_finished)
-            .start();
-        Watcher::new(
-            shared,
-            &settings,
-            scheduler.clone().recipient(),
-            scheduler.recipient(),
+        let scheduler = Scheduler::new(
+            roots.clone(),
+            host.registry,
+            host.plugin_dirs,
+            settings.clone(),
         )
+        .on_finished(on_finished)
         .start();
+        for shared in roots {
+            Watcher::new(
+                shared,
+                settings.poll,
+                scheduler.clone().recipient(),
+                scheduler.clone().recipient(),
+            )
+            .start();
+        }
     });
     sys.run()
 }

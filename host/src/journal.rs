@@ -36,6 +36,9 @@ pub struct JournalError {
 pub enum State {
     /// Claimed into `processing/`, waiting for a slot.
     Queued,
+    /// Waiting for a plugin that provides what it needs (the detail says
+    /// what); it starts when a plugin library that does is added.
+    Waiting,
     /// Running (or was, when the host stopped).
     Running,
     /// Finished, its report written; being moved to done/ or failed/.
@@ -50,6 +53,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Queued => "queued",
+            State::Waiting => "waiting",
             State::Running => "running",
             State::Finished => "finished",
             State::Done => "done",
@@ -60,6 +64,7 @@ impl State {
     fn parse(s: &str) -> State {
         match s {
             "queued" => State::Queued,
+            "waiting" => State::Waiting,
             "running" => State::Running,
             "finished" => State::Finished,
             "done" => State::Done,

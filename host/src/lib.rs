@@ -4,8 +4,11 @@
 //! `preset`, `plugins` (loading codec plugins behind the C ABI), `render`
 //! (compositor and audio mix), `encode` (one deliverable: convert, encode,
 //! mux, validate), `loudness`, `quality`, `report`, `jobs` (one job's
-//! pipeline) and `host` (the actix actors that watch, schedule and run jobs).
+//! pipeline) and `host` (the actix actors that watch, schedule and run jobs),
+//! with `watch_config` (the roots a host serves), `schedule` (which job
+//! starts next) and `capability` (whether the loaded plugins can make a job).
 
+pub mod capability;
 pub mod compare;
 pub mod deltae;
 pub mod encode;
@@ -23,4 +26,6 @@ pub mod quality;
 pub mod render;
 pub mod report;
 pub mod report_html;
+pub mod schedule;
 pub mod segments;
+pub mod watch_config;

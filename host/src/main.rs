@@ -2,12 +2,13 @@
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use deliver::host::{self, Settings, Shared};
+use deliver::host::{self, Host, Settings, Shared};
 use deliver::jobs::{self, JobOptions};
 use deliver::manifest::{self, LoadContext};
 use deliver::plugins::Registry;
 use deliver::preset::PresetLibrary;
 use deliver::report;
+use deliver::watch_config::{RootConfig, WatchConfig};
 use deliver_plugin_api::abi;
 use deliver_watch::WatchRoot;
 use std::path::{Path, PathBuf};
@@ -35,28 +36,36 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Watch a root folder: manifests dropped into <root>/incoming/ are delivered to done/ or failed/.
+    /// With --config, watch every root of a watch configuration instead.
     Watch {
-        root: PathBuf,
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        root: Option<PathBuf>,
+        /// A watch configuration (watch.toml, see examples/watch.toml):
+        /// several roots, each with its own settings, default presets,
+        /// priority and fair-share weight. The flags below are per root and
+        /// are set in the file instead.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// A file is taken once its size and mtime are unchanged this long.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, conflicts_with = "config")]
         settle_ms: u64,
         /// Jobs run at once.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "config")]
         concurrency: usize,
         /// Folders media may be read from (repeatable; default: the watch root).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "config")]
         media_root: Vec<PathBuf>,
         /// Stop when incoming/ is empty and no job runs.
         #[arg(long)]
         exit_when_idle: bool,
         /// Take a file only once the sender has written `<name>.ready`
         /// beside it (the settle time then does not apply).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "config")]
         ready_sidecar: bool,
         /// Encode deliverables longer than this in recorded segments of
         /// this many seconds, so a killed host resumes where it stopped
         /// (0: no segments).
-        #[arg(long, default_value_t = deliver::segments::DEFAULT_SECONDS)]
+        #[arg(long, default_value_t = deliver::segments::DEFAULT_SECONDS, conflicts_with = "config")]
         segment_seconds: f64,
     },
     /// Deliver one manifest in the foreground.
@@ -83,9 +92,14 @@ enum Cmd {
         /// A job id (`promo-20261125T181502-3f2a`) or a dropped file name (`promo.toml`).
         job: String,
     },
-    /// List a watch root's jobs and their states, from its journal.
+    /// List a watch root's jobs and their states, from its journal (with
+    /// --config, those of every root of a watch configuration).
     Status {
-        root: PathBuf,
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        root: Option<PathBuf>,
+        /// A watch configuration: every root it names.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Finished jobs to list besides those not finished.
         #[arg(long, default_value_t = 20)]
         recent: usize,
@@ -161,12 +175,16 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
-fn registry(cli: &Cli) -> &'static Registry {
-    let dirs = if cli.plugin_dir.is_empty() {
+fn plugin_dirs(cli: &Cli) -> Vec<PathBuf> {
+    if cli.plugin_dir.is_empty() {
         deliver::plugins::default_dirs()
     } else {
         cli.plugin_dir.clone()
-    };
+    }
+}
+
+fn registry(cli: &Cli) -> &'static Registry {
+    let dirs = plugin_dirs(cli);
     let reg = Registry::global(&dirs);
     if reg.plugins.is_empty() {
         tracing::warn!(
@@ -253,48 +271,108 @@ fn qc_file(
     })
 }
 
-/// Prints the journal's view of a watch root.
-fn status(root: &Path, recent: usize, job: Option<&str>, json: bool) -> Result<()> {
+/// The journal of a watch root, if a host has watched it.
+fn journal_of(root: &Path) -> Result<Option<deliver::journal::Journal>> {
     let file = root.join(".deliver").join(deliver::journal::FILE);
     if !file.is_file() {
+        return Ok(None);
+    }
+    Ok(Some(deliver::journal::Journal::open_path(&file)?))
+}
+
+/// Prints the journal's view of a watch root.
+fn status(root: &Path, recent: usize, job: Option<&str>, json: bool) -> Result<()> {
+    let Some(journal) = journal_of(root)? else {
         bail!(
             "{} has no journal ({}): no host has watched it",
             root.display(),
-            file.display()
+            root.join(".deliver").join(deliver::journal::FILE).display()
         );
-    }
-    let journal = deliver::journal::Journal::open_path(&file)?;
+    };
     if let Some(id) = job {
-        let Some(row) = journal.job(id)? else {
-            bail!("no job `{id}` in {}", file.display());
-        };
-        let history = journal.history(id)?;
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"job": row, "transitions": history})
-                )?
-            );
-        } else {
-            println!("{} ({}): {}", row.id, row.name, row.state.as_str());
-            for t in history {
-                println!(
-                    "  {}  {} → {}{}",
-                    t.at,
-                    t.from.as_deref().unwrap_or("-"),
-                    t.to,
-                    t.detail.map(|d| format!("  ({d})")).unwrap_or_default()
-                );
-            }
+        if !print_job(&journal, id, json)? {
+            bail!("no job `{id}` in {}", journal.path().display());
         }
         return Ok(());
     }
     let rows = journal.jobs(recent)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
+    } else {
+        print_jobs(&rows);
     }
+    Ok(())
+}
+
+/// `deliver status --config`: every root of a watch configuration.
+fn status_config(
+    cli: &Cli,
+    file: &Path,
+    recent: usize,
+    job: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let config = WatchConfig::load(file, &presets(cli)?)?;
+    if let Some(id) = job {
+        for r in &config.roots {
+            if let Some(journal) = journal_of(&r.path)? {
+                if print_job(&journal, id, json)? {
+                    return Ok(());
+                }
+            }
+        }
+        bail!("no job `{id}` in the roots of {}", file.display());
+    }
+    let mut all = Vec::new();
+    for r in &config.roots {
+        let rows = match journal_of(&r.path)? {
+            Some(journal) => Some(journal.jobs(recent)?),
+            None => None,
+        };
+        if json {
+            all.push(serde_json::json!({"root": r.name, "path": r.path, "jobs": rows}));
+            continue;
+        }
+        println!("{} ({})", r.name, r.path.display());
+        match rows {
+            Some(rows) => print_jobs(&rows),
+            None => println!("  no journal: no host has watched it"),
+        }
+        println!();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    }
+    Ok(())
+}
+
+/// Prints one job's transitions; false if the journal does not know it.
+fn print_job(journal: &deliver::journal::Journal, id: &str, json: bool) -> Result<bool> {
+    let Some(row) = journal.job(id)? else {
+        return Ok(false);
+    };
+    let history = journal.history(id)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"job": row, "transitions": history}))?
+        );
+    } else {
+        println!("{} ({}): {}", row.id, row.name, row.state.as_str());
+        for t in history {
+            println!(
+                "  {}  {} → {}{}",
+                t.at,
+                t.from.as_deref().unwrap_or("-"),
+                t.to,
+                t.detail.map(|d| format!("  ({d})")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(true)
+}
+
+fn print_jobs(rows: &[deliver::journal::JobRow]) {
     println!(
         "{:<40} {:<9} {:<7} {:>8}  {:<24}  detail",
         "job", "state", "verdict", "attempts", "updated"
@@ -310,7 +388,6 @@ fn status(root: &Path, recent: usize, job: Option<&str>, json: bool) -> Result<(
             r.detail.as_deref().unwrap_or("")
         );
     }
-    Ok(())
 }
 
 /// Leaves a cancel request where the watch host looks for them.
@@ -385,11 +462,16 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
     match &cli.cmd {
         Cmd::Status {
             root,
+            config,
             recent,
             job,
             json,
         } => {
-            status(root, *recent, job.as_deref(), *json)?;
+            match (root, config) {
+                (_, Some(file)) => status_config(cli, file, *recent, job.as_deref(), *json)?,
+                (Some(root), None) => status(root, *recent, job.as_deref(), *json)?,
+                (None, None) => bail!("name a watch root or --config"),
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Qc {
@@ -565,6 +647,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
         }
         Cmd::Watch {
             root,
+            config,
             settle_ms,
             concurrency,
             media_root,
@@ -572,16 +655,24 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             ready_sidecar,
             segment_seconds,
         } => {
-            watch(
-                cli,
-                root,
-                *settle_ms,
-                *concurrency,
-                media_root,
-                *exit_when_idle,
-                *ready_sidecar,
-                *segment_seconds,
-            )?;
+            // The presets first: a configuration names some of them.
+            let lib = presets(cli)?;
+            let config = match (root, config) {
+                (_, Some(file)) => WatchConfig::load(file, &lib)?,
+                (Some(root), None) => {
+                    let mut rc = RootConfig::single(
+                        root,
+                        Duration::from_millis(*settle_ms),
+                        *concurrency,
+                        media_root,
+                        *ready_sidecar,
+                    );
+                    rc.segment_seconds = Some(*segment_seconds);
+                    WatchConfig::single(rc)
+                }
+                (None, None) => bail!("name a watch root or --config"),
+            };
+            watch(cli, lib, &config, *exit_when_idle)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo { root } => {
@@ -599,16 +690,14 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                 std::fs::write(wr.incoming().join(name), text)?;
             }
             println!("demo watch root: {}", root.display());
-            watch(
-                cli,
+            let config = WatchConfig::single(RootConfig::single(
                 &root,
-                300,
+                Duration::from_millis(300),
                 1,
                 &[],
-                true,
                 false,
-                deliver::segments::DEFAULT_SECONDS,
-            )?;
+            ));
+            watch(cli, presets(cli)?, &config, true)?;
             let failed = std::fs::read_dir(wr.failed())?.count();
             println!("\ndeliverables and reports: {}", wr.done().display());
             if failed > 0 {
@@ -633,47 +722,31 @@ fn load_context(manifest: &Path, media_root: &[PathBuf]) -> LoadContext {
         },
         base_dir: None,
         max_bytes: host::MAX_MANIFEST_BYTES,
+        default_presets: Vec::new(),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn watch(
-    cli: &Cli,
-    root: &Path,
-    settle_ms: u64,
-    concurrency: usize,
-    media_root: &[PathBuf],
-    exit_when_idle: bool,
-    ready_sidecar: bool,
-    segment_seconds: f64,
-) -> Result<()> {
-    let reg = registry(cli);
-    let lib = presets(cli)?;
-    let wr = WatchRoot::open(root)?;
-    let media_roots = if media_root.is_empty() {
-        vec![wr.root().to_owned()]
-    } else {
-        media_root.to_vec()
-    };
-    let journal = deliver::journal::Journal::open(&wr)?;
-    let shared = Shared {
-        journal,
-        root: wr,
-        registry: reg,
-        presets: lib,
-        media_roots,
-        media_settle: Duration::from_millis(settle_ms),
-        media_wait: Duration::from_secs(600),
-        segment_seconds,
+/// Opens every root of `config` (a root that cannot be used stops the host
+/// now, naming it) and runs the host until it stops.
+fn watch(cli: &Cli, lib: PresetLibrary, config: &WatchConfig, exit_when_idle: bool) -> Result<()> {
+    let lib = Arc::new(lib);
+    let roots = config
+        .roots
+        .iter()
+        .map(|r| Shared::open(r.clone(), lib.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let host = Host {
+        roots,
+        registry: registry(cli),
+        plugin_dirs: plugin_dirs(cli),
     };
     let settings = Settings {
-        settle: Duration::from_millis(settle_ms),
         poll: Duration::from_millis(250),
-        concurrency,
         exit_when_idle,
-        ready_sidecars: ready_sidecar,
+        max_jobs: config.max_jobs,
+        plugin_rescan: Duration::from_secs(2),
     };
-    host::run(shared, settings, |id, verdict, folder| {
+    host::run(host, settings, |id, verdict, folder| {
         println!(
             "{id}: {verdict:?} → {}",
             folder

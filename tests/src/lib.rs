@@ -116,6 +116,80 @@ impl Host {
         }
     }
 
+    /// Starts `deliver watch --config <config>` (after `extra` arguments
+    /// to `watch`) and waits until every root in `roots` has its layout;
+    /// [`Host::root`] is the first of them.
+    pub fn start_config(config: &Path, plugins: &Path, extra: &[&str], roots: &[&Path]) -> Host {
+        let log = config.with_extension("log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = deliver(plugins)
+            .arg("watch")
+            .args(extra)
+            .arg("--config")
+            .arg(config)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("starting deliver watch --config");
+        let mut host = Host {
+            child,
+            root: roots[0].to_owned(),
+            log,
+        };
+        let start = Instant::now();
+        while !roots.iter().all(|r| r.join("incoming").is_dir()) {
+            assert!(host.alive(), "the host died:\n{}", host.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the roots were not made within 20 s:\n{}",
+                host.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        host
+    }
+
+    /// Drops a manifest into `<root>/incoming/` atomically, for a host of
+    /// several roots.
+    pub fn drop_file_in(&self, root: &Path, name: &str, bytes: &[u8]) {
+        let tmp = root.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, root.join("incoming").join(name)).unwrap();
+    }
+
+    /// [`Host::wait_job`] in another root of the host.
+    pub fn wait_job_in(
+        &mut self,
+        root: &Path,
+        stem: &str,
+        timeout: Duration,
+    ) -> (PathBuf, &'static str, Value) {
+        let start = Instant::now();
+        loop {
+            for state in ["done", "failed"] {
+                if let Ok(rd) = std::fs::read_dir(root.join(state)) {
+                    for e in rd.filter_map(Result::ok) {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if name.starts_with(&format!("{stem}-")) {
+                            let rp = e.path().join("report.json");
+                            if let Ok(text) = std::fs::read_to_string(&rp) {
+                                let v: Value = serde_json::from_str(&text).unwrap();
+                                return (e.path(), state, v);
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(self.alive(), "the host died:\n{}", self.log());
+            assert!(
+                start.elapsed() < timeout,
+                "job {stem} did not finish within {timeout:?}; host log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The host's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -141,30 +215,8 @@ impl Host {
     /// Waits until a job whose id starts with `stem-` lands in done/ or
     /// failed/ with its report; returns (folder, "done" | "failed", report).
     pub fn wait_job(&mut self, stem: &str, timeout: Duration) -> (PathBuf, &'static str, Value) {
-        let start = Instant::now();
-        loop {
-            for state in ["done", "failed"] {
-                if let Ok(rd) = std::fs::read_dir(self.root.join(state)) {
-                    for e in rd.filter_map(Result::ok) {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        if name.starts_with(&format!("{stem}-")) {
-                            let rp = e.path().join("report.json");
-                            if let Ok(text) = std::fs::read_to_string(&rp) {
-                                let v: Value = serde_json::from_str(&text).unwrap();
-                                return (e.path(), state, v);
-                            }
-                        }
-                    }
-                }
-            }
-            assert!(self.alive(), "the host died:\n{}", self.log());
-            assert!(
-                start.elapsed() < timeout,
-                "job {stem} did not finish within {timeout:?}; host log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let root = self.root.clone();
+        self.wait_job_in(&root, stem, timeout)
     }
 }
 
@@ -372,6 +424,49 @@ name = "web"
 overrides = {{ video = {{ width = {width}, height = {height} }} }}
 "#
     )
+}
+
+/// [`pattern_manifest`] without a `[[deliverable]]`: a watch root's
+/// default presets decide what it becomes.
+pub fn pattern_composition(name: &str, width: u32, height: u32, duration: &str) -> String {
+    let full = pattern_manifest(name, width, height, duration, "unused");
+    let cut = full
+        .find("[[deliverable]]")
+        .expect("pattern_manifest has one");
+    full[..cut].to_owned()
+}
+
+/// A built-in preset (`web/h264-720p`) made at the canvas size: its
+/// `width` and `height` removed, so tiny test canvases stay tiny.
+pub fn canvas_size_preset(id: &str) -> String {
+    let text = builtin_preset(id);
+    let out: String = text
+        .lines()
+        .filter(|l| !l.starts_with("width =") && !l.starts_with("height ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(out, text, "{id} sets no size");
+    out
+}
+
+/// Runs `deliver status <root> --json` and returns its job rows.
+pub fn status_json(plugins: &Path, root: &Path) -> Vec<Value> {
+    let out = deliver(plugins)
+        .arg("status")
+        .arg(root)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deliver status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The names in a folder (empty if it cannot be read).

@@ -53,6 +53,7 @@ fn ctx() -> LoadContext {
         media_roots: vec![std::env::temp_dir()],
         base_dir: Some(std::env::temp_dir()),
         max_bytes: 1 << 20,
+        ..LoadContext::default()
     }
 }
 

@@ -43,7 +43,9 @@
 //! ```toml
 //! version = 1                 # required, must be 1
 //! name = "promo"              # optional, default: the file stem
-//! priority = 50               # optional, 0 to 100, default 50
+//! priority = 50               # optional, 0 to 100, default 50. A watch host starts the
+//!                             #   queued manifests of a root highest priority first (after
+//!                             #   the roots' own priorities, see `watch_config`)
 //!
 //! [canvas]
 //! width = 1920                # required, even, 16 to 8192
@@ -90,7 +92,9 @@
 //! duration = "10s"            # start / in / duration / out as for video
 //! gain_db = 0.0               # -96 to 24, default 0
 //!
-//! [[deliverable]]             # at least one
+//! [[deliverable]]             # at least one, unless the watch root has default presets:
+//!                             #   then none delivers one per default preset, named after
+//!                             #   the preset id's last component (h264-1080p)
 //! preset = "web/h264-1080p"   # required, a preset id: [a-z0-9_-] segments separated by /
 //! name = "web"                # optional, default the preset id with / replaced by _;
 //!                             #   A-Z a-z 0-9 _ -, unique (ignoring case)
@@ -129,6 +133,10 @@ pub struct LoadContext {
     pub base_dir: Option<PathBuf>,
     /// Larger manifests are refused unread.
     pub max_bytes: u64,
+    /// Preset ids delivered when the manifest names no `[[deliverable]]`
+    /// (a watch root's `presets`): one deliverable per preset, named after
+    /// the id's last component. Empty: a manifest must name deliverables.
+    pub default_presets: Vec<String>,
 }
 
 /// 1 MiB: a manifest is a page of text; anything near this size is a mistake
@@ -141,8 +149,27 @@ impl Default for LoadContext {
             media_roots: Vec::new(),
             base_dir: None,
             max_bytes: DEFAULT_MAX_BYTES,
+            default_presets: Vec::new(),
         }
     }
+}
+
+/// The manifest priority a scheduler queues a manifest with, read before
+/// the manifest is validated (a job is queued before it is loaded):
+/// `priority` when it is an integer in range, else the default. A manifest
+/// with a bad priority is refused when it is loaded.
+pub fn peek_priority(src: &[u8]) -> u8 {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        priority: Option<i64>,
+    }
+    std::str::from_utf8(src)
+        .ok()
+        .and_then(|text| toml::from_str::<Peek>(text).ok())
+        .and_then(|p| p.priority)
+        .and_then(|p| u8::try_from(p).ok())
+        .filter(|p| *p <= validate::MAX_PRIORITY)
+        .unwrap_or(validate::DEFAULT_PRIORITY)
 }
 
 /// Reads and validates the manifest at `path`, reading at most
@@ -703,6 +730,74 @@ preset = "web/h264-1080p"
 
         let e = err(&GOOD.replace("\"web/h264-1080p\"", "\"Web/../x\""));
         check(&e, 17, 10, "deliverable[0].preset", Some("\"Web/../x\""));
+    }
+
+    #[test]
+    fn default_presets_stand_in_for_missing_deliverables() {
+        let without = GOOD.replace("\n[[deliverable]]\npreset = \"web/h264-1080p\"\n", "\n");
+        assert_ne!(without, GOOD);
+        // No defaults: the manifest must name its deliverables.
+        let e = err(&without);
+        check(&e, 1, 1, "deliverable", None);
+        assert!(
+            e.to_string().contains("at least one [[deliverable]]"),
+            "{e}"
+        );
+
+        let ctx = LoadContext {
+            default_presets: vec!["web/h264-1080p".into(), "web/h264-720p".into()],
+            ..LoadContext::default()
+        };
+        let path = Path::new("incoming/a.toml");
+        let m = parse(without.as_bytes(), path, &ctx).unwrap();
+        let got: Vec<_> = m
+            .deliverables
+            .iter()
+            .map(|d| (d.preset.as_str(), d.name.as_str(), d.overrides.is_empty()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("web/h264-1080p", "h264-1080p", true),
+                ("web/h264-720p", "h264-720p", true)
+            ]
+        );
+        // A manifest that names deliverables gets only those.
+        let m = parse(GOOD.as_bytes(), path, &ctx).unwrap();
+        assert_eq!(m.deliverables.len(), 1);
+        assert_eq!(m.deliverables[0].name, "web_h264-1080p");
+
+        // Two defaults whose names collide cannot both be delivered.
+        let ctx = LoadContext {
+            default_presets: vec!["web/h264-1080p".into(), "archive/h264-1080p".into()],
+            ..LoadContext::default()
+        };
+        let e = parse(without.as_bytes(), path, &ctx).unwrap_err();
+        check(&e, 1, 1, "deliverable", Some("\"archive/h264-1080p\""));
+        assert!(
+            e.to_string()
+                .contains("gives the deliverable name \"h264-1080p\", as the default preset web/h264-1080p does"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn priority_is_peeked_before_validation() {
+        assert_eq!(peek_priority(GOOD.as_bytes()), 50);
+        let urgent = GOOD.replace("version = 1", "version = 1\npriority = 90");
+        assert_eq!(peek_priority(urgent.as_bytes()), 90);
+        // Out of range, the wrong type, not TOML, not UTF-8: the default
+        // (validation refuses the manifest when the job loads it).
+        for bad in [
+            "priority = 101",
+            "priority = -1",
+            "priority = \"high\"",
+            "[canvas",
+        ] {
+            let src = GOOD.replace("version = 1", &format!("version = 1\n{bad}"));
+            assert_eq!(peek_priority(src.as_bytes()), 50, "{bad}");
+        }
+        assert_eq!(peek_priority(&[0xff, 0xfe]), 50);
     }
 
     #[test]

@@ -24,6 +24,10 @@ use super::LoadContext;
 
 /// The only manifest version this host reads.
 pub const MANIFEST_VERSION: i64 = 1;
+/// A manifest's priority when it names none.
+pub const DEFAULT_PRIORITY: u8 = 50;
+/// The highest manifest priority.
+pub const MAX_PRIORITY: u8 = 100;
 const DIMENSION_EXPECTED: &str = "an even integer from 16 to 8192";
 const COLOUR_EXPECTED: &str = "a colour \"#rrggbb\" or \"#rrggbbaa\" (hex digits)";
 const GAIN_EXPECTED: &str = "a gain in dB from -96 to 24";
@@ -72,6 +76,7 @@ pub fn validate(
         src,
         file: path,
         roots: MediaRoots::new(&base, &ctx.media_roots),
+        default_presets: &ctx.default_presets,
     };
     v.manifest(raw)
 }
@@ -80,6 +85,7 @@ struct Validator<'a> {
     src: &'a str,
     file: &'a Path,
     roots: MediaRoots,
+    default_presets: &'a [String],
 }
 
 /// Where media may come from, canonicalized once per manifest.
@@ -124,14 +130,14 @@ impl MediaRoots {
 }
 
 /// Canonical when it exists, else made absolute and normalized lexically.
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| {
         normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
     })
 }
 
 /// Removes `.` and resolves `..` without touching the file system.
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -288,8 +294,13 @@ impl Validator<'_> {
             None => default_manifest_name(self.file),
         };
         let priority = match &raw.priority {
-            Some(p) => self.int_in(p, "priority", 0..=100, "an integer from 0 to 100")? as u8,
-            None => 50,
+            Some(p) => self.int_in(
+                p,
+                "priority",
+                0..=i64::from(MAX_PRIORITY),
+                "an integer from 0 to 100",
+            )? as u8,
+            None => DEFAULT_PRIORITY,
         };
         let canvas =
             match raw.canvas {
@@ -330,11 +341,22 @@ impl Validator<'_> {
             .collect::<Result<Vec<_>, _>>()?;
 
         if raw.deliverable.is_empty() {
-            return Err(self.missing(
-                None,
-                "deliverable",
-                "at least one [[deliverable]] with preset = \"…\", e.g. \"web/h264-1080p\"",
-            ));
+            if self.default_presets.is_empty() {
+                return Err(self.missing(
+                    None,
+                    "deliverable",
+                    "at least one [[deliverable]] with preset = \"…\", e.g. \"web/h264-1080p\"",
+                ));
+            }
+            return Ok(Manifest {
+                path: self.file.to_path_buf(),
+                name,
+                priority,
+                canvas,
+                video,
+                audio,
+                deliverables: self.default_deliverables()?,
+            });
         }
         let mut deliverables = Vec::with_capacity(raw.deliverable.len());
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -1171,6 +1193,50 @@ impl Validator<'_> {
                 self.roots.base.display()
             ),
         )
+    }
+
+    /// The watch root's default presets as deliverables, for a manifest
+    /// that names none. The host checks its configuration for these rules;
+    /// they are checked again here because a library caller may not have.
+    fn default_deliverables(&self) -> Result<Vec<DeliverableRequest>, InputError> {
+        let mut names: HashMap<String, &str> = HashMap::new();
+        let mut out = Vec::with_capacity(self.default_presets.len());
+        for id in self.default_presets {
+            let problem = if !valid_preset_id(id) {
+                Some("is not a preset id".to_owned())
+            } else {
+                let name = id.rsplit('/').next().unwrap_or(id);
+                names.insert(name.to_lowercase(), id).map(|other| {
+                    format!(
+                        "gives the deliverable name \"{name}\", as the default preset {other} does"
+                    )
+                })
+            };
+            if let Some(problem) = problem {
+                return Err(InputError::new(
+                    self.file,
+                    format!(
+                        "the manifest names no [[deliverable]], and the watch root's default \
+                         preset \"{id}\" {problem}"
+                    ),
+                )
+                .at(1, 1)
+                .field("deliverable")
+                .value(format!("\"{id}\""))
+                .expected(
+                    "default presets with distinct last components (set the root's presets), \
+                     or [[deliverable]] entries in the manifest",
+                ));
+            }
+            out.push(DeliverableRequest {
+                preset: id.clone(),
+                name: id.rsplit('/').next().unwrap_or(id).to_owned(),
+                overrides: toml::Table::new(),
+                // No [[deliverable]] line: preset errors point at the top.
+                line: 1,
+            });
+        }
+        Ok(out)
     }
 
     fn deliverable(
