@@ -89,12 +89,33 @@ pub enum WatchError {
     NoFileName { path: PathBuf },
     #[error("invalid job id {value:?}: {reason}; expected one path component such as `promo-20240101T120000-1a2b`")]
     InvalidJobId { value: String, reason: &'static str },
+    #[error(
+        "cannot use {} as a watch folder: cannot {op} it: {source}; the host must be able to \
+         create files in, and move files between, incoming/, processing/, done/, failed/ and \
+         .deliver/ (check the folder's owner and permissions, and that it is not mounted read-only or as a \
+         mount of its own)",
+        .dir.display()
+    )]
+    NotWritable {
+        dir: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> WatchError + 'a {
     move |source| WatchError::Io {
         op,
         path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn not_writable<'a>(dir: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> WatchError + 'a {
+    move |source| WatchError::NotWritable {
+        dir: dir.to_path_buf(),
+        op,
         source,
     }
 }
@@ -276,7 +297,10 @@ impl WatchRoot {
     ///
     /// [`WatchError::Io`] if a folder cannot be created or the root resolved;
     /// [`WatchError::CrossDevice`] if a state folder is on another file
-    /// system than the root (moves between them could not be atomic).
+    /// system than the root (moves between them could not be atomic);
+    /// [`WatchError::NotWritable`] if a file cannot be created in, or moved
+    /// into, one of the state folders (permissions, a read-only mount), so
+    /// that a host refuses to start instead of failing every claim later.
     pub fn open(root: &Path) -> Result<WatchRoot, WatchError> {
         fs::create_dir_all(root).map_err(io_err("create directory", root))?;
         // Absolute, symlink-free paths are what /proc/*/fd links show.
@@ -294,7 +318,43 @@ impl WatchRoot {
             fs::create_dir_all(sub).map_err(io_err("create directory", sub))?;
             same_device(sub, &this.root)?;
         }
+        this.probe()?;
         Ok(this)
+    }
+
+    /// Creates a probe file in `.deliver/`, moves it through every state
+    /// folder and back, and removes it: the operations a job's life needs.
+    /// A failed move into a folder blames that folder, since the probe's
+    /// arrival in the previous one proved that one writable.
+    fn probe(&self) -> Result<(), WatchError> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        // Hidden, so a probe left by a kill is never taken for a job.
+        let name = format!(
+            ".deliver-probe-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut at = self.state_dir.join(&name);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&at)
+            .map_err(not_writable(&self.state_dir, "create a file in"))?;
+        for dir in [
+            &self.incoming,
+            &self.processing,
+            &self.done,
+            &self.failed,
+            &self.state_dir,
+        ] {
+            let next = dir.join(&name);
+            if let Err(e) = fs::rename(&at, &next) {
+                let _ = fs::remove_file(&at);
+                return Err(not_writable(dir, "move a file into")(e));
+            }
+            at = next;
+        }
+        fs::remove_file(&at).map_err(not_writable(&self.state_dir, "remove a file from"))
     }
 
     fn subdirs(&self) -> [&Path; 5] {

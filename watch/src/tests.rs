@@ -267,3 +267,161 @@ fn utc_stamps_match_the_calendar() {
     assert_eq!(utc_stamp(1_709_210_096), "20240229T123456");
     assert_eq!(utc_stamp(4_107_542_399), "21000228T235959");
 }
+
+/// Probe files never outlive `WatchRoot::open`.
+fn assert_no_probe(root: &WatchRoot) {
+    for dir in [
+        root.incoming(),
+        root.processing(),
+        root.done(),
+        root.failed(),
+        root.state_dir(),
+    ] {
+        let left: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".deliver-probe"))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?}", dir.display());
+    }
+}
+
+#[test]
+fn open_leaves_no_probe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = WatchRoot::open(tmp.path()).unwrap();
+    assert_no_probe(&root);
+}
+
+#[cfg(unix)]
+#[test]
+fn open_refuses_a_folder_without_write_permission() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = WatchRoot::open(tmp.path()).unwrap();
+    fs::set_permissions(root.incoming(), fs::Permissions::from_mode(0o555)).unwrap();
+    let privileged = fs::write(root.incoming().join("x"), b"").is_ok();
+    if privileged {
+        // Root (or CAP_DAC_OVERRIDE) writes through mode bits; the
+        // read-only mount tests below cover this case there.
+        eprintln!("skipped: this process writes through permission bits (running as root)");
+        fs::remove_file(root.incoming().join("x")).unwrap();
+        return;
+    }
+    let err = WatchRoot::open(tmp.path()).unwrap_err();
+    fs::set_permissions(root.incoming(), fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(matches!(err, WatchError::NotWritable { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&root.incoming().display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("Permission denied"), "{text}");
+    assert_no_probe(&root);
+}
+
+/// A mount made by a test, lazily unmounted when dropped.
+#[cfg(target_os = "linux")]
+struct Mount(PathBuf);
+
+#[cfg(target_os = "linux")]
+impl Mount {
+    /// Runs `mount args…`; `None` (with the reason printed) where mounting
+    /// is not permitted.
+    fn new(at: &Path, args: &[&str]) -> Option<Mount> {
+        let out = std::process::Command::new("mount")
+            .args(args)
+            .output()
+            .map_err(|e| eprintln!("skipped: cannot run mount: {e}"))
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "skipped: mount {args:?} is not permitted here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Mount(at.to_owned()))
+    }
+
+    fn remount_ro(&self, bind: bool) {
+        let opts = if bind {
+            "remount,bind,ro"
+        } else {
+            "remount,ro"
+        };
+        let out = std::process::Command::new("mount")
+            .args(["-o", opts])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount -o {opts} {}: {}",
+            self.0.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn open_refuses_a_read_only_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = tmp.path().join("ro");
+    fs::create_dir(&at).unwrap();
+    let path = at.to_str().unwrap();
+    let Some(mount) = Mount::new(&at, &["-t", "tmpfs", "-o", "size=1m", "tmpfs", path]) else {
+        return;
+    };
+    // The layout exists, as on a share that was made read-only later: only
+    // the probe can tell.
+    let root = WatchRoot::open(&at).unwrap();
+    mount.remount_ro(false);
+    let err = WatchRoot::open(&at).unwrap_err();
+    assert!(matches!(err, WatchError::NotWritable { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&root.state_dir().display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("Read-only file system"), "{text}");
+    drop(mount);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn open_names_the_one_state_folder_mounted_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = WatchRoot::open(tmp.path()).unwrap();
+    let done = root.done().to_str().unwrap().to_owned();
+    let Some(mount) = Mount::new(root.done(), &["--bind", &done, &done]) else {
+        return;
+    };
+    mount.remount_ro(true);
+    let err = WatchRoot::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, WatchError::NotWritable { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("{done} as a watch folder")),
+        "{text}"
+    );
+    // A bind mount keeps the device number, so only the probe's rename
+    // (EXDEV across mounts) finds it.
+    assert!(text.contains("cross-device"), "{text}");
+    // The probe that reached processing/ was taken back.
+    assert_no_probe(&root);
+    drop(mount);
+    WatchRoot::open(tmp.path()).unwrap();
+}
