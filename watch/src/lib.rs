@@ -20,6 +20,8 @@
 //!     let done = root.publish(&id)?;
 //!     assert!(done.join("promo.toml").is_file());
 //! }
+//! // Symbolic links are never taken; they are reported instead.
+//! assert!(tracker.take_rejected().is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -505,12 +507,73 @@ struct Seen {
     reported: bool,
 }
 
+/// An entry of a watched folder that will never be taken, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub path: PathBuf,
+    pub reason: RejectReason,
+}
+
+/// Why an entry is never taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// A symbolic link. A claim renames the link, not the file it points to,
+    /// and a link can reach anywhere, outside the watch root included.
+    Symlink {
+        /// The target as written in the link.
+        target: PathBuf,
+        /// Where it leads, resolved; `None` if it leads nowhere (dangling
+        /// or a loop).
+        resolved: Option<PathBuf>,
+    },
+}
+
+impl Rejected {
+    /// Whether the entry leads outside `root` (a canonical path, as
+    /// [`WatchRoot::root`] is). A link that leads nowhere does not.
+    pub fn leads_outside(&self, root: &Path) -> bool {
+        match &self.reason {
+            RejectReason::Symlink { resolved, .. } => {
+                resolved.as_ref().is_some_and(|r| !r.starts_with(root))
+            }
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::Symlink { target, resolved } => {
+                write!(f, "is a symbolic link to {}", target.display())?;
+                match resolved {
+                    Some(r) if r != target => write!(f, " (which resolves to {})", r.display())?,
+                    Some(_) => {}
+                    None => f.write_str(" (which leads nowhere)")?,
+                }
+                f.write_str(
+                    "; symbolic links are not taken, because claiming one would move the link, \
+                     not the file, and a link can reach outside the watch root: put the file \
+                     itself (or a copy) in the folder",
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.path.display(), self.reason)
+    }
+}
+
 /// Reports files that have stopped changing and that nobody is writing.
 #[derive(Debug)]
 pub struct StabilityTracker {
     settle: Duration,
     seen: HashMap<PathBuf, Seen>,
     sidecars: bool,
+    rejected: Vec<Rejected>,
 }
 
 impl StabilityTracker {
@@ -519,6 +582,7 @@ impl StabilityTracker {
             settle,
             seen: HashMap::new(),
             sidecars: false,
+            rejected: Vec::new(),
         }
     }
 
@@ -536,6 +600,10 @@ impl StabilityTracker {
     /// only after it changes. Dotfiles and `*.partial`, `*.tmp`, `*.cancel`
     /// are ignored.
     ///
+    /// Symbolic links accepted by `accept` are never returned: once they
+    /// have held still as long as a file would have to, they are reported
+    /// once by [`take_rejected`](Self::take_rejected).
+    ///
     /// # Errors
     ///
     /// [`WatchError::Io`] if `dir` cannot be listed or an entry cannot be
@@ -547,6 +615,7 @@ impl StabilityTracker {
     ) -> Result<Vec<PathBuf>, WatchError> {
         let mut present = HashSet::new();
         let mut ready = Vec::new();
+        let mut links = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err("read directory", dir))? {
             let entry = entry.map_err(io_err("read directory", dir))?;
             let name = entry.file_name();
@@ -555,13 +624,13 @@ impl StabilityTracker {
                 continue;
             }
             let path = entry.path();
-            // Symlinks are skipped with the rest: a claim would move the link, not the file.
             let meta = match fs::symlink_metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("stat", &path)(e)),
             };
-            if !meta.file_type().is_file() || !accept(&path) {
+            let link = meta.file_type().is_symlink();
+            if !(meta.file_type().is_file() || link) || !accept(&path) {
                 continue;
             }
             // Taken after the stat, so a signature is never dated before the
@@ -587,7 +656,11 @@ impl StabilityTracker {
                 now.duration_since(seen.since) >= self.settle
             };
             if !seen.reported && complete {
-                ready.push(path);
+                if link {
+                    links.push(path);
+                } else {
+                    ready.push(path);
+                }
             }
         }
         self.seen.retain(|path, _| present.contains(path));
@@ -603,13 +676,35 @@ impl StabilityTracker {
             }
         }
         ready.sort();
-        for path in &ready {
+        links.sort();
+        for path in ready.iter().chain(&links) {
             if let Some(seen) = self.seen.get_mut(path) {
                 seen.reported = true;
             }
+        }
+        for path in &ready {
             tracing::debug!(path = %path.display(), "stable");
         }
+        for path in links {
+            // The link itself may have gone since the scan; then there is
+            // nothing to reject.
+            let Ok(target) = fs::read_link(&path) else {
+                continue;
+            };
+            let resolved = fs::canonicalize(&path).ok();
+            tracing::debug!(path = %path.display(), target = %target.display(), "symlink rejected");
+            self.rejected.push(Rejected {
+                path,
+                reason: RejectReason::Symlink { target, resolved },
+            });
+        }
         Ok(ready)
+    }
+
+    /// The entries that polls rejected since the last call, each once (and
+    /// again only if it changes).
+    pub fn take_rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
     }
 }
 

@@ -268,6 +268,62 @@ fn utc_stamps_match_the_calendar() {
     assert_eq!(utc_stamp(4_107_542_399), "21000228T235959");
 }
 
+#[cfg(unix)]
+#[test]
+fn symlinks_are_rejected_once_after_settling_and_never_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("incoming");
+    fs::create_dir(&dir).unwrap();
+    let outside = tmp.path().join("elsewhere.toml");
+    fs::write(&outside, "title = 'x'").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("link.toml")).unwrap();
+    std::os::unix::fs::symlink("nowhere.toml", dir.join("dangling.toml")).unwrap();
+    // Not a manifest by name: not this tracker's business.
+    std::os::unix::fs::symlink(&outside, dir.join("link.txt")).unwrap();
+    let toml_only = |p: &Path| p.extension().is_some_and(|e| e == "toml");
+
+    let settle = Duration::from_millis(150);
+    let mut tracker = StabilityTracker::new(settle);
+    assert!(tracker.poll(&dir, toml_only).unwrap().is_empty());
+    // Not before the settle time: a link being set up is left alone as a
+    // file being written would be.
+    assert!(tracker.take_rejected().is_empty());
+    thread::sleep(settle);
+    assert!(tracker.poll(&dir, toml_only).unwrap().is_empty());
+    let rejected = tracker.take_rejected();
+    let names: Vec<_> = rejected.iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        names,
+        vec![dir.join("dangling.toml"), dir.join("link.toml")]
+    );
+
+    let link = &rejected[1];
+    let RejectReason::Symlink { target, resolved } = &link.reason;
+    assert_eq!(target, &outside);
+    assert_eq!(
+        resolved.as_deref(),
+        Some(fs::canonicalize(&outside).unwrap().as_path())
+    );
+    let root = fs::canonicalize(&dir).unwrap();
+    assert!(link.leads_outside(&root));
+    let text = link.to_string();
+    assert!(
+        text.contains("link.toml") && text.contains("elsewhere.toml"),
+        "{text}"
+    );
+    assert!(text.contains("would move the link, not the file"), "{text}");
+
+    let dangling = &rejected[0];
+    assert!(!dangling.leads_outside(&root));
+    assert!(dangling.to_string().contains("leads nowhere"), "{dangling}");
+
+    // Each is rejected once; the target is untouched.
+    thread::sleep(settle);
+    assert!(tracker.poll(&dir, toml_only).unwrap().is_empty());
+    assert!(tracker.take_rejected().is_empty());
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "title = 'x'");
+}
+
 /// Probe files never outlive `WatchRoot::open`.
 fn assert_no_probe(root: &WatchRoot) {
     for dir in [
