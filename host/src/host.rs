@@ -214,6 +214,9 @@ impl Watcher {
                 return;
             }
         };
+        for rejected in self.tracker.take_rejected() {
+            crate::rejected::quarantine(&self.shared, &rejected);
+        }
         for file in ready {
             let stem = file
                 .file_stem()
@@ -449,7 +452,7 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
         max_bytes: MAX_MANIFEST_BYTES,
     };
     let load = || {
-        std::fs::metadata(&job.claimed)
+        crate::rejected::claimed_metadata(&job.claimed)
         .and_then(|md| {
             if md.len() > MAX_MANIFEST_BYTES {
                 // Say how big it really is; the capped read below would only see the limit.
@@ -563,7 +566,7 @@ fn process(shared: &Shared, job: &Submit) -> (Verdict, Option<PathBuf>) {
     finish(shared, &job.id, report.verdict)
 }
 
-fn verdict_str(v: Verdict) -> &'static str {
+pub(crate) fn verdict_str(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
         Verdict::Warn => "warn",
@@ -572,7 +575,7 @@ fn verdict_str(v: Verdict) -> &'static str {
 }
 
 /// Moves a finished job to done/ or failed/ and records it.
-fn finish(
+pub(crate) fn finish(
     shared: &Shared,
     id: &deliver_watch::JobId,
     verdict: Verdict,
@@ -602,7 +605,7 @@ fn finish(
 impl Shared {
     /// Records a transition; a journal that cannot be written is logged,
     /// not fatal (the folders still say where every job is).
-    fn journal(
+    pub(crate) fn journal(
         &self,
         id: &deliver_watch::JobId,
         to: State,
@@ -614,7 +617,12 @@ impl Shared {
         }
     }
 
-    fn journal_claimed(&self, id: &deliver_watch::JobId, dropped_as: &Path, claimed: &Path) {
+    pub(crate) fn journal_claimed(
+        &self,
+        id: &deliver_watch::JobId,
+        dropped_as: &Path,
+        claimed: &Path,
+    ) {
         if let Err(e) = self.journal.claimed(id, dropped_as, claimed, 0) {
             tracing::error!(job = %id, "{e}");
         }

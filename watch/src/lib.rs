@@ -552,9 +552,8 @@ impl fmt::Display for RejectReason {
                     None => f.write_str(" (which leads nowhere)")?,
                 }
                 f.write_str(
-                    "; symbolic links are not taken, because claiming one would move the link, \
-                     not the file, and a link can reach outside the watch root: put the file \
-                     itself (or a copy) in the folder",
+                    "; symbolic links are not taken: claiming one would move the link, not the \
+                     file, and a link can reach outside the watch root",
                 )
             }
         }
