@@ -205,6 +205,15 @@ impl Watcher {
         }
     }
 
+    /// Scans, then scans again after the poll interval, or as soon as the
+    /// next manifest will have settled if that is sooner: a fixed interval
+    /// alone would add up to one interval to every drop.
+    fn scan_loop(&mut self, ctx: &mut Context<Self>) {
+        self.scan(ctx);
+        let wait = self.tracker.next_poll(self.poll);
+        ctx.run_later(wait, |act, ctx| act.scan_loop(ctx));
+    }
+
     fn scan(&mut self, ctx: &mut Context<Self>) {
         let incoming = self.shared.root.incoming().to_owned();
         let ready = match self.tracker.poll(&incoming, is_manifest) {
@@ -265,8 +274,7 @@ impl Actor for Watcher {
                 tracing::error!("scheduler unreachable: {e}");
             }
         }
-        self.scan(ctx);
-        ctx.run_interval(self.poll, |act, ctx| act.scan(ctx));
+        self.scan_loop(ctx);
         // Cancel requests are looked for more often than manifests: a
         // cancelled job must stop within a second, whatever the poll.
         ctx.run_interval(CANCEL_POLL, |act, _| act.cancel_requests());

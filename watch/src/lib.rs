@@ -566,6 +566,45 @@ impl fmt::Display for Rejected {
     }
 }
 
+/// Allowance for file time stamps taken from a coarse clock (the kernel's
+/// tick, up to 10 ms at HZ=100), so that a stamp never dates a change
+/// earlier than it happened.
+const STAMP_SLACK: Duration = Duration::from_millis(20);
+
+/// The last inode change of `meta` (ctime: unlike mtime, `cp -p`, `rsync
+/// -t` or `touch -d` cannot set it in the past), else its mtime.
+fn changed_at(meta: &fs::Metadata) -> Option<SystemTime> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let secs = u64::try_from(meta.ctime()).ok()?;
+        let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+        UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+    }
+    #[cfg(not(unix))]
+    {
+        meta.modified().ok()
+    }
+}
+
+/// When a change seen first at `now` happened, from its time stamp: trusted
+/// only between `floor` (the previous scan, which saw the entry absent or
+/// different, so the change came after it) and `now`. Anything else (no
+/// previous scan, a stamp in the future or before the previous scan, as a
+/// file server's skewed clock may give) dates it `now`, as if just written.
+fn dated(now: Instant, stamp: Option<SystemTime>, floor: Option<Instant>) -> Instant {
+    let (Some(stamp), Some(floor)) = (stamp, floor) else {
+        return now;
+    };
+    SystemTime::now()
+        .duration_since(stamp)
+        .ok()
+        .and_then(|age| now.checked_sub(age))
+        .map(|at| at + STAMP_SLACK)
+        .filter(|&at| at >= floor && at <= now)
+        .unwrap_or(now)
+}
+
 /// Reports files that have stopped changing and that nobody is writing.
 #[derive(Debug)]
 pub struct StabilityTracker {
@@ -573,6 +612,8 @@ pub struct StabilityTracker {
     seen: HashMap<PathBuf, Seen>,
     sidecars: bool,
     rejected: Vec<Rejected>,
+    /// When each folder's last complete scan began.
+    scanned: HashMap<PathBuf, Instant>,
 }
 
 impl StabilityTracker {
@@ -582,6 +623,7 @@ impl StabilityTracker {
             seen: HashMap::new(),
             sidecars: false,
             rejected: Vec::new(),
+            scanned: HashMap::new(),
         }
     }
 
@@ -599,6 +641,11 @@ impl StabilityTracker {
     /// only after it changes. Dotfiles and `*.partial`, `*.tmp`, `*.cancel`
     /// are ignored.
     ///
+    /// A change is dated by the file's ctime when that falls between the
+    /// previous scan and now (else by when this scan saw it), so a file is
+    /// reported about the settle time after its last write, not up to a poll
+    /// interval later; [`next_due`](Self::next_due) says when to poll.
+    ///
     /// Symbolic links accepted by `accept` are never returned: once they
     /// have held still as long as a file would have to, they are reported
     /// once by [`take_rejected`](Self::take_rejected).
@@ -612,6 +659,8 @@ impl StabilityTracker {
         dir: &Path,
         accept: impl Fn(&Path) -> bool,
     ) -> Result<Vec<PathBuf>, WatchError> {
+        let scan_start = Instant::now();
+        let floor = self.scanned.get(dir).copied();
         let mut present = HashSet::new();
         let mut ready = Vec::new();
         let mut links = Vec::new();
@@ -632,8 +681,8 @@ impl StabilityTracker {
             if !(meta.file_type().is_file() || link) || !accept(&path) {
                 continue;
             }
-            // Taken after the stat, so a signature is never dated before the
-            // write that produced it.
+            // Taken after the stat, so a signature dated `now` is never dated
+            // before the write that produced it.
             let now = Instant::now();
             let signature = Signature {
                 len: meta.len(),
@@ -642,7 +691,7 @@ impl StabilityTracker {
             present.insert(path.clone());
             let fresh = || Seen {
                 signature,
-                since: now,
+                since: dated(now, changed_at(&meta), floor),
                 reported: false,
             };
             let seen = self.seen.entry(path.clone()).or_insert_with(fresh);
@@ -663,6 +712,7 @@ impl StabilityTracker {
             }
         }
         self.seen.retain(|path, _| present.contains(path));
+        self.scanned.insert(dir.to_path_buf(), scan_start);
         if !ready.is_empty() {
             if let Some(writing) = open_for_writing(&ready) {
                 ready.retain(|path| {
@@ -704,6 +754,33 @@ impl StabilityTracker {
     /// again only if it changes).
     pub fn take_rejected(&mut self) -> Vec<Rejected> {
         std::mem::take(&mut self.rejected)
+    }
+
+    /// When the next entry not yet reported will have held still for the
+    /// settle time, if that is still ahead: a poll then reports it without
+    /// waiting for the next regular poll. `None` in sidecar mode (the clock
+    /// does not decide) and when nothing is settling.
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.sidecars {
+            return None;
+        }
+        let now = Instant::now();
+        self.seen
+            .values()
+            .filter(|s| !s.reported)
+            .map(|s| s.since + self.settle)
+            .filter(|&due| due > now)
+            .min()
+    }
+
+    /// How long to wait before the next poll: `interval`, or less when an
+    /// entry will have settled sooner ([`next_due`](Self::next_due)).
+    pub fn next_poll(&self, interval: Duration) -> Duration {
+        self.next_due()
+            .map_or(interval, |due| {
+                due.saturating_duration_since(Instant::now())
+            })
+            .min(interval)
     }
 }
 

@@ -324,6 +324,82 @@ fn symlinks_are_rejected_once_after_settling_and_never_taken() {
     assert_eq!(fs::read_to_string(&outside).unwrap(), "title = 'x'");
 }
 
+#[test]
+fn a_change_is_dated_by_its_time_stamp_between_scans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let settle = Duration::from_millis(300);
+    let mut tracker = StabilityTracker::new(settle);
+    assert!(tracker.poll(tmp.path(), any).unwrap().is_empty());
+    assert_eq!(tracker.next_due(), None);
+    let interval = Duration::from_millis(250);
+    assert_eq!(tracker.next_poll(interval), interval);
+
+    let written = Instant::now();
+    fs::write(tmp.path().join("late.toml"), b"x").unwrap();
+    // Seen a while after it was written: the wait counts from the write.
+    thread::sleep(Duration::from_millis(150));
+    assert!(tracker.poll(tmp.path(), any).unwrap().is_empty());
+    let seen_at = Instant::now();
+    let due = tracker.next_due().expect("a file is settling");
+    assert!(
+        due >= written + settle,
+        "due {:?} after the write",
+        due - written
+    );
+    // Counted from the first sight it would be due 150 ms later.
+    assert!(
+        due < seen_at + settle - Duration::from_millis(100),
+        "due {:?} after the write",
+        due - written
+    );
+    assert!(tracker.next_poll(interval) < interval);
+
+    thread::sleep(due.saturating_duration_since(Instant::now()));
+    assert_eq!(
+        tracker.poll(tmp.path(), any).unwrap(),
+        vec![tmp.path().join("late.toml")]
+    );
+    assert!(written.elapsed() >= settle);
+    assert_eq!(tracker.next_due(), None);
+}
+
+#[test]
+fn implausible_time_stamps_are_not_trusted() {
+    let now = Instant::now();
+    let floor = now - Duration::from_millis(250);
+    let ago = |ms| SystemTime::now() - Duration::from_millis(ms);
+    // Plausible: after the previous scan; dated a little after the stamp.
+    let at = dated(now, Some(ago(100)), Some(floor));
+    assert!(
+        at > now - Duration::from_millis(100) && at < now,
+        "{:?}",
+        now - at
+    );
+    // Before the previous scan saw it absent or different, in the future, or
+    // with no previous scan to bound it: dated when seen.
+    assert_eq!(dated(now, Some(ago(10_000)), Some(floor)), now);
+    assert_eq!(
+        dated(
+            now,
+            Some(SystemTime::now() + Duration::from_secs(5)),
+            Some(floor)
+        ),
+        now
+    );
+    assert_eq!(dated(now, Some(ago(100)), None), now);
+    assert_eq!(dated(now, None, Some(floor)), now);
+}
+
+#[test]
+fn sidecar_mode_never_polls_early() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tracker = StabilityTracker::new(Duration::from_millis(300)).with_sidecars(true);
+    tracker.poll(tmp.path(), any).unwrap();
+    fs::write(tmp.path().join("a.toml"), b"x").unwrap();
+    assert!(tracker.poll(tmp.path(), any).unwrap().is_empty());
+    assert_eq!(tracker.next_due(), None);
+}
+
 /// Probe files never outlive `WatchRoot::open`.
 fn assert_no_probe(root: &WatchRoot) {
     for dir in [
