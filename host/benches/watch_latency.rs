@@ -11,7 +11,10 @@
 //!     as the host does; again with those 1,000 already in the table. Target:
 //!     ≤ 5 ms per job. The peer, in the same run on the same disk, is the
 //!     folder work every job costs anyway (create, claim by rename, publish
-//!     by rename), so the ratio says what the journal adds to it.
+//!     by rename), so the ratio says what the journal adds to it. The
+//!     slow tail is SQLite's WAL auto-checkpoint (every ~1,000 pages, about
+//!     every 40 jobs here), which runs in the committing call and syncs
+//!     the database file.
 //!
 //! Run: `cargo build --release --workspace && cargo bench -p deliver --bench watch_latency`
 //! (the host finds the ffmpeg plugin beside its binary).
@@ -252,8 +255,10 @@ fn journal_overhead() {
             "    peer, folder moves per job: mean {f_mean:.3} ms, median {f_median:.3} ms; ratio journal/folders = {:.2}",
             mean / f_mean
         );
+        let over = per_job.iter().filter(|&&t| t > JOURNAL_TARGET_MS).count();
         println!(
-            "    target <= {JOURNAL_TARGET_MS:.0} ms per job: {} (p99)",
+            "    target <= {JOURNAL_TARGET_MS:.0} ms per job: {} (mean), {} (p99; {over} of {JOBS} jobs over)",
+            verdict(mean <= JOURNAL_TARGET_MS),
             verdict(p99 <= JOURNAL_TARGET_MS)
         );
     }
