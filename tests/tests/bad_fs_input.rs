@@ -112,6 +112,17 @@ fn big_wav(path: &Path) -> Vec<u8> {
     bytes
 }
 
+/// A child process killed (if still running) and reaped when dropped, so
+/// that a failed assertion leaves no copy running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The host runs as `nobody`; the files it is denied belong to root with
 /// mode 000. The manifest fails at reading, the medium at decoding; both
 /// reports name the file and say "Permission denied".
@@ -408,7 +419,7 @@ fn a_medium_copied_in_by_cp_is_waited_for() {
 
     let mut host = Host::start(&root, &plugins, &[]);
     let dest = root.join("media/big.wav");
-    let mut cp = Command::new("cp").arg(&fifo).arg(&dest).spawn().unwrap();
+    let mut cp = Reaped(Command::new("cp").arg(&fifo).arg(&dest).spawn().unwrap());
     // Opening blocks until cp opens the pipe.
     let mut feed = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     let chunk = 1 << 20;
@@ -421,7 +432,7 @@ fn a_medium_copied_in_by_cp_is_waited_for() {
         assert_nothing_encoded(&host, "while cp was writing the medium");
     }
     drop(feed);
-    assert!(cp.wait().unwrap().success());
+    assert!(cp.0.wait().unwrap().success());
     let copied = SystemTime::now();
     assert_eq!(fs::metadata(&dest).unwrap().len(), bytes.len() as u64);
 
@@ -468,12 +479,14 @@ fn files_written_in_place_by_rsync_are_taken_only_when_complete() {
 
     let mut host = Host::start(&root, &plugins, &[]);
     let rsync = |file: &str, rate: &str, to: &str| {
-        Command::new("rsync")
-            .args(["--inplace", &format!("--bwlimit={rate}")])
-            .arg(src.join(file))
-            .arg(root.join(to))
-            .spawn()
-            .unwrap()
+        Reaped(
+            Command::new("rsync")
+                .args(["--inplace", &format!("--bwlimit={rate}")])
+                .arg(src.join(file))
+                .arg(root.join(to))
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut media = rsync("big.wav", "16m", "media/");
     let mut man = rsync("slow.toml", "100", "incoming/");
@@ -495,11 +508,11 @@ fn files_written_in_place_by_rsync_are_taken_only_when_complete() {
         if !media_done {
             assert_nothing_encoded(&host, "while rsync was writing the medium");
         }
-        if let Some(s) = media.try_wait().unwrap() {
+        if let Some(s) = media.0.try_wait().unwrap() {
             assert!(s.success());
             media_done = true;
         }
-        if let Some(s) = man.try_wait().unwrap() {
+        if let Some(s) = man.0.try_wait().unwrap() {
             assert!(s.success());
             man_done = true;
         }
