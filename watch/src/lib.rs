@@ -774,11 +774,16 @@ impl StabilityTracker {
     }
 
     /// How long to wait before the next poll: `interval`, or less when an
-    /// entry will have settled sooner ([`next_due`](Self::next_due)).
+    /// entry will have settled sooner ([`next_due`](Self::next_due)), but
+    /// at least a tenth of `interval`: a flood of files settling at
+    /// distinct instants costs at most ten scans per interval (each scan
+    /// lists the folder and may read every process's open files), and
+    /// reports whatever settled in between together.
     pub fn next_poll(&self, interval: Duration) -> Duration {
         self.next_due()
             .map_or(interval, |due| {
                 due.saturating_duration_since(Instant::now())
+                    .max(interval / 10)
             })
             .min(interval)
     }
