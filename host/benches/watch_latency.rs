@@ -199,7 +199,7 @@ fn journal_round(journal: &Journal, round: &str) -> Vec<f64> {
     let start = Instant::now();
     let open = journal.unfinished().unwrap().len();
     println!(
-        "  unfinished() with {open} jobs queued (what recovery reads): {:.2} ms",
+        "    unfinished() with {open} jobs queued (what recovery reads): {:.2} ms",
         ms(start.elapsed())
     );
     for (id, t) in ids.iter().zip(&mut per_job) {
