@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium: the report tests load report.html in a real headless browser.
+# rsync: the watch-folder tests copy files in with `rsync --inplace`.
 PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-  pkg-config clang nasm ffmpeg chromium
+  pkg-config clang nasm ffmpeg chromium rsync
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -220,6 +220,8 @@ pub struct PluginsLoaded {
 /// Polls one root's `incoming/` and claims stable manifests.
 pub struct Watcher {
     shared: Arc<Shared>,
+    /// The plugins at start, named in the reports of rejected entries.
+    registry: &'static Registry,
     tracker: StabilityTracker,
     poll: Duration,
     scheduler: Recipient<Submit>,
@@ -229,11 +231,13 @@ pub struct Watcher {
 impl Watcher {
     pub fn new(
         shared: Arc<Shared>,
+        registry: &'static Registry,
         poll: Duration,
         scheduler: Recipient<Submit>,
         cancels: Recipient<Cancel>,
     ) -> Self {
         Watcher {
+            registry,
             tracker: StabilityTracker::new(shared.config.settle)
                 .with_sidecars(shared.config.ready_sidecars),
             shared,
@@ -300,6 +304,15 @@ impl Watcher {
         }
     }
 
+    /// Scans, then scans again after the poll interval, or as soon as the
+    /// next manifest will have settled if that is sooner: a fixed interval
+    /// alone would add up to one interval to every drop.
+    fn scan_loop(&mut self, ctx: &mut Context<Self>) {
+        self.scan(ctx);
+        let wait = self.tracker.next_poll(self.poll);
+        ctx.run_later(wait, |act, ctx| act.scan_loop(ctx));
+    }
+
     fn scan(&mut self, ctx: &mut Context<Self>) {
         let incoming = self.shared.root.incoming().to_owned();
         let ready = match self.tracker.poll(&incoming, is_manifest) {
@@ -309,6 +322,9 @@ impl Watcher {
                 return;
             }
         };
+        for rejected in self.tracker.take_rejected() {
+            crate::rejected::quarantine(&self.shared, self.registry, &rejected);
+        }
         for file in ready {
             let stem = file
                 .file_stem()
@@ -360,8 +376,7 @@ impl Actor for Watcher {
                 tracing::error!("scheduler unreachable: {e}");
             }
         }
-        self.scan(ctx);
-        ctx.run_interval(self.poll, |act, ctx| act.scan(ctx));
+        self.scan_loop(ctx);
         // Cancel requests are looked for more often than manifests: a
         // cancelled job must stop within a second, whatever the poll.
         ctx.run_interval(CANCEL_POLL, |act, _| act.cancel_requests());
@@ -786,7 +801,7 @@ fn process(shared: &Shared, reg: &'static Registry, job: &Submit) -> Outcome {
         default_presets: shared.config.presets.clone(),
     };
     let load = || {
-        std::fs::metadata(&job.claimed)
+        crate::rejected::claimed_metadata(&job.claimed)
         .and_then(|md| {
             if md.len() > MAX_MANIFEST_BYTES {
                 // Say how big it really is; the capped read below would only see the limit.
@@ -929,7 +944,7 @@ fn process(shared: &Shared, reg: &'static Registry, job: &Submit) -> Outcome {
     finish(shared, &job.id, report.verdict).into()
 }
 
-fn verdict_str(v: Verdict) -> &'static str {
+pub(crate) fn verdict_str(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
         Verdict::Warn => "warn",
@@ -938,7 +953,7 @@ fn verdict_str(v: Verdict) -> &'static str {
 }
 
 /// Moves a finished job to done/ or failed/ and records it.
-fn finish(
+pub(crate) fn finish(
     shared: &Shared,
     id: &deliver_watch::JobId,
     verdict: Verdict,
@@ -968,7 +983,7 @@ fn finish(
 impl Shared {
     /// Records a transition; a journal that cannot be written is logged,
     /// not fatal (the folders still say where every job is).
-    fn journal(
+    pub(crate) fn journal(
         &self,
         id: &deliver_watch::JobId,
         to: State,
@@ -980,7 +995,7 @@ impl Shared {
         }
     }
 
-    fn journal_claimed(
+    pub(crate) fn journal_claimed(
         &self,
         id: &deliver_watch::JobId,
         dropped_as: &Path,
@@ -1114,6 +1129,7 @@ pub fn run(
         for shared in roots {
             Watcher::new(
                 shared,
+                host.registry,
                 settings.poll,
                 scheduler.clone().recipient(),
                 scheduler.clone().recipient(),

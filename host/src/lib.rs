@@ -23,6 +23,7 @@ pub mod plugins;
 pub mod preset;
 pub mod qc;
 pub mod quality;
+mod rejected;
 pub mod render;
 pub mod report;
 pub mod report_html;

@@ -479,3 +479,130 @@ pub fn entries(dir: &Path) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The unprivileged user (and group) the permission tests run the host as:
+/// `nobody`/`nogroup` on Debian. The tests themselves run as root, for whom
+/// permission bits do not apply.
+pub const NOBODY: u32 = 65534;
+
+/// A `deliver` command run as user and group `uid` with no supplementary
+/// groups, through util-linux's `setpriv` (it execs, so the child's pid is
+/// the host's).
+pub fn deliver_as(uid: u32, plugins: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(deliver_bin())
+        .arg("--plugin-dir")
+        .arg(plugins);
+    c.env("RUST_LOG", "info");
+    c
+}
+
+/// Why [`deliver_as`]`(uid, plugins)` cannot run here (no `setpriv`, not
+/// permitted, the binary or the plugin out of that user's reach), or `None`
+/// if it runs and loads the ffmpeg plugin.
+pub fn cannot_run_as(uid: u32, plugins: &Path) -> Option<String> {
+    let out = match deliver_as(uid, plugins).arg("plugins").output() {
+        Ok(out) => out,
+        Err(e) => return Some(format!("cannot run setpriv: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("ffmpeg") {
+        return Some(format!(
+            "`deliver plugins` as uid {uid} did not list the ffmpeg plugin ({}): {}{}",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    None
+}
+
+impl Host {
+    /// Starts a watch host from a prepared command ([`deliver`] or
+    /// [`deliver_as`]): `watch --settle-ms 300 <extra> <root>`. Fails with
+    /// the host's log if it exits before making the layout.
+    pub fn start_cmd(mut cmd: Command, root: &Path, extra: &[&str]) -> Host {
+        let log = root.with_extension("log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .args(["watch", "--settle-ms", "300"])
+            .args(extra)
+            .arg(root)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("starting deliver watch");
+        let mut host = Host {
+            child,
+            root: root.to_owned(),
+            log,
+        };
+        let start = Instant::now();
+        while !root.join("incoming").is_dir() {
+            assert!(host.alive(), "the host exited at start:\n{}", host.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no incoming/ after 20 s:\n{}",
+                host.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        host
+    }
+}
+
+/// A mount made by a test (the test machines run tests as root), lazily
+/// unmounted when dropped.
+pub struct Mount(pub PathBuf);
+
+impl Mount {
+    /// `mount <args> <at>`; the error is mount's own words (e.g. not root).
+    pub fn new(args: &[&str], at: &Path) -> Result<Mount, String> {
+        let out = Command::new("mount")
+            .args(args)
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if out.status.success() {
+            Ok(Mount(at.to_owned()))
+        } else {
+            Err(format!(
+                "mount {args:?} {}: {}",
+                at.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// A fresh tmpfs of `size` (`"1m"`) at `at`, which is created.
+    pub fn tmpfs(at: &Path, size: &str) -> Result<Mount, String> {
+        std::fs::create_dir_all(at).unwrap();
+        Mount::new(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"], at)
+    }
+
+    /// `at` bind-mounted onto itself (same file system, a mount of its own).
+    pub fn bind(at: &Path) -> Result<Mount, String> {
+        Mount::new(&["--bind", at.to_str().expect("a UTF-8 path")], at)
+    }
+
+    /// Makes the mount read-only (`bind`: it is a bind mount).
+    pub fn remount_ro(&self, bind: bool) {
+        let opts = if bind {
+            "remount,bind,ro"
+        } else {
+            "remount,ro"
+        };
+        Mount::new(&["-o", opts], &self.0)
+            .map(std::mem::forget)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

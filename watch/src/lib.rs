@@ -20,6 +20,8 @@
 //!     let done = root.publish(&id)?;
 //!     assert!(done.join("promo.toml").is_file());
 //! }
+//! // Symbolic links are never taken; they are reported instead.
+//! assert!(tracker.take_rejected().is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -89,12 +91,33 @@ pub enum WatchError {
     NoFileName { path: PathBuf },
     #[error("invalid job id {value:?}: {reason}; expected one path component such as `promo-20240101T120000-1a2b`")]
     InvalidJobId { value: String, reason: &'static str },
+    #[error(
+        "cannot use {} as a watch folder: cannot {op} it: {source}; the host must be able to \
+         create files in, and move files between, incoming/, processing/, done/, failed/ and \
+         .deliver/ (check the folder's owner and permissions, and that it is not mounted read-only or as a \
+         mount of its own)",
+        .dir.display()
+    )]
+    NotWritable {
+        dir: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> WatchError + 'a {
     move |source| WatchError::Io {
         op,
         path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn not_writable<'a>(dir: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> WatchError + 'a {
+    move |source| WatchError::NotWritable {
+        dir: dir.to_path_buf(),
+        op,
         source,
     }
 }
@@ -276,7 +299,10 @@ impl WatchRoot {
     ///
     /// [`WatchError::Io`] if a folder cannot be created or the root resolved;
     /// [`WatchError::CrossDevice`] if a state folder is on another file
-    /// system than the root (moves between them could not be atomic).
+    /// system than the root (moves between them could not be atomic);
+    /// [`WatchError::NotWritable`] if a file cannot be created in, or moved
+    /// into, one of the state folders (permissions, a read-only mount), so
+    /// that a host refuses to start instead of failing every claim later.
     pub fn open(root: &Path) -> Result<WatchRoot, WatchError> {
         fs::create_dir_all(root).map_err(io_err("create directory", root))?;
         // Absolute, symlink-free paths are what /proc/*/fd links show.
@@ -294,7 +320,43 @@ impl WatchRoot {
             fs::create_dir_all(sub).map_err(io_err("create directory", sub))?;
             same_device(sub, &this.root)?;
         }
+        this.probe()?;
         Ok(this)
+    }
+
+    /// Creates a probe file in `.deliver/`, moves it through every state
+    /// folder and back, and removes it: the operations a job's life needs.
+    /// A failed move into a folder blames that folder, since the probe's
+    /// arrival in the previous one proved that one writable.
+    fn probe(&self) -> Result<(), WatchError> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        // Hidden, so a probe left by a kill is never taken for a job.
+        let name = format!(
+            ".deliver-probe-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut at = self.state_dir.join(&name);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&at)
+            .map_err(not_writable(&self.state_dir, "create a file in"))?;
+        for dir in [
+            &self.incoming,
+            &self.processing,
+            &self.done,
+            &self.failed,
+            &self.state_dir,
+        ] {
+            let next = dir.join(&name);
+            if let Err(e) = fs::rename(&at, &next) {
+                let _ = fs::remove_file(&at);
+                return Err(not_writable(dir, "move a file into")(e));
+            }
+            at = next;
+        }
+        fs::remove_file(&at).map_err(not_writable(&self.state_dir, "remove a file from"))
     }
 
     fn subdirs(&self) -> [&Path; 5] {
@@ -445,12 +507,113 @@ struct Seen {
     reported: bool,
 }
 
+/// An entry of a watched folder that will never be taken, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub path: PathBuf,
+    pub reason: RejectReason,
+}
+
+/// Why an entry is never taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// A symbolic link. A claim renames the link, not the file it points to,
+    /// and a link can reach anywhere, outside the watch root included.
+    Symlink {
+        /// The target as written in the link.
+        target: PathBuf,
+        /// Where it leads, resolved; `None` if it leads nowhere (dangling
+        /// or a loop).
+        resolved: Option<PathBuf>,
+    },
+}
+
+impl Rejected {
+    /// Whether the entry leads outside `root` (a canonical path, as
+    /// [`WatchRoot::root`] is). A link that leads nowhere does not.
+    pub fn leads_outside(&self, root: &Path) -> bool {
+        match &self.reason {
+            RejectReason::Symlink { resolved, .. } => {
+                resolved.as_ref().is_some_and(|r| !r.starts_with(root))
+            }
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::Symlink { target, resolved } => {
+                write!(f, "is a symbolic link to {}", target.display())?;
+                match resolved {
+                    Some(r) if r != target => write!(f, " (which resolves to {})", r.display())?,
+                    Some(_) => {}
+                    None => f.write_str(" (which leads nowhere)")?,
+                }
+                f.write_str(
+                    "; symbolic links are not taken: claiming one would move the link, not the \
+                     file, and a link can reach outside the watch root",
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.path.display(), self.reason)
+    }
+}
+
+/// Allowance for file time stamps taken from a coarse clock (the kernel's
+/// tick, up to 10 ms at HZ=100), so that a stamp never dates a change
+/// earlier than it happened.
+const STAMP_SLACK: Duration = Duration::from_millis(20);
+
+/// The last inode change of `meta` (ctime: unlike mtime, `cp -p`, `rsync
+/// -t` or `touch -d` cannot set it in the past), else its mtime.
+fn changed_at(meta: &fs::Metadata) -> Option<SystemTime> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let secs = u64::try_from(meta.ctime()).ok()?;
+        let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+        UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+    }
+    #[cfg(not(unix))]
+    {
+        meta.modified().ok()
+    }
+}
+
+/// When a change seen first at `now` happened, from its time stamp: trusted
+/// only between `floor` (the previous scan, which saw the entry absent or
+/// different, so the change came after it) and `now`. Anything else (no
+/// previous scan, a stamp in the future or before the previous scan, as a
+/// file server's skewed clock may give) dates it `now`, as if just written.
+fn dated(now: Instant, stamp: Option<SystemTime>, floor: Option<Instant>) -> Instant {
+    let (Some(stamp), Some(floor)) = (stamp, floor) else {
+        return now;
+    };
+    SystemTime::now()
+        .duration_since(stamp)
+        .ok()
+        .and_then(|age| now.checked_sub(age))
+        .map(|at| at + STAMP_SLACK)
+        .filter(|&at| at >= floor && at <= now)
+        .unwrap_or(now)
+}
+
 /// Reports files that have stopped changing and that nobody is writing.
 #[derive(Debug)]
 pub struct StabilityTracker {
     settle: Duration,
     seen: HashMap<PathBuf, Seen>,
     sidecars: bool,
+    rejected: Vec<Rejected>,
+    /// When each folder's last complete scan began.
+    scanned: HashMap<PathBuf, Instant>,
 }
 
 impl StabilityTracker {
@@ -459,6 +622,8 @@ impl StabilityTracker {
             settle,
             seen: HashMap::new(),
             sidecars: false,
+            rejected: Vec::new(),
+            scanned: HashMap::new(),
         }
     }
 
@@ -476,6 +641,15 @@ impl StabilityTracker {
     /// only after it changes. Dotfiles and `*.partial`, `*.tmp`, `*.cancel`
     /// are ignored.
     ///
+    /// A change is dated by the file's ctime when that falls between the
+    /// previous scan and now (else by when this scan saw it), so a file is
+    /// reported about the settle time after its last write, not up to a poll
+    /// interval later; [`next_due`](Self::next_due) says when to poll.
+    ///
+    /// Symbolic links accepted by `accept` are never returned: once they
+    /// have held still as long as a file would have to, they are reported
+    /// once by [`take_rejected`](Self::take_rejected).
+    ///
     /// # Errors
     ///
     /// [`WatchError::Io`] if `dir` cannot be listed or an entry cannot be
@@ -485,8 +659,11 @@ impl StabilityTracker {
         dir: &Path,
         accept: impl Fn(&Path) -> bool,
     ) -> Result<Vec<PathBuf>, WatchError> {
+        let scan_start = Instant::now();
+        let floor = self.scanned.get(dir).copied();
         let mut present = HashSet::new();
         let mut ready = Vec::new();
+        let mut links = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err("read directory", dir))? {
             let entry = entry.map_err(io_err("read directory", dir))?;
             let name = entry.file_name();
@@ -495,17 +672,17 @@ impl StabilityTracker {
                 continue;
             }
             let path = entry.path();
-            // Symlinks are skipped with the rest: a claim would move the link, not the file.
             let meta = match fs::symlink_metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("stat", &path)(e)),
             };
-            if !meta.file_type().is_file() || !accept(&path) {
+            let link = meta.file_type().is_symlink();
+            if !(meta.file_type().is_file() || link) || !accept(&path) {
                 continue;
             }
-            // Taken after the stat, so a signature is never dated before the
-            // write that produced it.
+            // Taken after the stat, so a signature dated `now` is never dated
+            // before the write that produced it.
             let now = Instant::now();
             let signature = Signature {
                 len: meta.len(),
@@ -514,7 +691,7 @@ impl StabilityTracker {
             present.insert(path.clone());
             let fresh = || Seen {
                 signature,
-                since: now,
+                since: dated(now, changed_at(&meta), floor),
                 reported: false,
             };
             let seen = self.seen.entry(path.clone()).or_insert_with(fresh);
@@ -527,10 +704,15 @@ impl StabilityTracker {
                 now.duration_since(seen.since) >= self.settle
             };
             if !seen.reported && complete {
-                ready.push(path);
+                if link {
+                    links.push(path);
+                } else {
+                    ready.push(path);
+                }
             }
         }
         self.seen.retain(|path, _| present.contains(path));
+        self.scanned.insert(dir.to_path_buf(), scan_start);
         if !ready.is_empty() {
             if let Some(writing) = open_for_writing(&ready) {
                 ready.retain(|path| {
@@ -543,13 +725,67 @@ impl StabilityTracker {
             }
         }
         ready.sort();
-        for path in &ready {
+        links.sort();
+        for path in ready.iter().chain(&links) {
             if let Some(seen) = self.seen.get_mut(path) {
                 seen.reported = true;
             }
+        }
+        for path in &ready {
             tracing::debug!(path = %path.display(), "stable");
         }
+        for path in links {
+            // The link itself may have gone since the scan; then there is
+            // nothing to reject.
+            let Ok(target) = fs::read_link(&path) else {
+                continue;
+            };
+            let resolved = fs::canonicalize(&path).ok();
+            tracing::debug!(path = %path.display(), target = %target.display(), "symlink rejected");
+            self.rejected.push(Rejected {
+                path,
+                reason: RejectReason::Symlink { target, resolved },
+            });
+        }
         Ok(ready)
+    }
+
+    /// The entries that polls rejected since the last call, each once (and
+    /// again only if it changes).
+    pub fn take_rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
+    }
+
+    /// When the next entry not yet reported will have held still for the
+    /// settle time, if that is still ahead: a poll then reports it without
+    /// waiting for the next regular poll. `None` in sidecar mode (the clock
+    /// does not decide) and when nothing is settling.
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.sidecars {
+            return None;
+        }
+        let now = Instant::now();
+        self.seen
+            .values()
+            .filter(|s| !s.reported)
+            .map(|s| s.since + self.settle)
+            .filter(|&due| due > now)
+            .min()
+    }
+
+    /// How long to wait before the next poll: `interval`, or less when an
+    /// entry will have settled sooner ([`next_due`](Self::next_due)), but
+    /// at least a tenth of `interval`: a flood of files settling at
+    /// distinct instants costs at most ten scans per interval (each scan
+    /// lists the folder and may read every process's open files), and
+    /// reports whatever settled in between together.
+    pub fn next_poll(&self, interval: Duration) -> Duration {
+        self.next_due()
+            .map_or(interval, |due| {
+                due.saturating_duration_since(Instant::now())
+                    .max(interval / 10)
+            })
+            .min(interval)
     }
 }
 
