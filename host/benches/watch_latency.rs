@@ -20,6 +20,7 @@
 //! (the host finds the ffmpeg plugin beside its binary).
 
 use deliver::journal::{Journal, State};
+use deliver::schedule::{RootPolicy, Schedule};
 use deliver_watch::{JobId, WatchRoot};
 use std::fs;
 use std::io::Write;
@@ -183,9 +184,17 @@ fn journal_round(journal: &Journal, round: &str) -> Vec<f64> {
         .map(|i| JobId::parse(&format!("bench{round}-{i:04}")).unwrap())
         .collect();
     let mut per_job = vec![0.0; JOBS];
-    for (id, t) in ids.iter().zip(&mut per_job) {
+    // The scheduler's queue, as the host keeps it: two roots, weights 2:1.
+    let policy = |weight| RootPolicy {
+        priority: 0,
+        weight,
+        concurrency: 1,
+    };
+    let mut sched = Schedule::new(&[policy(2.0), policy(1.0)], None);
+    for (i, (id, t)) in ids.iter().zip(&mut per_job).enumerate() {
         let name = format!("{id}.toml");
         let start = Instant::now();
+        sched.push(i % 2, 0, id.clone());
         journal
             .claimed(
                 id,
@@ -202,13 +211,16 @@ fn journal_round(journal: &Journal, round: &str) -> Vec<f64> {
         "    unfinished() with {open} jobs queued (what recovery reads): {:.2} ms",
         ms(start.elapsed())
     );
-    for (id, t) in ids.iter().zip(&mut per_job) {
+    for t in per_job.iter_mut() {
         let start = Instant::now();
+        let started = sched.pop().expect("a queued job");
+        let id = &started.item;
         journal.transition(id, State::Running, None, None).unwrap();
         journal
             .transition(id, State::Finished, None, Some("pass"))
             .unwrap();
         journal.transition(id, State::Done, None, None).unwrap();
+        sched.done(started.root);
         *t += ms(start.elapsed());
     }
     per_job
@@ -231,7 +243,7 @@ fn folder_round(root: &WatchRoot, round: &str) -> Vec<f64> {
 }
 
 fn journal_overhead() {
-    println!("(b) journal overhead: {JOBS} jobs queued at once, each then run to done");
+    println!("(b) scheduler + journal overhead: {JOBS} jobs queued at once, each then run to done");
     let tmp = tempfile::tempdir().unwrap();
     let root = WatchRoot::open(tmp.path()).unwrap();
     let journal = Journal::open(&root).unwrap();
@@ -249,7 +261,7 @@ fn journal_overhead() {
         let [_, f_median, ..] = summary(&folders);
         let f_mean = folders.iter().sum::<f64>() / JOBS as f64;
         println!(
-            "    journal per job (claimed + 3 transitions): mean {mean:.3} ms, median {median:.3} ms, p99 {p99:.3} ms, max {max:.3} ms ({wall:.0} ms for {JOBS})"
+            "    scheduler + journal per job (queue push/pop/done, claimed + 3 transitions): mean {mean:.3} ms, median {median:.3} ms, p99 {p99:.3} ms, max {max:.3} ms ({wall:.0} ms for {JOBS})"
         );
         println!(
             "    peer, folder moves per job: mean {f_mean:.3} ms, median {f_median:.3} ms; ratio journal/folders = {:.2}",

@@ -17,11 +17,7 @@ use std::path::{Path, PathBuf};
 /// Quarantines one rejected entry of `incoming/` with its report; returns
 /// its folder in `failed/`, or `None` if it could not be moved there (the
 /// reason is logged).
-pub(crate) fn quarantine(
-    shared: &Shared,
-    reg: &Registry,
-    rejected: &Rejected,
-) -> Option<PathBuf> {
+pub(crate) fn quarantine(shared: &Shared, reg: &Registry, rejected: &Rejected) -> Option<PathBuf> {
     let started = report::now();
     let file = &rejected.path;
     let stem = file
@@ -46,13 +42,7 @@ pub(crate) fn quarantine(
     shared.journal_claimed(&id, file, &claimed, 0);
     let err = input_error(shared, rejected);
     tracing::warn!(job = %id, "{err}");
-    let report = jobs::error_report(
-        id.as_str(),
-        file,
-        reg,
-        &JobError::Input(err),
-        &started,
-    );
+    let report = jobs::error_report(id.as_str(), file, reg, &JobError::Input(err), &started);
     if let Err(e) = report::write(&report, &shared.root.job_dir(&id)) {
         tracing::error!(job = %id, "cannot write the report: {e}");
     }
