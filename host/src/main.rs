@@ -352,10 +352,13 @@ fn print_job(journal: &deliver::journal::Journal, id: &str, json: bool) -> Resul
         return Ok(false);
     };
     let history = journal.history(id)?;
+    let segments = journal.segments(id, None)?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"job": row, "transitions": history}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"job": row, "transitions": history, "segments": segments})
+            )?
         );
     } else {
         println!("{} ({}): {}", row.id, row.name, row.state.as_str());
@@ -366,6 +369,25 @@ fn print_job(journal: &deliver::journal::Journal, id: &str, json: bool) -> Resul
                 t.from.as_deref().unwrap_or("-"),
                 t.to,
                 t.detail.map(|d| format!("  ({d})")).unwrap_or_default()
+            );
+        }
+        if !segments.is_empty() {
+            println!("  segments recorded (resume point):");
+        }
+        for s in &segments {
+            println!(
+                "  {}  {} #{:<3} frames {}..{}  {} bytes{}",
+                s.at,
+                s.deliverable,
+                s.idx,
+                s.first_frame,
+                s.first_frame + s.frames,
+                s.bytes,
+                if s.encodes > 1 {
+                    format!("  (encoded {} times)", s.encodes)
+                } else {
+                    String::new()
+                }
             );
         }
     }

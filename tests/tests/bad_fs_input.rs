@@ -183,6 +183,11 @@ fn unreadable_manifest_and_media_fail_with_permission_denied_and_the_host_goes_o
 
     let (_, state, report) = host.wait_job("media", T);
     assert_eq!(state, "failed", "{report:#}");
+    // Found when the manifest is checked: an input error at the line and
+    // field that name the medium, not a render error later.
+    let e = input_error(&report);
+    assert_eq!(e["field"], "audio[0].clip[0].media", "{e}");
+    assert!(e["line"].as_u64().is_some(), "{e}");
     let text = errors(&report);
     assert!(
         text.contains(&secret.display().to_string()) && text.contains("Permission denied"),

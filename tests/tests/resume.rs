@@ -97,6 +97,23 @@ fn a_killed_host_resumes_from_its_recorded_segments() {
     for (a, b) in before.iter().zip(&after) {
         assert_eq!(a, b, "a recorded segment changed after the restart");
     }
+    // `deliver status` shows them too.
+    let out = deliver(&plugins)
+        .args(["status", "--json", "--job", &job])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["segments"].as_array().map(Vec::len),
+        Some(SEGMENTS as usize),
+        "{status:#}"
+    );
     // The log says which it reused, and encoded only the others.
     let want = format!("resuming: {n} of {SEGMENTS} segments were recorded before");
     assert!(log.contains(&want), "no `{want}` in the log:\n{log}");

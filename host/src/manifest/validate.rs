@@ -50,7 +50,7 @@ pub(crate) fn empty_manifest(file: &Path) -> InputError {
 /// Checks `raw` (parsed from `src`, read from `path`) against every rule of
 /// manifest v1 and builds the validated [`Manifest`]. Media paths are
 /// resolved and checked against `ctx.media_roots` here, so this touches the
-/// file system (metadata only).
+/// file system (metadata, and each medium is opened once to prove it readable).
 ///
 /// # Errors
 ///
@@ -1163,6 +1163,16 @@ impl Validator<'_> {
                         field,
                         format!("is not a regular file ({})", path.display()),
                         inside(),
+                    ));
+                }
+                // Readable now, or the job would fail later as a render
+                // error, far from the line that names the file.
+                if let Err(e) = std::fs::File::open(&path) {
+                    return Err(self.bad(
+                        m.span(),
+                        field,
+                        format!("cannot be read ({}: {e})", path.display()),
+                        "a media file this host's user can read",
                     ));
                 }
                 Ok(path)
