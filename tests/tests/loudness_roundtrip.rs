@@ -28,7 +28,15 @@ fn presets(dir: &Path) -> std::path::PathBuf {
     let d = dir.join("presets/rt");
     std::fs::create_dir_all(&d).unwrap();
     let write = |name: &str, head: &str| {
-        std::fs::write(d.join(name), format!("{head}{VIDEO_H264}")).unwrap();
+        let video = if name == "pcm.toml" {
+            // FFmpeg 5.1's MXF muxer writes no temporal offsets for H.264,
+            // so B-frames would leave the file's pictures with out-of-order
+            // timestamps (which video.timestamps rightly fails).
+            VIDEO_H264.replace("preset = \"veryfast\"", "preset = \"veryfast\"\nbframes = 0")
+        } else {
+            VIDEO_H264.to_owned()
+        };
+        std::fs::write(d.join(name), format!("{head}{video}")).unwrap();
     };
     write(
         "aac.toml",
