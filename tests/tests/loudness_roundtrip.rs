@@ -32,7 +32,10 @@ fn presets(dir: &Path) -> std::path::PathBuf {
             // FFmpeg 5.1's MXF muxer writes no temporal offsets for H.264,
             // so B-frames would leave the file's pictures with out-of-order
             // timestamps (which video.timestamps rightly fails).
-            VIDEO_H264.replace("preset = \"veryfast\"", "preset = \"veryfast\"\nbframes = 0")
+            VIDEO_H264.replace(
+                "preset = \"veryfast\"",
+                "preset = \"veryfast\"\nbframes = 0",
+            )
         } else {
             VIDEO_H264.to_owned()
         };
