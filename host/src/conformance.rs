@@ -1113,7 +1113,72 @@ impl Runner<'_> {
                 );
             }
         }
+        for &gh in &variants {
+            self.check_reopen(p, c, video, gh);
+        }
         self.encoder_errors(p, c, video, vt);
+    }
+
+    /// The host encodes long deliverables in segments, each by a fresh
+    /// encoder, and stitches them under the first one's stream params: two
+    /// encoders opened with the same settings must describe the same stream
+    /// (`segment_encoder` in `encode.rs` refuses the job otherwise).
+    fn check_reopen(&mut self, p: PluginRef, c: &CapabilityInfo, video: bool, gh: bool) {
+        let settings = if video {
+            let Some(fmt) = c.pix_fmts.iter().find_map(|f| pix::from_name(f)) else {
+                return;
+            };
+            self.video_settings(c, fmt, gh)
+        } else {
+            let (rate, ch) = AUDIO_LAYOUTS[0];
+            Self::audio_settings(c, rate, ch, gh)
+        };
+        let step = format!(
+            "reopen {} ({}){}",
+            c.name,
+            c.implementation,
+            if gh { ", global header" } else { "" }
+        );
+        let (a, b) = match (p.open_encoder(&settings), p.open_encoder(&settings)) {
+            (Ok((_, a)), Ok((_, b))) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                self.skip(step, format!("the settings do not open: {}", e.message));
+                return;
+            }
+        };
+        if a == b {
+            self.pass(
+                step,
+                format!(
+                    "the same settings give the same stream params ({} bytes of extradata), so segments can be stitched",
+                    a.extradata.len()
+                ),
+            );
+        } else {
+            let mut diff = Vec::new();
+            if a.extradata != b.extradata {
+                diff.push(format!(
+                    "extradata ({} and {} bytes)",
+                    a.extradata.len(),
+                    b.extradata.len()
+                ));
+            }
+            if (a.time_base, a.frame_size, a.initial_padding, a.bit_rate)
+                != (b.time_base, b.frame_size, b.initial_padding, b.bit_rate)
+            {
+                diff.push("time base, frame size, priming or bit rate".into());
+            }
+            if diff.is_empty() {
+                diff.push("other fields".into());
+            }
+            self.fail(
+                step,
+                format!(
+                    "two encoders with the same settings describe different streams ({}); the host stitches segments under the first one's params and refuses this",
+                    diff.join(", ")
+                ),
+            );
+        }
     }
 
     /// Receives until NEED_MORE (before the drain) or EOF (after it).
