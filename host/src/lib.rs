@@ -10,6 +10,7 @@
 
 pub mod capability;
 pub mod compare;
+pub mod conformance;
 pub mod deltae;
 pub mod encode;
 pub mod host;

@@ -127,7 +127,10 @@ enum Cmd {
         json: bool,
     },
     /// List loaded plugins, their capabilities and ABI version.
-    Plugins,
+    Plugins {
+        #[command(subcommand)]
+        cmd: Option<PluginsCmd>,
+    },
     /// List presets.
     Presets,
     /// Measure a media file's loudness (ITU-R BS.1770-4, EBU Tech 3341/3342):
@@ -160,6 +163,24 @@ enum Cmd {
         /// Where to make the watch root (default: a new temporary folder).
         #[arg(long)]
         root: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCmd {
+    /// Hold one plugin library to the ABI's contract: load it as the host
+    /// does, then encode, drain, mux, decode back and try the error paths
+    /// of everything it declares. Each step prints PASS, FAIL or SKIP with
+    /// a reason; the exit status is 1 if any step failed.
+    Check {
+        /// The plugin library (`.so`), loaded whatever its name.
+        library: PathBuf,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Frames per encode (video), or as many frames' worth of audio.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        frames: u32,
     },
 }
 
@@ -535,7 +556,26 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Plugins => {
+        Cmd::Plugins {
+            cmd:
+                Some(PluginsCmd::Check {
+                    library,
+                    json,
+                    frames,
+                }),
+        } => {
+            let opts = deliver::conformance::Options {
+                frames: *frames,
+                ..Default::default()
+            };
+            let ok = deliver::conformance::run(library, &opts, *json)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Plugins { cmd: None } => {
             let reg = registry(cli);
             println!("host plugin ABI {}.{}", abi::ABI_MAJOR, abi::ABI_MINOR);
             for l in &reg.plugins {

@@ -606,3 +606,49 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// What `deliver plugins check` said.
+pub struct CheckRun {
+    /// The exit code; `None` if a signal ended the process.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CheckRun {
+    /// The `--json` report (panics with the output if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("not a JSON report ({e}):\n{}\n{}", self.stdout, self.stderr)
+        })
+    }
+
+    /// The steps of a `--json` report with this outcome ("PASS", "FAIL", "SKIP").
+    pub fn steps(&self, outcome: &str) -> Vec<Value> {
+        self.json()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["outcome"] == outcome)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Runs `deliver plugins check <library>` after `args` (`--json`,
+/// `--frames N`).
+pub fn plugins_check(library: &Path, args: &[&str]) -> CheckRun {
+    let out = Command::new(deliver_bin())
+        .args(["plugins", "check"])
+        .args(args)
+        .arg(library)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running deliver plugins check");
+    CheckRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
