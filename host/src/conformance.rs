@@ -516,29 +516,6 @@ struct Runner<'a> {
     kept: Vec<Encoded>,
 }
 
-unsafe extern "C" fn check_log(level: u32, target: Str, message: Str) {
-    // SAFETY: the plugin passes strings valid for the call.
-    let target = unsafe { target.to_str() }.unwrap_or("plugin");
-    let message = unsafe { message.to_str() }.unwrap_or("<not UTF-8>");
-    match level {
-        1 => tracing::error!(plugin = target, "{message}"),
-        2 => tracing::warn!(plugin = target, "{message}"),
-        3 => tracing::info!(plugin = target, "{message}"),
-        4 => tracing::debug!(plugin = target, "{message}"),
-        _ => tracing::trace!(plugin = target, "{message}"),
-    }
-}
-
-/// The HostApi of the runner's second entry call (the host's own is private
-/// to `plugins`); the same version and a logger to the same subscriber.
-static CHECK_HOST_API: abi::HostApi = abi::HostApi {
-    abi_major: abi::ABI_MAJOR,
-    abi_minor: abi::ABI_MINOR,
-    struct_size: std::mem::size_of::<abi::HostApi>() as u32,
-    log: Some(check_log),
-    reserved: [0; 4],
-};
-
 /// Calls the entry point of an already loaded library a second time, as the
 /// watch host does when it rescans its plugin folders, and returns the raw
 /// descriptor for the checks the safe wrappers cannot make.
@@ -551,7 +528,8 @@ fn entry_again(library: &Path) -> Result<&'static abi::PluginDescriptor, String>
     let entry: libloading::Symbol<'static, abi::EntryFn> =
         unsafe { lib.get(abi::ENTRY_SYMBOL.as_bytes()) }.map_err(|e| format!("{e:?}"))?;
     // SAFETY: the documented protocol; a non-null descriptor lives for the process.
-    unsafe { entry(&CHECK_HOST_API).as_ref() }.ok_or_else(|| "it returned null".to_owned())
+    unsafe { entry(&crate::plugins::HOST_API).as_ref() }
+        .ok_or_else(|| "it returned null".to_owned())
 }
 
 /// The error message of a raw call, freed with the plugin's `free_string`.

@@ -76,7 +76,9 @@ unsafe extern "C" fn host_log(level: u32, target: Str, message: Str) {
     }
 }
 
-static HOST_API: abi::HostApi = abi::HostApi {
+/// What the host passes to every plugin's entry point (the conformance
+/// runner passes the same).
+pub(crate) static HOST_API: abi::HostApi = abi::HostApi {
     abi_major: abi::ABI_MAJOR,
     abi_minor: abi::ABI_MINOR,
     struct_size: std::mem::size_of::<abi::HostApi>() as u32,
