@@ -214,9 +214,11 @@ impl Encoder {
                     src.len()
                 ));
             }
-            if plane.cfg.width != cols || plane.cfg.height != rows {
+            // rav1e's planes are allocated to a multiple of 8 samples and
+            // padded by rav1e itself past the picture.
+            if plane.cfg.width < cols || plane.cfg.height < rows {
                 return Err(format!(
-                    "{what}: plane {i} is {cols}x{rows} but rav1e's is {}x{}",
+                    "{what}: plane {i} is {cols}x{rows} but rav1e's is only {}x{}",
                     plane.cfg.width, plane.cfg.height
                 ));
             }

@@ -11,12 +11,16 @@ const W: u32 = 64;
 const H: u32 = 48;
 
 fn settings(pix_fmt: u32, options: &str) -> EncoderSettings {
+    sized_settings(pix_fmt, options, (W, H))
+}
+
+fn sized_settings(pix_fmt: u32, options: &str, (w, h): (u32, u32)) -> EncoderSettings {
     EncoderSettings {
         media: abi::media::VIDEO,
         codec: "av1".into(),
         implementation: "rav1e".into(),
-        width: W,
-        height: H,
+        width: w,
+        height: h,
         pix_fmt,
         frame_rate: Rational::new(25, 1),
         time_base: Rational::new(1, 25),
@@ -29,6 +33,10 @@ fn settings(pix_fmt: u32, options: &str) -> EncoderSettings {
 
 /// A moving gradient in `pix_fmt`: planes and strides.
 fn picture(pix_fmt: u32, n: i64) -> Vec<(Vec<u8>, usize)> {
+    sized_picture(pix_fmt, n, (W, H))
+}
+
+fn sized_picture(pix_fmt: u32, n: i64, (pw, ph): (u32, u32)) -> Vec<(Vec<u8>, usize)> {
     let l = pix::layout(pix_fmt).unwrap();
     (0..l.planes)
         .map(|p| {
@@ -37,7 +45,8 @@ fn picture(pix_fmt: u32, n: i64) -> Vec<(Vec<u8>, usize)> {
             } else {
                 (l.chroma_shift_x, l.chroma_shift_y)
             };
-            let (w, h) = ((W >> sx) as usize, (H >> sy) as usize);
+            let w = (pw as usize).div_ceil(1 << sx);
+            let h = (ph as usize).div_ceil(1 << sy);
             // Padded rows, as a host's planes may have.
             let stride = w * l.bytes_per_sample + 16;
             let mut data = vec![0u8; stride * h];
@@ -58,13 +67,22 @@ fn picture(pix_fmt: u32, n: i64) -> Vec<(Vec<u8>, usize)> {
 }
 
 fn view<'a>(pix_fmt: u32, planes: &'a [(Vec<u8>, usize)], pts: i64) -> VideoView<'a> {
+    sized_view(pix_fmt, planes, pts, (W, H))
+}
+
+fn sized_view<'a>(
+    pix_fmt: u32,
+    planes: &'a [(Vec<u8>, usize)],
+    pts: i64,
+    (w, h): (u32, u32),
+) -> VideoView<'a> {
     let mut p: [(&[u8], usize); 4] = [(&[], 0); 4];
     for (i, (d, s)) in planes.iter().enumerate() {
         p[i] = (d.as_slice(), *s);
     }
     VideoView {
-        width: W,
-        height: H,
+        width: w,
+        height: h,
         pix_fmt,
         planes: p,
         n_planes: planes.len(),
@@ -78,6 +96,16 @@ fn view<'a>(pix_fmt: u32, planes: &'a [(Vec<u8>, usize)], pts: i64) -> VideoView
 /// Sends `n` frames (pts `first..`) draining as the host does, then
 /// flushes; returns the packets.
 fn encode(enc: &mut Encoder, pix_fmt: u32, first: i64, n: i64) -> Vec<OwnedPacket> {
+    sized_encode(enc, pix_fmt, first, n, (W, H))
+}
+
+fn sized_encode(
+    enc: &mut Encoder,
+    pix_fmt: u32,
+    first: i64,
+    n: i64,
+    size: (u32, u32),
+) -> Vec<OwnedPacket> {
     let mut out = Vec::new();
     let pull = |enc: &mut Encoder, out: &mut Vec<OwnedPacket>| loop {
         match enc.receive().unwrap() {
@@ -86,8 +114,8 @@ fn encode(enc: &mut Encoder, pix_fmt: u32, first: i64, n: i64) -> Vec<OwnedPacke
         }
     };
     for i in 0..n {
-        let planes = picture(pix_fmt, i);
-        enc.send_video(Some(&view(pix_fmt, &planes, first + i)))
+        let planes = sized_picture(pix_fmt, i, size);
+        enc.send_video(Some(&sized_view(pix_fmt, &planes, first + i, size)))
             .unwrap();
         assert_eq!(pull(enc, &mut out), status::NEED_MORE);
     }
@@ -318,6 +346,27 @@ fn encodes_8_bit_4_4_4_as_high() {
 #[test]
 fn encodes_10_bit_4_4_4_as_high() {
     encodes(pix::YUV444P10, "High", 1, 10, (0, 0));
+}
+
+/// Sizes that are not a multiple of rav1e's 8-sample allocation, and odd
+/// ones (4:2:0 chroma then covers the last luma column and row).
+#[test]
+fn sizes_off_the_8_sample_grid() {
+    for size in [(66, 38), (321, 181)] {
+        for fmt in [pix::YUV420P, pix::YUV420P10] {
+            let (mut enc, info) = Encoder::open(&sized_settings(fmt, "speed = 10", size)).unwrap();
+            assert_eq!((info.width, info.height), size);
+            let packets = sized_encode(&mut enc, fmt, 0, 3, size);
+            assert_eq!(packets.len(), 3);
+            let units = obus(&packets[0].data);
+            let seq = units
+                .iter()
+                .find(|(k, _)| *k == OBU_SEQUENCE_HEADER)
+                .unwrap();
+            let h = parse_sequence_header(seq.1);
+            assert_eq!((h.width, h.height), size);
+        }
+    }
 }
 
 #[test]
