@@ -1,7 +1,8 @@
 //! AV1 from the rav1e plugin, muxed by the ffmpeg plugin: each rav1e preset
 //! of the repository delivers a 2 s composition that FFmpeg's own tools
 //! (ffprobe, and a full decode with `ffmpeg -v error`) accept as what the
-//! preset promises; and `deliver plugins` lists the plugin beside ffmpeg.
+//! preset promises, whole or encoded in segments; and `deliver plugins`
+//! lists the plugin beside ffmpeg.
 //!
 //! The presets are not built into the host, so they are loaded from the
 //! repository's `presets/` with `--presets`. The canvas is 320×180 and the
@@ -124,6 +125,45 @@ fn av1_in_webm_with_opus() {
     assert_eq!(a["codec_name"], "opus");
     assert_eq!(a["sample_rate"], "48000");
     assert_eq!(a["channels"], 2);
+    let errors = decode_errors(&file);
+    assert!(errors.is_empty(), "ffmpeg: {errors}");
+}
+
+/// Segmented encoding (a watch root with `--segment-seconds`): each segment
+/// gets a fresh rav1e encoder, whose stream headers must equal the first
+/// one's for the segments to be stitched into one valid file.
+#[test]
+fn segments_of_rav1e_stitch_into_one_valid_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir_with_rav1e(tmp.path());
+    let presets = repo_presets();
+    let root = tmp.path().join("root");
+    let mut host = Host::start(
+        &root,
+        &plugins,
+        &[
+            "--segment-seconds",
+            "1",
+            "--presets",
+            presets.to_str().unwrap(),
+        ],
+    );
+    let manifest = pattern_manifest("seg", 320, 180, "3s", "web/av1-1080p-rav1e").replace(
+        "overrides = { video = { width = 320, height = 180 } }",
+        "overrides = { video = { width = 320, height = 180, options = { speed = 10 } } }",
+    );
+    host.drop_file("seg.toml", manifest.as_bytes());
+    let (folder, state, report) = host.wait_job("seg", std::time::Duration::from_secs(120));
+    assert_eq!(state, "done", "{report:#}");
+    check_report(&report);
+    assert!(
+        host.log().contains("encoding in 3 segments"),
+        "{}",
+        host.log()
+    );
+    let file = folder.join("seg_web.mp4");
+    let v = ffprobe(&file);
+    assert_eq!(stream(&v, "video")["nb_read_frames"], "75");
     let errors = decode_errors(&file);
     assert!(errors.is_empty(), "ffmpeg: {errors}");
 }
