@@ -5,7 +5,7 @@
 //! increases), so a packet's dts is its pts. Each frame's pts travels
 //! through rav1e as the frame's opaque value and comes back on its packet.
 
-use crate::color::sequence_colour;
+use crate::color::{sequence_colour, SequenceColour};
 use crate::options::{self, Options, RateControl};
 use deliver_plugin_api::abi::{self, media, pix, status};
 use deliver_plugin_api::plugin::{
@@ -80,8 +80,13 @@ fn status_text(s: EncoderStatus) -> String {
 }
 
 /// Builds rav1e's configuration from the host's settings and the options.
-fn config(cfg: &EncoderSettings, o: &Options, depth: usize, cs: ChromaSampling) -> PResult<Config> {
-    let colour = sequence_colour(cfg.color)?;
+fn config(
+    cfg: &EncoderSettings,
+    o: &Options,
+    depth: usize,
+    cs: ChromaSampling,
+    colour: &SequenceColour,
+) -> PResult<Config> {
     let mut enc = EncoderConfig {
         width: cfg.width as usize,
         height: cfg.height as usize,
@@ -301,8 +306,8 @@ impl plugin::Encoder for Encoder {
         }
         let name = pix::name(pix_fmt).unwrap_or("?");
         let o = options::parse(&cfg.options, name, cfg.bit_rate).map_err(|e| e.to_string())?;
-        let c = config(cfg, &o, depth, cs)?;
         let colour = sequence_colour(cfg.color)?;
+        let c = config(cfg, &o, depth, cs, &colour)?;
         let refused = |e| format!("rav1e refused the settings ({o}): {e}");
         let (ctx, extradata) = if depth == 8 {
             let ctx = c.new_context::<u8>().map_err(refused)?;
