@@ -59,6 +59,15 @@ pub fn plugin_dir(dir: &Path, extra: &[(&str, &str)]) -> PathBuf {
     pd
 }
 
+/// A plugin directory holding the ffmpeg plugin and the rav1e plugin
+/// (AV1 encoding), under the names the workspace build gives them.
+pub fn plugin_dir_with_rav1e(dir: &Path) -> PathBuf {
+    plugin_dir(
+        dir,
+        &[("deliver_plugin_rav1e", "libdeliver_plugin_rav1e.so")],
+    )
+}
+
 /// The text of a preset of the repository's library (`web/h264-720p`).
 pub fn builtin_preset(id: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
