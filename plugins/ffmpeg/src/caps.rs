@@ -97,8 +97,8 @@ const X264_OPTIONS: &[OptionSpec] = &[
         "closed_gop",
         Kind::Bool,
         Target::Switch {
-            on: ("flags", "+cgop"),
-            off: Some(("x264opts", "open-gop=1")),
+            on: &[("flags", "+cgop")],
+            off: &[("x264opts", "open-gop=1")],
         },
     ),
 ];
@@ -225,8 +225,8 @@ const MOV_OPTIONS: &[OptionSpec] = &[
         "faststart",
         Kind::Bool,
         Target::Switch {
-            on: ("movflags", "+faststart"),
-            off: None,
+            on: &[("movflags", "+faststart")],
+            off: &[],
         },
     ),
     OptionSpec::new("brand", Kind::Text, Target::Av("brand")),
