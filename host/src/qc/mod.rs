@@ -70,7 +70,8 @@ pub struct AudioExpect {
 pub struct Expect {
     /// FFmpeg codec name ("h264").
     pub codec: Option<String>,
-    /// As FFmpeg displays it ("High"); compared case-insensitively.
+    /// As the encoder option names it ("high", "main10", "dnxhr_hq") or as
+    /// FFmpeg displays it ("High"): compared without case and punctuation.
     pub profile: Option<String>,
     /// The highest level, as FFmpeg numbers it (H.264: 40 = 4.0).
     pub level: Option<i32>,
