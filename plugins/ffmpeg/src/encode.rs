@@ -169,6 +169,15 @@ fn h264_profile(extradata: &[u8]) -> Option<c_int> {
     Some(profile)
 }
 
+/// A log line without libav*'s `[libx265 @ 0x55d…] ` prefix, whose address
+/// means nothing in a report.
+fn without_context(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((ctx, rest)) if ctx.contains(" @ 0x") => rest,
+        _ => line,
+    }
+}
+
 /// At most this many of an encoder's error lines go into a refusal.
 const MAX_LOGGED_LINES: usize = 4;
 
@@ -516,17 +525,18 @@ impl plugin::Encoder for Encoder {
             (r, dict)
         };
         let logged = crate::ffmpeg_log::capture_end();
+        // One line, for reports and logs.
         let shown = if cfg.options.trim().is_empty() {
-            "none"
+            "none".to_owned()
         } else {
-            cfg.options.trim()
+            cfg.options.trim().lines().collect::<Vec<_>>().join("; ")
         };
         if r < 0 {
             clear_last_error();
             let errors: Vec<String> = logged
                 .iter()
                 .filter(|(lvl, _)| *lvl <= ffi::AV_LOG_ERROR)
-                .map(|(_, l)| l.clone())
+                .map(|(_, l)| without_context(l).to_owned())
                 .collect();
             let (w, h) = (cfg.width, cfg.height);
             let fmt = pix::name(cfg.pix_fmt).unwrap_or("?");
@@ -553,7 +563,8 @@ impl plugin::Encoder for Encoder {
                 drain_open(raw, true);
             }
             return Err(format!(
-                "{imp} did not take the settings as given (options: {shown}): {line}"
+                "{imp} did not take the settings as given (options: {shown}): {}",
+                without_context(line)
             ));
         }
         let unused: Vec<String> = leftover.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -857,7 +868,20 @@ impl plugin::Encoder for Encoder {
 
 #[cfg(test)]
 mod tests {
-    use super::{h264_profile, summarize};
+    use super::{h264_profile, summarize, without_context};
+
+    #[test]
+    fn log_lines_lose_their_context_address() {
+        assert_eq!(
+            without_context("[libx265 @ 0x7f43d4001d40] Unknown option: bogus."),
+            "Unknown option: bogus."
+        );
+        assert_eq!(
+            without_context("x265 [error]: main profile"),
+            "x265 [error]: main profile"
+        );
+        assert_eq!(without_context("[a] b"), "[a] b");
+    }
 
     #[test]
     fn refusals_keep_a_few_lines() {
