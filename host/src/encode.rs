@@ -156,6 +156,29 @@ pub fn plan(
         }
         None => None,
     };
+    // What the chosen encoder declares it takes, checked now so that the
+    // error names the preset's field rather than coming from the encoder.
+    let cap = &video.capability;
+    let who = format!(
+        "video encoder {} ({})",
+        cap.implementation,
+        video.plugin.name()
+    );
+    if !cap.pix_fmts.is_empty() && !cap.pix_fmts.contains(&v.pix_fmt) {
+        return Err(err(format!(
+            "video.pix_fmt `{}`: the {who} does not take it here; it takes {}",
+            v.pix_fmt,
+            cap.pix_fmts.join(", ")
+        )));
+    }
+    if let Some(profile) = &v.profile {
+        if !cap.profiles.is_empty() && !cap.profiles.contains(profile) {
+            return Err(err(format!(
+                "video.profile `{profile}`: the {who} does not offer it; it offers {}",
+                cap.profiles.join(", ")
+            )));
+        }
+    }
     let muxer = find(reg, cap::MUX, &preset.container, None, "container").map_err(err)?;
     let stream_decoder = find(
         reg,
@@ -208,9 +231,45 @@ pub fn plan(
 }
 
 /// Whether a container carries codec headers out of band (so encoders must
-/// not repeat them in the stream).
+/// not repeat them in the stream). MXF does not: its muxer reads the
+/// sequence header from the MPEG-2 stream itself.
 fn wants_global_header(container: &str) -> bool {
-    matches!(container, "mp4" | "mov" | "matroska")
+    matches!(container, "mp4" | "mov" | "matroska" | "webm")
+}
+
+/// The reference picture at a decoder's higher bit depth, where the
+/// decoder gives the same layout at more bits than were encoded: FFmpeg
+/// decodes ProRes 4444 at 12 bits whatever depth the encoder was given.
+/// Samples are scaled by 2^(decoded − encoded) bits, as swscale widens
+/// them, so the measurement is in the decoder's units. `None` when no
+/// widening applies.
+fn widen_to(y: &Yuv, decoded: u32) -> Option<Yuv> {
+    let (from, to) = (pix::layout(y.pix_fmt)?, pix::layout(decoded)?);
+    let same_layout = from.planes == to.planes
+        && (from.chroma_shift_x, from.chroma_shift_y) == (to.chroma_shift_x, to.chroma_shift_y)
+        && from.bytes_per_sample == 2
+        && to.bytes_per_sample == 2;
+    if y.pix_fmt == decoded || !same_layout || to.bit_depth <= from.bit_depth {
+        return None;
+    }
+    let shift = to.bit_depth - from.bit_depth;
+    let planes = y
+        .planes
+        .iter()
+        .map(|p| {
+            p.chunks_exact(2)
+                .flat_map(|s| (u16::from_le_bytes([s[0], s[1]]) << shift).to_le_bytes())
+                .collect()
+        })
+        .collect();
+    Some(Yuv {
+        width: y.width,
+        height: y.height,
+        pix_fmt: decoded,
+        planes,
+        strides: y.strides.clone(),
+        color: y.color,
+    })
 }
 
 /// The audio encoder's settings for a plan, if it has audio.
@@ -432,7 +491,14 @@ fn validate_stream(
                         .ok_or("the decoder returned more pictures than were encoded")?;
                     out.hashes.push(hash_view(&v));
                     let (d, l) = picture_of_view(&v)?;
-                    let y = &r.yuv;
+                    let widened;
+                    let y = match widen_to(&r.yuv, v.pix_fmt) {
+                        Some(w) => {
+                            widened = w;
+                            &widened
+                        }
+                        None => &*r.yuv,
+                    };
                     if v.width != y.width || v.height != y.height || v.pix_fmt != y.pix_fmt {
                         return Err(format!(
                             "decoded picture is {}x{} ({}), encoded {}x{} ({})",
@@ -545,6 +611,17 @@ fn video_settings(p: &Plan, m: &Manifest) -> EncoderSettings {
     }
 }
 
+/// The muxer's options: the preset's, with its `video.fourcc` as the
+/// `video_tag` option (unless the preset sets that itself).
+fn container_options(p: &Preset) -> toml::Table {
+    let mut t = p.container_options.clone();
+    if let Some(f) = &p.video.fourcc {
+        t.entry("video_tag")
+            .or_insert_with(|| toml::Value::String(f.clone()));
+    }
+    t
+}
+
 fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
     let global_header = wants_global_header(&p.preset.container);
     let vset = video_settings(p, m);
@@ -567,7 +644,7 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
         .open_muxer(
             &partial.to_string_lossy(),
             &p.preset.container,
-            &options_toml(&p.preset.container_options),
+            &options_toml(&container_options(&p.preset)),
         )
         .map_err(|e| e.to_string())?;
     let vidx = mux.add_stream(&vparams).map_err(|e| e.to_string())?;
@@ -1404,6 +1481,7 @@ fn verify_file(
     let analysis = analyzer.finish();
     let probe = qc::probe(&info, frames);
     let (mut checks, thumbnails) = qc::spec_checks(&analysis, &probe, &expectations(p, m), &pre.qc);
+    checks.extend(qc::codec_tag_check(path, &pre.qc));
     silent_by_design(p, &mut checks);
     report.checks.extend(checks);
     report.thumbnails = thumbnails;
@@ -1507,4 +1585,52 @@ fn verify_file(
         });
     report.probe = Some(probe);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deeper_decode_gets_a_widened_reference() {
+        let mut y = Yuv::new(4, 2, pix::YUV444P10, abi::ColorTags::UNSPECIFIED);
+        for p in &mut y.planes {
+            for (i, s) in p.chunks_exact_mut(2).enumerate() {
+                s.copy_from_slice(&(i as u16 * 100 + 64).to_le_bytes());
+            }
+        }
+        let w = widen_to(&y, pix::YUV444P12).expect("10 → 12 bits, same layout");
+        assert_eq!(w.pix_fmt, pix::YUV444P12);
+        assert_eq!(w.strides, y.strides);
+        let sample = |p: &[u8], i: usize| u16::from_le_bytes([p[2 * i], p[2 * i + 1]]);
+        assert_eq!(sample(&w.planes[0], 3), (3 * 100 + 64) << 2);
+        assert_eq!(sample(&w.planes[2], 7), (7 * 100 + 64) << 2);
+        // Same format, another layout, or fewer bits: measured as they are.
+        assert!(widen_to(&y, pix::YUV444P10).is_none());
+        assert!(widen_to(&y, pix::YUV422P12).is_none());
+        let y12 = w;
+        assert!(widen_to(&y12, pix::YUV444P10).is_none());
+    }
+
+    #[test]
+    fn the_fourcc_reaches_the_muxer_unless_the_preset_tags_it_itself() {
+        let lib = crate::preset::PresetLibrary::builtin();
+        let p = lib
+            .resolve("master/prores-422-hq", &toml::Table::new())
+            .unwrap();
+        assert_eq!(container_options(&p)["video_tag"].as_str(), Some("apch"));
+        let own: toml::Table = toml::from_str("container_options.video_tag = \"apcn\"").unwrap();
+        let p = lib.resolve("master/prores-422-hq", &own).unwrap();
+        assert_eq!(container_options(&p)["video_tag"].as_str(), Some("apcn"));
+        let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
+        assert!(!container_options(&p).contains_key("video_tag"));
+    }
+
+    #[test]
+    fn global_headers_where_the_container_keeps_them() {
+        for c in ["mp4", "mov", "matroska", "webm"] {
+            assert!(wants_global_header(c), "{c}");
+        }
+        assert!(!wants_global_header("mxf"));
+    }
 }

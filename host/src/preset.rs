@@ -31,7 +31,7 @@
 //!
 //! ```toml
 //! description = "Web 1080p"     # optional
-//! container = "mp4"             # required: "mp4" or "mov"
+//! container = "mp4"             # required: "mp4", "mov", "mxf" (OP1a), "matroska" or "webm"
 //! extension = "mp4"             # optional, default: the container
 //! [container_options]           # optional, passed to the muxer plugin
 //! faststart = true
@@ -40,6 +40,9 @@
 //! encoder = "libx264"           # optional: a plugin or implementation name; default: best ranked
 //! profile = "high"              # optional
 //! pix_fmt = "yuv420p"           # required
+//! fourcc = "hvc1"               # optional, MOV/MP4 only: the video sample entry's
+//!                               # type, given to the muxer (as its `video_tag`
+//!                               # option) and checked in the delivered file
 //! width = 1920                  # optional, with height; default: the canvas size
 //! height = 1080
 //! primaries = "bt709"           # optional, default "bt709" (the only one in v1)
@@ -83,7 +86,7 @@ pub struct Preset {
     /// The file it came from; `builtin:web/h264-1080p.toml` for embedded ones.
     pub file: PathBuf,
     pub description: String,
-    /// "mp4" or "mov".
+    /// "mp4", "mov", "mxf", "matroska" or "webm".
     pub container: String,
     /// File extension without the dot.
     pub extension: String,
@@ -105,6 +108,8 @@ pub struct VideoSpec {
     pub encoder: Option<String>,
     pub profile: Option<String>,
     pub pix_fmt: String,
+    /// The video sample entry's fourcc in a MOV/MP4 file (`apch`, `hvc1`).
+    pub fourcc: Option<String>,
     /// `None`: the canvas size. Both or neither are set.
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -185,6 +190,7 @@ struct RawVideo {
     encoder: Option<String>,
     profile: Option<String>,
     pix_fmt: Option<String>,
+    fourcc: Option<String>,
     width: Option<i64>,
     height: Option<i64>,
     primaries: Option<String>,
@@ -261,16 +267,104 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../presets/loudness/streaming-14.toml"),
     ),
     (
+        "master/dnxhd-120-1080p25",
+        include_str!("../../presets/master/dnxhd-120-1080p25.toml"),
+    ),
+    (
+        "master/dnxhd-185x-1080p25",
+        include_str!("../../presets/master/dnxhd-185x-1080p25.toml"),
+    ),
+    (
+        "master/dnxhr-444",
+        include_str!("../../presets/master/dnxhr-444.toml"),
+    ),
+    (
+        "master/dnxhr-hq-mxf",
+        include_str!("../../presets/master/dnxhr-hq-mxf.toml"),
+    ),
+    (
+        "master/dnxhr-hq",
+        include_str!("../../presets/master/dnxhr-hq.toml"),
+    ),
+    (
+        "master/dnxhr-hqx",
+        include_str!("../../presets/master/dnxhr-hqx.toml"),
+    ),
+    (
+        "master/dnxhr-lb",
+        include_str!("../../presets/master/dnxhr-lb.toml"),
+    ),
+    (
+        "master/dnxhr-sq",
+        include_str!("../../presets/master/dnxhr-sq.toml"),
+    ),
+    (
+        "master/prores-422-hq",
+        include_str!("../../presets/master/prores-422-hq.toml"),
+    ),
+    (
+        "master/prores-422-lt",
+        include_str!("../../presets/master/prores-422-lt.toml"),
+    ),
+    (
+        "master/prores-422-proxy",
+        include_str!("../../presets/master/prores-422-proxy.toml"),
+    ),
+    (
+        "master/prores-422",
+        include_str!("../../presets/master/prores-422.toml"),
+    ),
+    (
+        "master/prores-4444-xq",
+        include_str!("../../presets/master/prores-4444-xq.toml"),
+    ),
+    (
+        "master/prores-4444",
+        include_str!("../../presets/master/prores-4444.toml"),
+    ),
+    (
+        "broadcast/atsc-h264-1080",
+        include_str!("../../presets/broadcast/atsc-h264-1080.toml"),
+    ),
+    (
+        "broadcast/xdcam-hd422-1080p25",
+        include_str!("../../presets/broadcast/xdcam-hd422-1080p25.toml"),
+    ),
+    (
+        "web/av1-1080p-svt",
+        include_str!("../../presets/web/av1-1080p-svt.toml"),
+    ),
+    (
+        "web/av1-1080p-webm",
+        include_str!("../../presets/web/av1-1080p-webm.toml"),
+    ),
+    (
+        "web/av1-2160p-10bit",
+        include_str!("../../presets/web/av1-2160p-10bit.toml"),
+    ),
+    (
         "web/h264-1080p",
         include_str!("../../presets/web/h264-1080p.toml"),
+    ),
+    (
+        "web/h264-720p-streaming",
+        include_str!("../../presets/web/h264-720p-streaming.toml"),
     ),
     (
         "web/h264-720p",
         include_str!("../../presets/web/h264-720p.toml"),
     ),
     (
-        "web/h264-720p-streaming",
-        include_str!("../../presets/web/h264-720p-streaming.toml"),
+        "web/h265-1080p-mov",
+        include_str!("../../presets/web/h265-1080p-mov.toml"),
+    ),
+    (
+        "web/h265-1080p",
+        include_str!("../../presets/web/h265-1080p.toml"),
+    ),
+    (
+        "web/h265-2160p-main10",
+        include_str!("../../presets/web/h265-2160p-main10.toml"),
     ),
 ];
 
@@ -759,9 +853,12 @@ impl Checker<'_> {
     }
 
     fn preset(&self, raw: RawPreset) -> Checked<Preset> {
-        const CONTAINERS: &str = "\"mp4\", \"mov\", \"mxf\" or \"matroska\"";
+        const CONTAINERS: &str = "\"mp4\", \"mov\", \"mxf\", \"matroska\" or \"webm\"";
         let container = self.required(&raw.container, &["container"], CONTAINERS)?;
-        if !matches!(container.as_str(), "mp4" | "mov" | "mxf" | "matroska") {
+        if !matches!(
+            container.as_str(),
+            "mp4" | "mov" | "mxf" | "matroska" | "webm"
+        ) {
             return Err(self.bad(&["container"], "is not a supported container", CONTAINERS));
         }
         let extension = match &raw.extension {
@@ -775,6 +872,13 @@ impl Checker<'_> {
             None => container.clone(),
         };
         let video = self.video(self.required(&raw.video, &["video"], "a [video] table")?)?;
+        if video.fourcc.is_some() && !matches!(container.as_str(), "mp4" | "mov") {
+            return Err(self.bad(
+                &["video", "fourcc"],
+                format!("cannot be set in a {container} file"),
+                "no fourcc, or a container of \"mov\" or \"mp4\" (where sample entries have one)",
+            ));
+        }
         let audio = raw.audio.as_ref().map(|a| self.audio(a)).transpose()?;
         let l = self.required(
             &raw.loudness,
@@ -828,7 +932,7 @@ impl Checker<'_> {
             &["qc"],
             "a [qc] table with min_psnr_y, min_ssim_y and max_duration_error_s",
         )?;
-        let qc = crate::qc::QcProfile::from_table(q).map_err(|e| {
+        let mut qc = crate::qc::QcProfile::from_table(q).map_err(|e| {
             let path: Vec<&str> = e.path.iter().map(String::as_str).collect();
             if e.value == "missing" {
                 self.missing(&path, e.expected.clone())
@@ -847,6 +951,7 @@ impl Checker<'_> {
                 self.bad(&path, "is not accepted", e.expected.clone())
             }
         })?;
+        qc.codec_tag = video.fourcc.clone();
         Ok(Preset {
             id: self.source.id.clone(),
             file: self.source.file.clone(),
@@ -924,6 +1029,19 @@ impl Checker<'_> {
                 pix_expected,
             ));
         }
+        let fourcc = match &v.fourcc {
+            Some(f) if f.len() == 4 && f.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                Some(f.clone())
+            }
+            Some(_) => {
+                return Err(self.bad(
+                    &["video", "fourcc"],
+                    "is not a fourcc",
+                    "four ASCII letters or digits, such as \"hvc1\" or \"apch\"",
+                ))
+            }
+            None => None,
+        };
         let dimension = |n: i64, key: &str| -> Checked<u32> {
             let expected = "an even integer from 16 to 8192";
             let n = self.int(n, &["video", key], 16..=8192, expected)?;
@@ -981,6 +1099,7 @@ impl Checker<'_> {
             encoder,
             profile,
             pix_fmt: pix_fmt.clone(),
+            fourcc,
             width,
             height,
             colour,
@@ -1088,10 +1207,10 @@ mod tests {
     #[test]
     fn builtins_are_valid_and_as_specified() {
         let lib = PresetLibrary::builtin();
-        assert_eq!(
-            lib.ids(),
-            ["web/h264-1080p", "web/h264-720p", "web/h264-720p-streaming"]
-        );
+        assert_eq!(lib.ids().len(), 25);
+        for group in ["master/", "broadcast/", "web/"] {
+            assert!(lib.ids().iter().any(|i| i.starts_with(group)), "{group}");
+        }
         assert_eq!(
             lib.profiles(),
             [
@@ -1148,6 +1267,71 @@ mod tests {
             p.video.options,
             table("crf = 20\npreset = \"fast\"\nprofile = \"high\"")
         );
+    }
+
+    #[test]
+    fn a_fourcc_is_checked_and_becomes_the_qc_codec_tag() {
+        let lib = PresetLibrary::builtin();
+        let p = lib.resolve("web/h265-1080p", &toml::Table::new()).unwrap();
+        assert_eq!(p.video.fourcc.as_deref(), Some("hvc1"));
+        assert_eq!(p.qc.codec_tag.as_deref(), Some("hvc1"));
+        let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
+        assert_eq!((p.video.fourcc, p.qc.codec_tag), (None, None));
+
+        let e = lib
+            .resolve("web/h265-1080p", &table("video.fourcc = \"hvc\""))
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("video.fourcc"), "{e}");
+        assert!(
+            e.to_string().contains("four ASCII letters or digits"),
+            "{e}"
+        );
+        // MXF and Matroska name codecs by other means.
+        let e = lib
+            .resolve("master/dnxhr-hq-mxf", &table("video.fourcc = \"AVdh\""))
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("video.fourcc"), "{e}");
+        assert!(e.to_string().contains("cannot be set in a mxf file"), "{e}");
+    }
+
+    #[test]
+    fn the_library_covers_masters_broadcast_and_web() {
+        let lib = PresetLibrary::builtin();
+        let get = |id: &str| lib.resolve(id, &toml::Table::new()).unwrap();
+        let p = get("master/prores-4444-xq");
+        assert_eq!(
+            (
+                p.container.as_str(),
+                p.video.codec.as_str(),
+                p.video.profile.as_deref()
+            ),
+            ("mov", "prores", Some("4444xq"))
+        );
+        assert_eq!(p.video.pix_fmt, "yuv444p10le");
+        let a = p.audio.unwrap();
+        assert_eq!(
+            (a.codec.as_str(), a.sample_rate, a.channels),
+            ("pcm_s24le", 48000, 2)
+        );
+        assert_eq!(p.qc.audio.bit_depth, Some(24));
+        let p = get("broadcast/xdcam-hd422-1080p25");
+        assert_eq!(
+            (p.container.as_str(), p.video.bit_rate),
+            ("mxf", Some(50_000_000))
+        );
+        assert_eq!(p.loudness.target_lufs, -23.0);
+        let p = get("broadcast/atsc-h264-1080");
+        assert_eq!(
+            (p.loudness.target_lufs, p.loudness.true_peak_dbtp),
+            (-24.0, -2.0)
+        );
+        let p = get("web/av1-1080p-webm");
+        assert_eq!(
+            (p.container.as_str(), p.extension.as_str()),
+            ("webm", "webm")
+        );
+        assert_eq!(p.video.encoder.as_deref(), Some("libsvtav1"));
+        assert_eq!(p.audio.unwrap().codec, "opus");
     }
 
     #[test]
@@ -1261,15 +1445,11 @@ mod tests {
         );
         write(dir.path(), "notes.txt", "not a preset");
         let lib = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap();
-        assert_eq!(
-            lib.ids(),
-            [
-                "master/h264-hq",
-                "web/h264-1080p",
-                "web/h264-720p",
-                "web/h264-720p-streaming"
-            ]
-        );
+        let builtin = PresetLibrary::builtin().ids();
+        // One added, one replaced, none lost.
+        assert_eq!(lib.ids().len(), builtin.len() + 1);
+        assert!(lib.ids().contains(&"master/h264-hq".to_owned()));
+        assert!(builtin.iter().all(|id| lib.ids().contains(id)));
         let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
         assert_eq!(p.video.options["crf"].as_integer(), Some(23));
         assert_eq!(p.file, dir.path().join("web/h264-1080p.toml"));
@@ -1304,7 +1484,7 @@ mod tests {
         std::fs::write(&path, BUILTIN_1080P.replace("[qc]", "[qc]\nmin_vmaf = 90")).unwrap();
         let e = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap_err();
         let text = e.to_string();
-        assert_eq!((e.line, e.column), (Some(41), Some(1)), "{text}");
+        assert_eq!((e.line, e.column), (Some(44), Some(1)), "{text}");
         assert_eq!(e.field.as_deref(), Some("qc.min_vmaf"), "{text}");
         assert!(text.contains("unknown field `min_vmaf`"), "{text}");
         assert!(
@@ -1315,14 +1495,14 @@ mod tests {
         // Syntax error.
         std::fs::write(&path, BUILTIN_1080P.replace("crf = 20", "crf = = 20")).unwrap();
         let e = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap_err();
-        assert_eq!((e.line, e.column), (Some(23), Some(7)), "{e}");
+        assert_eq!((e.line, e.column), (Some(26), Some(7)), "{e}");
         assert_eq!(e.field.as_deref(), Some("video.options.crf"), "{e}");
 
         // Missing field, pointing at its table.
         std::fs::write(&path, BUILTIN_1080P.replace("tolerance_lu = 0.5", "")).unwrap();
         let e = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("loudness.tolerance_lu"), "{e}");
-        assert_eq!(e.line, Some(33), "{e}"); // [loudness]
+        assert_eq!(e.line, Some(36), "{e}"); // [loudness]
 
         // Bad id.
         std::fs::remove_file(&path).unwrap();

@@ -44,6 +44,48 @@ fn same_rate(a: Rational, b: Rational) -> bool {
         && i64::from(a.num) * i64::from(b.den) == i64::from(b.num) * i64::from(a.den)
 }
 
+/// A profile name reduced to lowercase letters and digits: presets write
+/// profiles as encoders take them (`main10`, `dnxhr_hq`, `422`), FFmpeg
+/// displays them for people (`Main 10`, `DNXHR HQ`, `4:2:2`).
+fn profile_key(s: &str) -> String {
+    s.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Encoder profile names whose FFmpeg display name differs by more than
+/// case and punctuation: (codec, as presets write it, as FFmpeg shows it).
+const PROFILE_ALIASES: &[(&str, &str, &str)] = &[
+    // prores_ks `4444xq`; FFmpeg's ProRes profile names call it "XQ".
+    ("prores", "4444xq", "XQ"),
+    // x264's `baseline` is Constrained Baseline, which FFmpeg names so.
+    ("h264", "baseline", "Constrained Baseline"),
+    ("h264", "high444", "High 4:4:4 Predictive"),
+];
+
+/// Whether the file's profile (FFmpeg's name) is the promised one.
+fn profile_matches(codec: Option<&str>, promised: &str, found: &str) -> bool {
+    let found = profile_key(found);
+    profile_key(promised) == found
+        || PROFILE_ALIASES.iter().any(|(c, p, f)| {
+            codec.is_none_or(|codec| codec == *c)
+                && profile_key(p) == profile_key(promised)
+                && profile_key(f) == found
+        })
+}
+
+/// The pixel format FFmpeg's decoder gives for a promised encoder input
+/// format, where it differs: the ProRes decoder reads the bit depth from
+/// the profile, and decodes 4444 and 4444 XQ at 12 bits whatever the
+/// encoder was given (proresdec2.c: `ap4h`/`ap4x` → 12-bit output).
+fn decodes_as(codec: Option<&str>, promised: &str) -> Option<&'static str> {
+    match (codec?, promised) {
+        ("prores", "yuv444p10le") => Some("yuv444p12le"),
+        _ => None,
+    }
+}
+
 struct Builder<'a> {
     q: &'a QcProfile,
     clock: Clock,
@@ -119,10 +161,12 @@ pub fn spec_checks(
             "video.profile",
             None,
             err,
-            "codec profile",
+            "codec profile, as FFmpeg names it",
             &p.video_profile,
-            format!("= {profile} (case-insensitive)"),
-            p.video_profile.eq_ignore_ascii_case(profile),
+            format!(
+                "= {profile} (as the encoder option names it; case, spaces and punctuation aside)"
+            ),
+            profile_matches(e.codec.as_deref(), profile, &p.video_profile),
             &[],
         );
     }
@@ -139,14 +183,18 @@ pub fn spec_checks(
         );
     }
     if let Some(pix) = &e.pix_fmt {
+        let decoded_as = decodes_as(e.codec.as_deref(), pix);
         b.push(
             "video.pix_fmt",
             None,
             err,
             "pixel format",
             &p.pix_fmt,
-            format!("= {pix}"),
-            &p.pix_fmt == pix,
+            match decoded_as {
+                Some(d) => format!("= {pix} (which FFmpeg decodes as {d})"),
+                None => format!("= {pix}"),
+            },
+            &p.pix_fmt == pix || decoded_as == Some(p.pix_fmt.as_str()),
             &[],
         );
     }
@@ -487,4 +535,55 @@ pub fn spec_checks(
         })
         .collect();
     (b.checks, thumbnails)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_match_as_encoders_and_ffmpeg_name_them() {
+        for (codec, promised, found) in [
+            ("h264", "high", "High"),
+            ("h264", "high10", "High 10"),
+            ("h264", "high422", "High 4:2:2"),
+            ("h264", "baseline", "Constrained Baseline"),
+            ("hevc", "main10", "Main 10"),
+            ("mpeg2video", "422", "4:2:2"),
+            ("dnxhd", "dnxhr_hqx", "DNXHR HQX"),
+            ("dnxhd", "dnxhd", "DNXHD"),
+            ("prores", "4444xq", "XQ"),
+            ("prores", "lt", "LT"),
+            ("av1", "main", "Main"),
+        ] {
+            assert!(
+                profile_matches(Some(codec), promised, found),
+                "{codec} {promised} vs {found}"
+            );
+        }
+        for (codec, promised, found) in [
+            ("h264", "high", "High 10"),
+            ("hevc", "main", "Main 10"),
+            ("prores", "4444", "XQ"),
+            ("dnxhd", "dnxhr_hq", "DNXHR HQX"),
+            // An alias holds for its codec only.
+            ("hevc", "4444xq", "XQ"),
+        ] {
+            assert!(
+                !profile_matches(Some(codec), promised, found),
+                "{codec} {promised} vs {found}"
+            );
+        }
+    }
+
+    #[test]
+    fn prores_4444_is_held_to_the_format_ffmpeg_decodes_it_as() {
+        assert_eq!(
+            decodes_as(Some("prores"), "yuv444p10le"),
+            Some("yuv444p12le")
+        );
+        assert_eq!(decodes_as(Some("prores"), "yuv422p10le"), None);
+        assert_eq!(decodes_as(Some("dnxhd"), "yuv444p10le"), None);
+        assert_eq!(decodes_as(None, "yuv444p10le"), None);
+    }
 }

@@ -22,6 +22,7 @@
 mod analyzer;
 mod checks;
 mod profile;
+pub mod sample_entry;
 pub mod timecode;
 
 pub use analyzer::{Analysis, Analyzer, AudioStats, FrameThumb, LevelStats, Span, THUMB_WIDTH};
@@ -69,7 +70,8 @@ pub struct AudioExpect {
 pub struct Expect {
     /// FFmpeg codec name ("h264").
     pub codec: Option<String>,
-    /// As FFmpeg displays it ("High"); compared case-insensitively.
+    /// As the encoder option names it ("high", "main10", "dnxhr_hq") or as
+    /// FFmpeg displays it ("High"): compared without case and punctuation.
     pub profile: Option<String>,
     /// The highest level, as FFmpeg numbers it (H.264: 40 = 4.0).
     pub level: Option<i32>,
@@ -141,6 +143,30 @@ pub fn probe(info: &abi::MediaInfo, frames: u64) -> Probe {
     }
 }
 
+/// The fourcc check of a QuickTime/MP4 file: its video sample entry is the
+/// profile's `codec_tag` (the preset's `video.fourcc`). `None` when the
+/// profile names none.
+pub fn codec_tag_check(path: &Path, profile: &QcProfile) -> Option<Check> {
+    let want = profile.codec_tag.as_deref()?;
+    let (value, pass) = match sample_entry::video_fourcc(path) {
+        Ok(tag) => {
+            let pass = tag == want;
+            (serde_json::Value::from(tag), pass)
+        }
+        Err(e) => (serde_json::Value::from(format!("none: {e}")), false),
+    };
+    Some(
+        Check::new(
+            "video.codec_tag",
+            "fourcc of the video sample entry (QuickTime/MP4 `stsd`; ffprobe's codec_tag_string)",
+            value,
+            format!("= {want}"),
+            pass,
+        )
+        .severity(profile.severity_of("video.codec_tag", crate::report::Severity::Error)),
+    )
+}
+
 /// Decodes `path` with `decoder` (native pixel format, native audio layout
 /// and rate, so a missing or silent channel shows), analyses every frame and
 /// runs the spec checks.
@@ -179,7 +205,8 @@ pub fn check_file(
     }
     let analysis = analyzer.finish();
     let probe = probe(&info, frames);
-    let (checks, thumbnails) = spec_checks(&analysis, &probe, expect, profile);
+    let (mut checks, thumbnails) = spec_checks(&analysis, &probe, expect, profile);
+    checks.extend(codec_tag_check(path, profile));
     Ok(FileQc {
         probe,
         checks,

@@ -174,6 +174,10 @@ pub struct QcProfile {
     pub audio: AudioQcSpec,
     /// Severity per check id, over the defaults and the sub-tables.
     pub severity: BTreeMap<String, Severity>,
+    /// The fourcc the video sample entry of a QuickTime/MP4 file must have
+    /// (`apch`, `hvc1`). Not a `[qc]` key: it is the preset's
+    /// `video.fourcc`, which also tells the muxer.
+    pub codec_tag: Option<String>,
 }
 
 impl Default for QcProfile {
@@ -230,6 +234,7 @@ impl Default for QcProfile {
                 severity: Severity::Error,
             },
             severity: BTreeMap::new(),
+            codec_tag: None,
         }
     }
 }
@@ -240,6 +245,7 @@ pub const CHECK_IDS: &[&str] = &[
     "video.profile",
     "video.level",
     "video.pix_fmt",
+    "video.codec_tag",
     "video.resolution",
     "video.frame_rate",
     "video.scan",
@@ -636,6 +642,7 @@ impl QcProfile {
             timecode,
             audio,
             severity,
+            codec_tag: None,
         })
     }
 

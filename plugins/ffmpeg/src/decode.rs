@@ -5,7 +5,7 @@
 use crate::convert::{AudioOut, VideoOut};
 use crate::ffi_util::{
     abi_rational, av_code, av_err, av_extradata, codec_name, cstr, find_decoder, name, pix_from_av,
-    pix_name, profile_name, rescale, to_us, Layout,
+    pix_name, profile_id, profile_name, prores_tag, rescale, to_us, Layout,
 };
 use crate::ffmpeg_log::clear_last_error;
 use deliver_plugin_api::abi::{self, media, status};
@@ -176,6 +176,35 @@ fn field_order(f: ffi::AVFieldOrder) -> u32 {
         AV_FIELD_TT | AV_FIELD_BB | AV_FIELD_TB | AV_FIELD_BT => 2,
         _ => 0,
     }
+}
+
+/// Scan type from a DNxHD/DNxHR frame header: byte 5, bit 1 is set for
+/// interlaced pictures, as FFmpeg's dnxhddec reads it. `None` if the packet
+/// does not start with a header prefix FFmpeg accepts (dnxhddata.h: DNxHD
+/// `00 00 02 80 01`/`02`, DNxHR `00 00 <data offset> 03`; byte 5 aside).
+fn dnxhd_scan(frame: &[u8]) -> Option<u32> {
+    let h = frame.get(..6)?;
+    let offset = u16::from_be_bytes([h[2], h[3]]);
+    let dnxhd = h[..4] == [0x00, 0x00, 0x02, 0x80] && matches!(h[4], 0x01 | 0x02);
+    let dnxhr =
+        h[..2] == [0, 0] && h[4] == 0x03 && (0x0280..=0x2170).contains(&offset) && offset % 4 == 0;
+    if !dnxhd && !dnxhr {
+        return None;
+    }
+    Some(if h[5] & 2 != 0 { 2 } else { 1 })
+}
+
+/// The scan type of a DNxHD stream, from its first packet: QuickTime files
+/// do not say it (movenc writes no `fiel` box for DNxHD, leaving it to the
+/// frame headers), so the container's field order is unknown.
+fn dnxhd_file_scan(path: &str, index: usize) -> Option<u32> {
+    let mut input = format::input(&path).ok()?;
+    for (st, pkt) in input.packets().take(64) {
+        if st.index() == index {
+            return dnxhd_scan(pkt.data()?);
+        }
+    }
+    None
 }
 
 impl FileDecoder {
@@ -430,6 +459,11 @@ impl plugin::FileDecoder for FileDecoder {
         if let Some(i) = vbest {
             let st = input.stream(i).expect("index from best()");
             Self::describe_video(&st, &mut info);
+            // SAFETY: codecpar is always allocated for an open input's stream.
+            let id = unsafe { (*(*st.as_ptr()).codecpar).codec_id };
+            if info.field_order == 0 && id == ffi::AVCodecID::AV_CODEC_ID_DNXHD {
+                info.field_order = dnxhd_file_scan(path, i).unwrap_or(0);
+            }
             if cfg.want & media::VIDEO != 0 {
                 let (dec, tb) = Self::open_track(path, &st, cfg.threads)?;
                 video = Some(VideoTrack {
@@ -683,6 +717,15 @@ impl plugin::StreamDecoder for StreamDecoder {
             if tb.num > 0 && tb.den > 0 {
                 (*raw).pkt_timebase = tb;
             }
+            let id = (*codec).id;
+            if let Some(profile) = profile_id(id, &params.profile) {
+                (*raw).profile = profile;
+                // What a demuxer would give the decoder: ProRes decodes at
+                // the depth its fourcc names.
+                if id == ffi::AVCodecID::AV_CODEC_ID_PRORES {
+                    (*raw).codec_tag = prores_tag(profile).unwrap_or(0);
+                }
+            }
             if m == media::VIDEO {
                 (*raw).width = params.width as c_int;
                 (*raw).height = params.height as c_int;
@@ -785,5 +828,20 @@ impl plugin::StreamDecoder for StreamDecoder {
             }
             Err(s) => Err(s),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dnxhd_headers_tell_the_scan() {
+        use super::dnxhd_scan;
+        assert_eq!(dnxhd_scan(&[0, 0, 2, 0x80, 1, 0x00, 0x38]), Some(1));
+        assert_eq!(dnxhd_scan(&[0, 0, 2, 0x80, 1, 0x03, 0x38]), Some(2));
+        // DNxHR: a data offset, then 03.
+        assert_eq!(dnxhd_scan(&[0, 0, 2, 0x80, 3, 0x00, 0x38]), Some(1));
+        assert_eq!(dnxhd_scan(&[0, 0, 2, 0x82, 3, 0x00, 0x38]), None);
+        assert_eq!(dnxhd_scan(&[0, 0, 1, 0xb3, 0, 0]), None);
+        assert_eq!(dnxhd_scan(&[0, 0, 2]), None);
     }
 }

@@ -34,6 +34,9 @@ struct VideoIn {
     av_fmt: ffi::AVPixelFormat,
     layout: pix::Layout,
     time_base: abi::Rational,
+    /// Tagged on every frame too: some encoders (prores_ks) write the
+    /// frame's tags into the bitstream, not the context's.
+    color: crate::ffi_util::AvColor,
 }
 
 struct AudioIn {
@@ -63,6 +66,83 @@ pub struct Encoder {
     pending: VecDeque<ffmpeg_next::Frame>,
     eof_requested: bool,
     eof_sent: bool,
+    /// The encoder said it has given its last packet.
+    finished: bool,
+    /// A picture or samples were sent.
+    fed: bool,
+    /// See [`EncoderEntry::drain_before_close`].
+    drain_before_close: bool,
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        if self.drain_before_close && !self.finished {
+            // SAFETY: our open context, freed after this by `enc`'s drop.
+            drain_open(unsafe { self.enc.as_mut_ptr() }, !self.fed);
+        }
+    }
+}
+
+/// Ends an open encoder's stream and takes (and drops) what it still
+/// holds, so that it can be freed (see
+/// [`EncoderEntry::drain_before_close`]): otherwise a job that drops an
+/// SVT-AV1 encoder after an error would hang in `avcodec_free_context`.
+/// With `prime`, one blank picture goes first, since SVT-AV1 1.4 never
+/// answers the end of a stream that had none.
+fn drain_open(raw: *mut ffi::AVCodecContext, prime: bool) {
+    // SAFETY: `raw` is a context we own; a null frame is the drain request;
+    // the packet and frame are ours and freed below.
+    unsafe {
+        if raw.is_null() || ffi::avcodec_is_open(raw) == 0 {
+            return;
+        }
+        if prime {
+            let mut f = ffi::av_frame_alloc();
+            if !f.is_null() {
+                (*f).format = (*raw).pix_fmt as c_int;
+                (*f).width = (*raw).width;
+                (*f).height = (*raw).height;
+                (*f).pts = 0;
+                if ffi::av_frame_get_buffer(f, 0) >= 0 {
+                    let lines: [isize; 4] = std::array::from_fn(|i| (*f).linesize[i] as isize);
+                    let _ = ffi::av_image_fill_black(
+                        (*f).data.as_mut_ptr(),
+                        lines.as_ptr(),
+                        (*raw).pix_fmt,
+                        (*raw).color_range,
+                        (*raw).width,
+                        (*raw).height,
+                    );
+                    let _ = ffi::avcodec_send_frame(raw, f);
+                }
+                ffi::av_frame_free(&mut f);
+            }
+        }
+        let mut pkt = ffi::av_packet_alloc();
+        if pkt.is_null() {
+            return;
+        }
+        let again = ffi::AVERROR(ffi::EAGAIN);
+        let mut sent = false;
+        // Bounded: an encoder holds at most its look-ahead.
+        for _ in 0..100_000 {
+            if !sent {
+                let r = ffi::avcodec_send_frame(raw, std::ptr::null());
+                if r >= 0 || r == ffi::AVERROR_EOF {
+                    sent = true;
+                } else if r != again {
+                    break;
+                }
+            }
+            let r = ffi::avcodec_receive_packet(raw, pkt);
+            if r >= 0 {
+                ffi::av_packet_unref(pkt);
+            } else if r != again || sent {
+                break;
+            }
+        }
+        ffi::av_packet_free(&mut pkt);
+    }
 }
 
 /// The H.264 profile an SPS declares, as FFmpeg numbers profiles, from
@@ -87,6 +167,36 @@ fn h264_profile(extradata: &[u8]) -> Option<c_int> {
         profile |= ffi::FF_PROFILE_H264_INTRA;
     }
     Some(profile)
+}
+
+/// A log line without libav*'s `[libx265 @ 0x55d…] ` prefix, whose address
+/// means nothing in a report.
+fn without_context(line: &str) -> &str {
+    match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((ctx, rest)) if ctx.contains(" @ 0x") => rest,
+        _ => line,
+    }
+}
+
+/// At most this many of an encoder's error lines go into a refusal.
+const MAX_LOGGED_LINES: usize = 4;
+
+/// An encoder's error lines for a message: the first few, and a count of
+/// the rest.
+fn summarize(lines: &[String]) -> String {
+    let mut out = lines
+        .iter()
+        .take(MAX_LOGGED_LINES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if lines.len() > MAX_LOGGED_LINES {
+        out.push_str(&format!(
+            " (and {} more lines)",
+            lines.len() - MAX_LOGGED_LINES
+        ));
+    }
+    out
 }
 
 fn new_frame() -> Result<ffmpeg_next::Frame, String> {
@@ -139,11 +249,7 @@ impl Encoder {
                     entry.pix_fmts.join(", ")
                 )
             })?;
-        let profile_key = entry.options.iter().find_map(|o| match o.target {
-            options::Target::Av(name) if o.key == "profile" => Some(name),
-            _ => None,
-        });
-        if let Some(profile) = profile_key.and_then(|k| settings.get(k)) {
+        if let Some(profile) = settings.written("profile") {
             if let Some((_, fmts)) = entry.profile_pix_fmts.iter().find(|(p, _)| *p == profile) {
                 if !fmts.contains(&fmt_name) {
                     return Err(format!(
@@ -215,6 +321,7 @@ impl Encoder {
             av_fmt,
             layout,
             time_base: cfg.time_base,
+            color,
         })
     }
 
@@ -296,6 +403,7 @@ impl Encoder {
             match self.enc.send_frame(f) {
                 Ok(()) => {
                     self.pending.pop_front();
+                    self.fed = true;
                     progressed = true;
                 }
                 Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
@@ -417,16 +525,33 @@ impl plugin::Encoder for Encoder {
             (r, dict)
         };
         let logged = crate::ffmpeg_log::capture_end();
+        // One line, for reports and logs.
         let shown = if cfg.options.trim().is_empty() {
-            "none"
+            "none".to_owned()
         } else {
-            cfg.options.trim()
+            cfg.options.trim().lines().collect::<Vec<_>>().join("; ")
         };
         if r < 0 {
-            return Err(format!(
-                "{imp} refused the settings (options: {shown}): {}",
-                av_code(r)
-            ));
+            clear_last_error();
+            let errors: Vec<String> = logged
+                .iter()
+                .filter(|(lvl, _)| *lvl <= ffi::AV_LOG_ERROR)
+                .map(|(_, l)| without_context(l).to_owned())
+                .collect();
+            let (w, h) = (cfg.width, cfg.height);
+            let fmt = pix::name(cfg.pix_fmt).unwrap_or("?");
+            let said = entry
+                .explain
+                .and_then(|f| f(&errors, w, h, fmt))
+                .unwrap_or_else(|| summarize(&errors));
+            let code = ffmpeg_next::Error::from(r);
+            return Err(if said.is_empty() {
+                format!("{imp} refused the settings (options: {shown}): {code}")
+            } else {
+                format!(
+                    "{imp} refused the settings (options: {shown}): {code}; FFmpeg said: {said}"
+                )
+            });
         }
         // An encoder that opened but logged an error, or a warning that means
         // a setting was dropped, would encode something the preset did not
@@ -434,12 +559,19 @@ impl plugin::Encoder for Encoder {
         if let Some((_, line)) = logged.iter().find(|(lvl, line)| {
             *lvl <= ffi::AV_LOG_ERROR || entry.fatal_warnings.iter().any(|w| line.contains(w))
         }) {
+            if entry.drain_before_close {
+                drain_open(raw, true);
+            }
             return Err(format!(
-                "{imp} did not take the settings as given (options: {shown}): {line}"
+                "{imp} did not take the settings as given (options: {shown}): {}",
+                without_context(line)
             ));
         }
         let unused: Vec<String> = leftover.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if !unused.is_empty() {
+            if entry.drain_before_close {
+                drain_open(raw, true);
+            }
             return Err(format!(
                 "this FFmpeg build's {imp} does not know the setting(s) {}",
                 unused.join(", ")
@@ -453,6 +585,18 @@ impl plugin::Encoder for Encoder {
         let mut profile = c.profile;
         if profile == ffi::FF_PROFILE_UNKNOWN && c.codec_id == ffi::AVCodecID::AV_CODEC_ID_H264 {
             profile = h264_profile(&extradata).unwrap_or(profile);
+        }
+        if profile == ffi::FF_PROFILE_UNKNOWN {
+            // Encoders with a private `profile` option leave the context's
+            // unknown; the muxer needs it (MOV picks ProRes and DNxHR
+            // sample entries by it).
+            if let Some(asked) = settings.written("profile") {
+                profile = entry
+                    .profile_ids
+                    .iter()
+                    .find(|(name, _)| *name == asked)
+                    .map_or(profile, |(_, id)| *id);
+            }
         }
         let mut info = StreamInfo {
             media: cfg.media,
@@ -536,6 +680,9 @@ impl plugin::Encoder for Encoder {
                 pending: VecDeque::new(),
                 eof_requested: false,
                 eof_sent: false,
+                finished: false,
+                fed: false,
+                drain_before_close: entry.drain_before_close,
             },
             info,
         ))
@@ -608,6 +755,10 @@ impl plugin::Encoder for Encoder {
         } else {
             v.pts
         };
+        dst.color_primaries = vin.color.primaries;
+        dst.color_trc = vin.color.transfer;
+        dst.colorspace = vin.color.matrix;
+        dst.color_range = vin.color.range;
         dst.pict_type = if v.key {
             ffi::AVPictureType::AV_PICTURE_TYPE_I
         } else {
@@ -705,7 +856,10 @@ impl plugin::Encoder for Encoder {
                         ));
                     }
                 }
-                Err(ffmpeg_next::Error::Eof) => return Ok(Err(status::EOF)),
+                Err(ffmpeg_next::Error::Eof) => {
+                    self.finished = true;
+                    return Ok(Err(status::EOF));
+                }
                 Err(e) => return Err(format!("{}: {}", self.what, crate::ffi_util::av_err(e))),
             }
         }
@@ -714,7 +868,31 @@ impl plugin::Encoder for Encoder {
 
 #[cfg(test)]
 mod tests {
-    use super::h264_profile;
+    use super::{h264_profile, summarize, without_context};
+
+    #[test]
+    fn log_lines_lose_their_context_address() {
+        assert_eq!(
+            without_context("[libx265 @ 0x7f43d4001d40] Unknown option: bogus."),
+            "Unknown option: bogus."
+        );
+        assert_eq!(
+            without_context("x265 [error]: main profile"),
+            "x265 [error]: main profile"
+        );
+        assert_eq!(without_context("[a] b"), "[a] b");
+    }
+
+    #[test]
+    fn refusals_keep_a_few_lines() {
+        let lines: Vec<String> = (1..=6).map(|i| format!("line {i}")).collect();
+        assert_eq!(
+            summarize(&lines),
+            "line 1; line 2; line 3; line 4 (and 2 more lines)"
+        );
+        assert_eq!(summarize(&lines[..1]), "line 1");
+        assert_eq!(summarize(&[]), "");
+    }
 
     #[test]
     fn reads_profile_from_annex_b_and_avcc() {
@@ -725,5 +903,176 @@ mod tests {
             Some(66 | ffmpeg_next::ffi::FF_PROFILE_H264_CONSTRAINED)
         );
         assert_eq!(h264_profile(&[0, 0, 1, 0x68, 1, 2]), None);
+    }
+}
+
+/// The new encoders, opened for real: their refusals must name what to fix.
+#[cfg(test)]
+mod open_tests {
+    use super::Encoder;
+    use deliver_plugin_api::abi::{self, media, pix};
+    use deliver_plugin_api::plugin::{Encoder as _, EncoderSettings};
+
+    fn video(codec: &str, imp: &str, pix_fmt: u32, options: &str) -> EncoderSettings {
+        EncoderSettings {
+            media: media::VIDEO,
+            codec: codec.into(),
+            implementation: imp.into(),
+            width: 640,
+            height: 360,
+            pix_fmt,
+            frame_rate: abi::Rational::new(25, 1),
+            time_base: abi::Rational::new(1, 25),
+            color: abi::ColorTags::BT709_LIMITED,
+            global_header: true,
+            options: options.into(),
+            ..EncoderSettings::default()
+        }
+    }
+
+    fn refusal(s: &EncoderSettings) -> String {
+        match Encoder::open(s) {
+            Ok(_) => panic!("{} opened with {:?}", s.implementation, s.options),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn prores_streams_carry_the_asked_profile() {
+        for (p, fmt, name) in [
+            ("proxy", pix::YUV422P10, "Proxy"),
+            ("hq", pix::YUV422P10, "HQ"),
+            ("4444xq", pix::YUV444P10, "XQ"),
+        ] {
+            let (_, info) = Encoder::open(&video(
+                "prores",
+                "prores_ks",
+                fmt,
+                &format!("profile = \"{p}\""),
+            ))
+            .unwrap();
+            assert_eq!(
+                (info.codec.as_str(), info.profile.as_str()),
+                ("prores", name)
+            );
+        }
+        let e = refusal(&video(
+            "prores",
+            "prores_ks",
+            pix::YUV444P10,
+            "profile = \"hq\"",
+        ));
+        assert!(
+            e.contains("`hq` cannot carry yuv444p10le; it takes: yuv422p10le"),
+            "{e}"
+        );
+        let e = refusal(&video("prores", "prores_ks", pix::YUV420P, ""));
+        assert!(e.contains("accepted: yuv422p10le, yuv444p10le"), "{e}");
+    }
+
+    #[test]
+    fn dnxhd_names_the_bit_rate_classes_it_would_take() {
+        let mut s = video("dnxhd", "dnxhd", pix::YUV422P, "profile = \"dnxhd\"");
+        (s.width, s.height, s.bit_rate) = (1920, 1080, 100_000_000);
+        let e = refusal(&s);
+        assert!(e.contains("dnxhd refused the settings"), "{e}");
+        assert!(
+            e.contains("1920x1080 progressive yuv422p") && e.contains("120Mbps"),
+            "{e}"
+        );
+        s.bit_rate = 120_000_000;
+        let (_, info) = Encoder::open(&s).unwrap();
+        assert_eq!(info.profile, "DNXHD");
+        let mut s = video("dnxhd", "dnxhd", pix::YUV422P10, "profile = \"dnxhr_hqx\"");
+        (s.width, s.height) = (1920, 1080);
+        assert_eq!(Encoder::open(&s).unwrap().1.profile, "DNXHR HQX");
+        let e = refusal(&video(
+            "dnxhd",
+            "dnxhd",
+            pix::YUV422P,
+            "profile = \"dnxhr_444\"",
+        ));
+        assert!(e.contains("`dnxhr_444` cannot carry yuv422p"), "{e}");
+    }
+
+    #[test]
+    fn mpeg2_422_long_gop_opens_and_reports_its_profile() {
+        let mut s = video(
+            "mpeg2video",
+            "mpeg2video",
+            pix::YUV422P,
+            "profile = \"422\"\ngop = 12\nbframes = 2\nclosed_gop = true\n\
+             min_rate = 50000000\nmax_rate = 50000000\nbuffer_size = 36408333",
+        );
+        s.bit_rate = 50_000_000;
+        let (_, info) = Encoder::open(&s).unwrap();
+        assert_eq!(info.profile, "4:2:2");
+        let e = refusal(&video(
+            "mpeg2video",
+            "mpeg2video",
+            pix::YUV422P,
+            "profile = \"main\"",
+        ));
+        assert!(e.contains("`main` cannot carry yuv422p"), "{e}");
+    }
+
+    #[test]
+    fn x265_profiles_and_parameters_are_held_to() {
+        let s = video(
+            "hevc",
+            "libx265",
+            pix::YUV420P10,
+            "profile = \"main10\"\npreset = \"ultrafast\"\nx265_params = \"log-level=error\"",
+        );
+        assert_eq!(Encoder::open(&s).unwrap().1.profile, "Main 10");
+        let e = refusal(&video(
+            "hevc",
+            "libx265",
+            pix::YUV420P10,
+            "profile = \"main\"",
+        ));
+        assert!(e.contains("`main` cannot carry yuv420p10le"), "{e}");
+        // x265 only warns about a parameter it does not know; refused here.
+        let e = refusal(&video(
+            "hevc",
+            "libx265",
+            pix::YUV420P,
+            "preset = \"ultrafast\"\nx265_params = \"no-such-thing=1:log-level=error\"",
+        ));
+        assert!(
+            e.contains("did not take the settings") && e.contains("no-such-thing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn svtav1_opens_at_8_and_10_bits_and_refuses_bad_parameters() {
+        for fmt in [pix::YUV420P, pix::YUV420P10] {
+            let (_, info) = Encoder::open(&video(
+                "av1",
+                "libsvtav1",
+                fmt,
+                "preset = 12\ncrf = 40\nprofile = \"main\"\nclosed_gop = true",
+            ))
+            .unwrap();
+            assert_eq!(
+                (info.codec.as_str(), info.profile.as_str()),
+                ("av1", "Main")
+            );
+            // The sequence header, for MP4's av1C and WebM's CodecPrivate.
+            assert!(!info.extradata.is_empty());
+        }
+        let e = refusal(&video(
+            "av1",
+            "libsvtav1",
+            pix::YUV420P,
+            "preset = 12\nsvtav1_params = \"no-such-thing=1\"",
+        ));
+        assert!(
+            e.contains("did not take the settings") && e.contains("no-such-thing"),
+            "{e}"
+        );
+        let e = refusal(&video("av1", "libsvtav1", pix::YUV422P10, ""));
+        assert!(e.contains("accepted: yuv420p, yuv420p10le"), "{e}");
     }
 }

@@ -255,6 +255,54 @@ pub(crate) fn profile_name(id: ffi::AVCodecID, profile: c_int) -> String {
     cstr(unsafe { ffi::avcodec_profile_name(id, profile) })
 }
 
+/// FFmpeg's number for a profile of a codec, by the name it displays
+/// ("HQ" for ProRes), as [`profile_name`] gives it.
+pub(crate) fn profile_id(id: ffi::AVCodecID, name: &str) -> Option<c_int> {
+    if name.is_empty() {
+        return None;
+    }
+    // SAFETY: descriptors are static; their profile lists end with
+    // FF_PROFILE_UNKNOWN.
+    unsafe {
+        let desc = ffi::avcodec_descriptor_get(id);
+        if desc.is_null() || (*desc).profiles.is_null() {
+            return None;
+        }
+        let mut p = (*desc).profiles;
+        while (*p).profile != ffi::FF_PROFILE_UNKNOWN {
+            if !(*p).name.is_null() && cstr((*p).name) == name {
+                return Some((*p).profile);
+            }
+            p = p.add(1);
+        }
+    }
+    None
+}
+
+/// A fourcc as FFmpeg stores it (MKTAG: first character in the low byte).
+pub(crate) fn fourcc(t: &str) -> u32 {
+    t.bytes()
+        .take(4)
+        .enumerate()
+        .fold(0, |acc, (i, b)| acc | u32::from(b) << (8 * i))
+}
+
+/// Apple's fourcc for a ProRes profile (`apco` … `ap4x`). FFmpeg's ProRes
+/// decoder reads the profile, and the depth it decodes at (10 bits for
+/// 4:2:2, 12 for 4444), from this tag, so a stream decoder is given it too.
+pub(crate) fn prores_tag(profile: c_int) -> Option<u32> {
+    let tag = match profile {
+        ffi::FF_PROFILE_PRORES_PROXY => "apco",
+        ffi::FF_PROFILE_PRORES_LT => "apcs",
+        ffi::FF_PROFILE_PRORES_STANDARD => "apcn",
+        ffi::FF_PROFILE_PRORES_HQ => "apch",
+        ffi::FF_PROFILE_PRORES_4444 => "ap4h",
+        ffi::FF_PROFILE_PRORES_XQ => "ap4x",
+        _ => return None,
+    };
+    Some(fourcc(tag))
+}
+
 /// An `AVChannelLayout` that is uninitialised on drop (custom layouts own a map).
 pub(crate) struct Layout(pub ffi::AVChannelLayout);
 
@@ -357,4 +405,43 @@ pub(crate) fn to_us(ts: i64, tb: ffi::AVRational) -> i64 {
             den: 1_000_000,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fourcc_is_little_endian_like_mktag() {
+        assert_eq!(fourcc("apch"), u32::from_le_bytes(*b"apch"));
+    }
+
+    #[test]
+    fn prores_profiles_have_apples_fourccs() {
+        let tags: Vec<u32> = (0..6).filter_map(prores_tag).collect();
+        let want: Vec<u32> = ["apco", "apcs", "apcn", "apch", "ap4h", "ap4x"]
+            .iter()
+            .map(|t| fourcc(t))
+            .collect();
+        assert_eq!(tags, want);
+        assert_eq!(prores_tag(ffi::FF_PROFILE_UNKNOWN), None);
+    }
+
+    #[test]
+    fn profile_names_and_numbers_round_trip() {
+        use ffi::AVCodecID::*;
+        for (id, n) in [
+            (AV_CODEC_ID_PRORES, ffi::FF_PROFILE_PRORES_XQ),
+            (AV_CODEC_ID_DNXHD, ffi::FF_PROFILE_DNXHR_HQX),
+            (AV_CODEC_ID_MPEG2VIDEO, ffi::FF_PROFILE_MPEG2_422),
+            (AV_CODEC_ID_HEVC, ffi::FF_PROFILE_HEVC_MAIN_10),
+            (AV_CODEC_ID_AV1, ffi::FF_PROFILE_AV1_MAIN),
+        ] {
+            let name = profile_name(id, n);
+            assert!(!name.is_empty(), "{id:?} {n}");
+            assert_eq!(profile_id(id, &name), Some(n), "{name}");
+        }
+        assert_eq!(profile_id(AV_CODEC_ID_PRORES, "Ultra"), None);
+        assert_eq!(profile_id(AV_CODEC_ID_PRORES, ""), None);
+    }
 }

@@ -1,6 +1,9 @@
 //! The `ffmpeg` codec plugin for `deliver`: decodes anything libavformat can
-//! read, encodes H.264 (libx264) and AAC (FFmpeg's native encoder), and writes
-//! MP4 and MOV, all through the versioned plugin ABI of `deliver-plugin-api`.
+//! read; encodes H.264 (libx264), H.265 (libx265), ProRes (prores_ks),
+//! DNxHD/DNxHR (dnxhd), MPEG-2 (mpeg2video), AV1 (libsvtav1), AAC, Opus and
+//! PCM; and writes MP4, MOV, MXF (OP1a), Matroska and WebM, all through the
+//! versioned plugin ABI of `deliver-plugin-api`. What it offers is probed
+//! against the FFmpeg build it runs on.
 //!
 //! The host loads the `cdylib` and calls its one entry point; tests and tools
 //! can do the same through the `rlib`:
@@ -20,8 +23,8 @@
 //! ```
 //!
 //! What is offered is declared in [`caps`] as data: adding an encoder that
-//! FFmpeg already wraps (libx265, prores_ks, dnxhd, libsvtav1) is one table
-//! entry with its option schema, not new code.
+//! FFmpeg already wraps is one table entry with its profiles, pixel formats,
+//! profile rules and option schema, not new code.
 
 pub mod caps;
 mod convert;
@@ -45,7 +48,7 @@ impl Plugin for FfmpegPlugin {
     const NAME: &'static str = "ffmpeg";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
-        "FFmpeg libraries: decode anything libavformat reads, encode H.264 (libx264) and AAC, mux MP4/MOV";
+        "FFmpeg libraries: decode anything libavformat reads; encode H.264, H.265, ProRes, DNxHD/HR, MPEG-2, AV1 (SVT-AV1), AAC, Opus, PCM; mux MP4/MOV/MXF/Matroska/WebM";
     type FileDecoder = FileDecoder;
     type StreamDecoder = StreamDecoder;
     type Encoder = Encoder;

@@ -1,9 +1,9 @@
 //! Writing MP4, MOV, MXF and Matroska through libavformat.
 
-use crate::caps::{mux_options, CONTAINERS};
+use crate::caps::{mux_options, CONTAINERS, VIDEO_TAG_OPTION};
 use crate::ffi_util::{
-    av_code, av_color, av_err, av_extradata, av_rational, codec_id_by_name, codec_name,
-    is_positive, pix_to_av, Layout,
+    av_code, av_color, av_err, av_extradata, av_rational, codec_id_by_name, codec_name, fourcc,
+    is_positive, pix_to_av, profile_id, prores_tag, Layout,
 };
 use crate::ffmpeg_log::clear_last_error;
 use crate::options::{self, AvSettings};
@@ -25,6 +25,8 @@ pub struct Muxer {
     container: String,
     out: format::context::Output,
     settings: AvSettings,
+    /// The video sample entry's fourcc asked for (`video_tag`).
+    video_tag: Option<String>,
     streams: Vec<MuxStream>,
     header: bool,
     finished: bool,
@@ -47,12 +49,13 @@ impl plugin::Muxer for Muxer {
                 CONTAINERS.join(", ")
             ));
         }
-        let settings = options::parse(
+        let mut settings = options::parse(
             options,
             mux_options(container),
             &format!("{container} muxer options"),
         )
         .map_err(|e| format!("{path}: {e}"))?;
+        let video_tag = settings.take(VIDEO_TAG_OPTION);
         let out = format::output_as(&path, container)
             .map_err(|e| format!("cannot create {path} as {container}: {}", av_err(e)))?;
         Ok(Muxer {
@@ -60,6 +63,7 @@ impl plugin::Muxer for Muxer {
             container: container.to_owned(),
             out,
             settings,
+            video_tag,
             streams: Vec::new(),
             header: false,
             finished: false,
@@ -104,6 +108,15 @@ impl plugin::Muxer for Muxer {
         // Everything that can be refused is checked before the stream exists,
         // so a refused stream leaves no half-made stream behind.
         let color = av_color(p.color).map_err(|e| format!("{path}: {e}"))?;
+        let profile = profile_id(id, &p.profile);
+        let tag = if p.media == media::VIDEO {
+            match &self.video_tag {
+                Some(t) => fourcc(t),
+                None => default_video_tag(&self.container, id, profile),
+            }
+        } else {
+            0
+        };
         let (extradata, extradata_len) =
             av_extradata(&p.extradata).map_err(|e| format!("{path}: {e}"))?;
         // SAFETY: an output context before its header; a null codec is allowed.
@@ -123,8 +136,12 @@ impl plugin::Muxer for Muxer {
             par.extradata_size = extradata_len;
             par.bit_rate = p.bit_rate.max(0);
             (*st).time_base = tb;
+            if let Some(profile) = profile {
+                par.profile = profile;
+            }
             if p.media == media::VIDEO {
                 par.codec_type = ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+                par.codec_tag = tag;
                 par.width = p.width as c_int;
                 par.height = p.height as c_int;
                 par.format = pix_to_av(p.pix_fmt).map_or(-1, |f| f as c_int);
@@ -177,8 +194,13 @@ impl plugin::Muxer for Muxer {
             (r, dict)
         };
         if r < 0 {
+            let tag = self
+                .video_tag
+                .as_ref()
+                .map(|t| format!(" (video_tag = \"{t}\")"))
+                .unwrap_or_default();
             return Err(format!(
-                "writing the header of {}: {}",
+                "writing the header of {}{tag}: {}",
                 self.path,
                 av_code(r)
             ));
@@ -269,5 +291,43 @@ impl plugin::Muxer for Muxer {
         }
         self.finished = true;
         Ok(())
+    }
+}
+
+/// The sample entry a QuickTime file needs where movenc cannot tell it from
+/// the stream: ProRes names its profile in the fourcc, and prores_ks sets
+/// it on its codec context, which does not reach the muxer through the
+/// plugin ABI. Everything else is movenc's choice (DNxHR's `AVdh` it takes
+/// from the stream's profile).
+fn default_video_tag(container: &str, id: ffi::AVCodecID, profile: Option<c_int>) -> u32 {
+    if container != "mov" || id != ffi::AVCodecID::AV_CODEC_ID_PRORES {
+        return 0;
+    }
+    profile.and_then(prores_tag).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prores_profiles_name_their_sample_entries_in_mov_only() {
+        let prores = ffi::AVCodecID::AV_CODEC_ID_PRORES;
+        for (p, tag) in [
+            (ffi::FF_PROFILE_PRORES_PROXY, "apco"),
+            (ffi::FF_PROFILE_PRORES_LT, "apcs"),
+            (ffi::FF_PROFILE_PRORES_STANDARD, "apcn"),
+            (ffi::FF_PROFILE_PRORES_HQ, "apch"),
+            (ffi::FF_PROFILE_PRORES_4444, "ap4h"),
+            (ffi::FF_PROFILE_PRORES_XQ, "ap4x"),
+        ] {
+            assert_eq!(default_video_tag("mov", prores, Some(p)), fourcc(tag));
+        }
+        assert_eq!(default_video_tag("mov", prores, None), 0);
+        assert_eq!(default_video_tag("mxf", prores, Some(3)), 0);
+        assert_eq!(
+            default_video_tag("mov", ffi::AVCodecID::AV_CODEC_ID_DNXHD, Some(3)),
+            0
+        );
     }
 }

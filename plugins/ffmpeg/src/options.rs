@@ -15,8 +15,14 @@ pub enum Kind {
     /// One of these strings (numbers are accepted in their written form, so
     /// that `level = 4.1` works as well as `level = "4.1"`).
     Choice(&'static [&'static str]),
+    /// One of these names, each set as a different AVOption value (for
+    /// options FFmpeg takes only as numbers, such as MPEG-2's generic
+    /// `profile`: "422" → 0).
+    Map(&'static [(&'static str, &'static str)]),
     /// Any string.
     Text,
+    /// Four printable ASCII characters (a QuickTime/ISO fourcc, a vendor id).
+    FourCc,
     /// `true` or `false`.
     Bool,
 }
@@ -27,11 +33,13 @@ pub enum Target {
     /// An AVOption of the codec/format context or its private class, set to
     /// the value as written.
     Av(&'static str),
-    /// A boolean that sets an AVOption to a fixed value for `true`, and
-    /// optionally another for `false`.
+    /// A boolean that sets AVOptions to fixed values for `true`, and others
+    /// (possibly none) for `false`. Several settings, because one intent may
+    /// need two of FFmpeg's (MPEG-2 closed GOPs also need scene-change
+    /// detection off).
     Switch {
-        on: (&'static str, &'static str),
-        off: Option<(&'static str, &'static str)>,
+        on: &'static [(&'static str, &'static str)],
+        off: &'static [(&'static str, &'static str)],
     },
 }
 
@@ -62,7 +70,12 @@ fn describe(kind: Kind) -> String {
         Kind::Float { min, max } => format!("a number from {min} to {max}"),
         Kind::Int { min, max } => format!("an integer from {min} to {max}"),
         Kind::Choice(c) => format!("one of {}", c.join(", ")),
+        Kind::Map(m) => format!(
+            "one of {}",
+            m.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+        ),
         Kind::Text => "a string".to_owned(),
+        Kind::FourCc => "four printable ASCII characters (e.g. \"hvc1\")".to_owned(),
         Kind::Bool => "true or false".to_owned(),
     }
 }
@@ -85,7 +98,21 @@ fn check(kind: Kind, v: &toml::Value) -> Option<String> {
             let s = v.to_string();
             c.contains(&s.as_str()).then_some(s)
         }
+        (Kind::Map(m), Value::String(s)) => {
+            m.iter().find(|(k, _)| k == s).map(|(_, v)| (*v).to_owned())
+        }
+        (Kind::Map(m), Value::Float(_) | Value::Integer(_)) => {
+            let s = v.to_string();
+            m.iter()
+                .find(|(k, _)| *k == s)
+                .map(|(_, v)| (*v).to_owned())
+        }
         (Kind::Text, Value::String(s)) => Some(s.clone()),
+        (Kind::FourCc, Value::String(s))
+            if s.len() == 4 && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+        {
+            Some(s.clone())
+        }
         (Kind::Bool, Value::Boolean(b)) => Some(b.to_string()),
         _ => None,
     }
@@ -94,9 +121,23 @@ fn check(kind: Kind, v: &toml::Value) -> Option<String> {
 /// AVOption settings in the order they were declared, with repeated names
 /// (two switches both setting `flags`) merged.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct AvSettings(pub Vec<(String, String)>);
+pub struct AvSettings(pub Vec<(String, String)>, Written);
+
+/// The validated values by the keys the preset wrote them under, as written
+/// (`profile = "422"`, not the `0` FFmpeg is given).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Written(Vec<(String, String)>);
 
 impl AvSettings {
+    /// The value a preset key was given, as written (after validation).
+    pub fn written(&self, key: &str) -> Option<&str> {
+        (self.1)
+            .0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Sets `name`; flag-style values ("+cgop") add to an earlier setting of
     /// the same name, and `x264-params`-style lists are joined with ':'.
     pub fn set(&mut self, name: &str, value: &str) {
@@ -111,6 +152,13 @@ impl AvSettings {
         } else {
             self.0.push((name.to_owned(), value.to_owned()));
         }
+    }
+
+    /// Removes a setting, returning its value (a setting the caller applies
+    /// itself rather than handing to FFmpeg's dictionary).
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        let i = self.0.iter().position(|(n, _)| n == name)?;
+        Some(self.0.remove(i).1)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -158,15 +206,20 @@ pub fn parse(text: &str, specs: &[OptionSpec], owner: &str) -> Result<AvSettings
                 describe(spec.kind)
             )
         })?;
+        let as_written = match value {
+            toml::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        (out.1).0.push((key.clone(), as_written));
         match spec.target {
             Target::Av(name) => out.set(name, &text),
             Target::Switch { on, off } => {
                 let chosen = if value.as_bool() == Some(true) {
-                    Some(on)
+                    on
                 } else {
                     off
                 };
-                if let Some((name, v)) = chosen {
+                for (name, v) in chosen {
                     out.set(name, v);
                 }
             }
@@ -193,11 +246,17 @@ mod tests {
             "closed_gop",
             Kind::Bool,
             Target::Switch {
-                on: ("flags", "+cgop"),
-                off: Some(("x264opts", "open-gop=1")),
+                on: &[("flags", "+cgop"), ("sc_threshold", "1000000000")],
+                off: &[("x264opts", "open-gop=1")],
             },
         ),
         OptionSpec::new("x", Kind::Text, Target::Av("x264opts")),
+        OptionSpec::new(
+            "profile",
+            Kind::Map(&[("422", "0"), ("main", "4")]),
+            Target::Av("profile"),
+        ),
+        OptionSpec::new("tag", Kind::FourCc, Target::Av("tag")),
     ];
 
     #[test]
@@ -217,7 +276,7 @@ mod tests {
     fn names_unknown_key_value_and_accepted_keys() {
         let e = parse("crf = 18\nspeed = 3", SPECS, "test options").unwrap_err();
         assert!(e.contains("`speed`") && e.contains("3"), "{e}");
-        assert!(e.contains("crf, level, closed_gop, x"), "{e}");
+        assert!(e.contains("crf, level, closed_gop, x, profile, tag"), "{e}");
     }
 
     #[test]
@@ -229,6 +288,42 @@ mod tests {
         );
         let e = parse("level = \"9\"", SPECS, "o").unwrap_err();
         assert!(e.contains("one of 4, 4.1"), "{e}");
+    }
+
+    #[test]
+    fn switches_set_every_setting_of_their_side() {
+        let s = parse("closed_gop = true", SPECS, "o").unwrap();
+        assert_eq!(s.get("flags"), Some("+cgop"));
+        assert_eq!(s.get("sc_threshold"), Some("1000000000"));
+        assert_eq!(s.get("x264opts"), None);
+        let s = parse("closed_gop = false", SPECS, "o").unwrap();
+        assert_eq!(s.0, vec![("x264opts".to_owned(), "open-gop=1".to_owned())]);
+    }
+
+    #[test]
+    fn maps_give_ffmpeg_its_value_and_keep_the_written_one() {
+        let s = parse("profile = \"422\"", SPECS, "o").unwrap();
+        assert_eq!(s.get("profile"), Some("0"));
+        assert_eq!(s.written("profile"), Some("422"));
+        // Written as a number, it is the same name.
+        assert_eq!(
+            parse("profile = 422", SPECS, "o").unwrap().get("profile"),
+            Some("0")
+        );
+        let e = parse("profile = \"high\"", SPECS, "o").unwrap_err();
+        assert!(e.contains("one of 422, main"), "{e}");
+    }
+
+    #[test]
+    fn fourccs_are_four_printable_characters() {
+        assert_eq!(
+            parse("tag = \"hvc1\"", SPECS, "o").unwrap().get("tag"),
+            Some("hvc1")
+        );
+        for bad in ["\"hvc\"", "\"hvc1x\"", "\"hv\\u0001c\"", "1"] {
+            let e = parse(&format!("tag = {bad}"), SPECS, "o").unwrap_err();
+            assert!(e.contains("four printable ASCII characters"), "{e}");
+        }
     }
 
     #[test]

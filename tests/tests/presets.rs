@@ -1,0 +1,257 @@
+//! Every preset of the library, delivered for real: a 2 s composition (the
+//! moving pattern and a 1 kHz tone, 25 fps) rendered with `deliver render`
+//! through the preset, then judged by Debian's FFmpeg: `ffprobe` must show
+//! the codec, profile, pixel format, sample entry fourcc, container, colour
+//! tags, frame count and audio the preset promises; `ffmpeg -v error`
+//! must decode the file without a word; and the report's verdict must be
+//! pass. The expectations below are written from the formats' own
+//! definitions (Apple's ProRes fourccs, Avid's DNx sample entries, FFmpeg's
+//! profile names), not read back from the presets.
+//!
+//! Masters and broadcast files are made at their own size (1080p); the
+//! 2160p web presets are given a 720p canvas and override, to keep the run
+//! short on two cores.
+
+use deliver_tests::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// What a delivered file must be.
+struct Case {
+    preset: &'static str,
+    /// The canvas (and, through the overrides, the delivery) size.
+    size: (u32, u32),
+    codec: &'static str,
+    /// FFmpeg's name for the profile.
+    profile: &'static str,
+    /// The pixel format FFmpeg decodes the file as.
+    pix_fmt: &'static str,
+    /// `codec_tag_string`; MXF and Matroska carry none.
+    tag: &'static str,
+    container: Container,
+    audio: Audio,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Container {
+    /// QuickTime: major brand `qt  `.
+    Mov,
+    /// ISO MP4: major brand `isom`.
+    Mp4,
+    Mxf,
+    /// Matroska with the `webm` DocType.
+    Webm,
+}
+
+/// (codec, bits per sample for PCM).
+#[derive(Clone, Copy)]
+enum Audio {
+    Pcm24,
+    Aac,
+    Opus,
+}
+
+const NO_TAG: &str = "[0][0][0][0]";
+const FULL_HD: (u32, u32) = (1920, 1080);
+const HD: (u32, u32) = (1280, 720);
+const FRAMES: u64 = 50; // 2 s at 25 fps
+
+const fn master(
+    preset: &'static str,
+    codec: &'static str,
+    profile: &'static str,
+    pix_fmt: &'static str,
+    tag: &'static str,
+    container: Container,
+) -> Case {
+    Case {
+        preset,
+        size: FULL_HD,
+        codec,
+        profile,
+        pix_fmt,
+        tag,
+        container,
+        audio: Audio::Pcm24,
+    }
+}
+
+fn run(case: &Case) {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(tmp.path(), &[]);
+    let (w, h) = case.size;
+    let manifest = write(
+        tmp.path(),
+        "m.toml",
+        &pattern_manifest("p", w, h, "2s", case.preset),
+    );
+    let out = tmp.path().join("out");
+    render(&plugins, &[], &manifest, &out);
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let d = &report["deliverables"][0];
+    let failed: Vec<&Value> = d["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["pass"] == false)
+        .collect();
+    assert_eq!(
+        (report["verdict"].as_str(), d["verdict"].as_str()),
+        (Some("pass"), Some("pass")),
+        "{}: failed checks {failed:#?}, error {}",
+        case.preset,
+        d["error"]
+    );
+    let file = out.join(
+        Path::new(d["file"].as_str().expect("the report names the file"))
+            .file_name()
+            .unwrap(),
+    );
+    assert!(file.is_file(), "{} is missing", file.display());
+    // The report held the file to its fourcc where the preset names one.
+    if case.tag != NO_TAG {
+        let c = d["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "video.codec_tag")
+            .unwrap_or_else(|| panic!("{}: no video.codec_tag check", case.preset));
+        assert_eq!(c["value"], case.tag, "{c}");
+    }
+
+    let probe = ffprobe(&file);
+    let v = stream(&probe, "video");
+    let got = |k: &str| {
+        v[k].as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v[k].to_string())
+    };
+    for (key, want) in [
+        ("codec_name", case.codec),
+        ("profile", case.profile),
+        ("pix_fmt", case.pix_fmt),
+        ("codec_tag_string", case.tag),
+        ("color_primaries", "bt709"),
+        ("color_transfer", "bt709"),
+        ("color_space", "bt709"),
+        ("color_range", "tv"),
+        ("nb_read_frames", &FRAMES.to_string()),
+    ] {
+        assert_eq!(got(key), want, "{}: video {key}", case.preset);
+    }
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(u64::from(w)), Some(u64::from(h))),
+        "{}",
+        case.preset
+    );
+
+    let format = &probe["format"];
+    let names = format["format_name"].as_str().unwrap();
+    let brand = format["tags"]["major_brand"].as_str().unwrap_or("");
+    match case.container {
+        Container::Mov => assert!(
+            names.contains("mov") && brand.trim() == "qt",
+            "{names} {brand:?}"
+        ),
+        Container::Mp4 => assert!(
+            names.contains("mp4") && brand == "isom",
+            "{names} {brand:?}"
+        ),
+        Container::Mxf => assert_eq!(names, "mxf"),
+        Container::Webm => {
+            assert!(names.contains("webm"), "{names}");
+            // The EBML header's DocType, in the first bytes of the file.
+            let head = std::fs::read(&file).unwrap();
+            let head = &head[..head.len().min(64)];
+            assert!(head.windows(4).any(|w| w == b"webm"), "DocType is not webm");
+        }
+    }
+
+    let a = stream(&probe, "audio");
+    let (codec, bits) = match case.audio {
+        Audio::Pcm24 => ("pcm_s24le", Some("24")),
+        Audio::Aac => ("aac", None),
+        Audio::Opus => ("opus", None),
+    };
+    assert_eq!(a["codec_name"], codec, "{}", case.preset);
+    assert_eq!(a["sample_rate"], "48000", "{}", case.preset);
+    assert_eq!(a["channels"], 2, "{}", case.preset);
+    if let Some(bits) = bits {
+        assert_eq!(a["bits_per_raw_sample"], bits, "{}", case.preset);
+    }
+
+    // FFmpeg decodes every packet without a complaint.
+    let dec = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(dec.status.success(), "{}", case.preset);
+    assert_eq!(
+        String::from_utf8_lossy(&dec.stderr),
+        "",
+        "{}: ffmpeg -v error said something",
+        case.preset
+    );
+}
+
+macro_rules! presets {
+    ($($name:ident => $case:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run(&$case);
+            }
+        )*
+    };
+}
+
+use Audio::*;
+use Container::*;
+
+presets! {
+    master_prores_422_proxy => master("master/prores-422-proxy", "prores", "Proxy", "yuv422p10le", "apco", Mov);
+    master_prores_422_lt => master("master/prores-422-lt", "prores", "LT", "yuv422p10le", "apcs", Mov);
+    master_prores_422 => master("master/prores-422", "prores", "Standard", "yuv422p10le", "apcn", Mov);
+    master_prores_422_hq => master("master/prores-422-hq", "prores", "HQ", "yuv422p10le", "apch", Mov);
+    // FFmpeg decodes ProRes 4444 at 12 bits whatever it was given.
+    master_prores_4444 => master("master/prores-4444", "prores", "4444", "yuv444p12le", "ap4h", Mov);
+    master_prores_4444_xq => master("master/prores-4444-xq", "prores", "XQ", "yuv444p12le", "ap4x", Mov);
+    master_dnxhr_lb => master("master/dnxhr-lb", "dnxhd", "DNXHR LB", "yuv422p", "AVdh", Mov);
+    master_dnxhr_sq => master("master/dnxhr-sq", "dnxhd", "DNXHR SQ", "yuv422p", "AVdh", Mov);
+    master_dnxhr_hq => master("master/dnxhr-hq", "dnxhd", "DNXHR HQ", "yuv422p", "AVdh", Mov);
+    master_dnxhr_hqx => master("master/dnxhr-hqx", "dnxhd", "DNXHR HQX", "yuv422p10le", "AVdh", Mov);
+    master_dnxhr_444 => master("master/dnxhr-444", "dnxhd", "DNXHR 444", "yuv444p10le", "AVdh", Mov);
+    master_dnxhr_hq_mxf => master("master/dnxhr-hq-mxf", "dnxhd", "DNXHR HQ", "yuv422p", NO_TAG, Mxf);
+    master_dnxhd_120_1080p25 => master("master/dnxhd-120-1080p25", "dnxhd", "DNXHD", "yuv422p", "AVdn", Mov);
+    master_dnxhd_185x_1080p25 => master("master/dnxhd-185x-1080p25", "dnxhd", "DNXHD", "yuv422p10le", NO_TAG, Mxf);
+    broadcast_xdcam_hd422_1080p25 => master("broadcast/xdcam-hd422-1080p25", "mpeg2video", "4:2:2", "yuv422p", NO_TAG, Mxf);
+    broadcast_atsc_h264_1080 => master("broadcast/atsc-h264-1080", "h264", "High", "yuv420p", "avc1", Mov);
+    web_h264_1080p => Case { audio: Aac, ..master("web/h264-1080p", "h264", "High", "yuv420p", "avc1", Mp4) };
+    web_h264_720p => Case { audio: Aac, size: HD, ..master("web/h264-720p", "h264", "High", "yuv420p", "avc1", Mp4) };
+    web_h264_720p_streaming => Case { audio: Aac, size: HD, ..master("web/h264-720p-streaming", "h264", "High", "yuv420p", "avc1", Mp4) };
+    web_h265_1080p => Case { audio: Aac, ..master("web/h265-1080p", "hevc", "Main", "yuv420p", "hvc1", Mp4) };
+    web_h265_1080p_mov => Case { audio: Aac, ..master("web/h265-1080p-mov", "hevc", "Main", "yuv420p", "hvc1", Mov) };
+    web_h265_2160p_main10 => Case { audio: Aac, size: HD, ..master("web/h265-2160p-main10", "hevc", "Main 10", "yuv420p10le", "hvc1", Mp4) };
+    web_av1_1080p_svt => Case { audio: Aac, ..master("web/av1-1080p-svt", "av1", "Main", "yuv420p", "av01", Mp4) };
+    web_av1_1080p_webm => Case { audio: Opus, ..master("web/av1-1080p-webm", "av1", "Main", "yuv420p", NO_TAG, Webm) };
+    web_av1_2160p_10bit => Case { audio: Aac, size: HD, ..master("web/av1-2160p-10bit", "av1", "Main", "yuv420p10le", "av01", Mp4) };
+}
+
+/// Every preset of the library has its test above.
+#[test]
+fn every_preset_is_delivered_above() {
+    let lib = deliver::preset::PresetLibrary::builtin();
+    let source = include_str!("presets.rs");
+    for id in lib.ids() {
+        assert!(
+            source.contains(&format!("(\"{id}\"")),
+            "preset {id} has no test in tests/presets.rs"
+        );
+    }
+}
