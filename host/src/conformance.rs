@@ -17,6 +17,7 @@
 //! native code (a segfault, an abort) ends the run. Each step also runs under
 //! `catch_unwind` here, which catches the runner's own panics, not crashes.
 
+use crate::encode::wants_global_header;
 use crate::plugins;
 use deliver_plugin_api::abi::{self, cap, media, pix, status, OwnedStr, Rational, Str};
 use deliver_plugin_api::host::{CallError, CapabilityInfo, Frame, PacketBuf, PluginRef};
@@ -48,17 +49,12 @@ const AUDIO_LAYOUTS: &[(u32, u32)] = &[(48_000, 2), (48_000, 1), (44_100, 2), (4
 /// common codec frame sizes, 1024 or 960, so encoders must re-block).
 const FPS: i32 = 25;
 
+/// Sizes tried, in order, for a format the runner's own size cannot carry
+/// (DNxHR needs at least 256×120; DNxHD's classes are 720p and 1080p).
+const FALLBACK_SIZES: &[(u32, u32)] = &[(256, 144), (1280, 720)];
+
 fn audio_chunk(rate: u32) -> usize {
     (rate / FPS as u32) as usize
-}
-
-/// Containers whose codec headers travel out of band: the host asks its
-/// encoders for a global header for exactly these (`wants_global_header` in
-/// `encode.rs`; keep the two in step).
-const GLOBAL_HEADER_CONTAINERS: &[&str] = &["mp4", "mov", "matroska"];
-
-fn wants_global_header(container: &str) -> bool {
-    GLOBAL_HEADER_CONTAINERS.contains(&container)
 }
 
 /// A video encoder declares the pixel formats it takes; anything else is
@@ -1103,10 +1099,10 @@ impl Runner<'_> {
     /// (`segment_encoder` in `encode.rs` refuses the job otherwise).
     fn check_reopen(&mut self, p: PluginRef, c: &CapabilityInfo, video: bool, gh: bool) {
         let settings = if video {
-            let Some(fmt) = c.pix_fmts.iter().find_map(|f| pix::from_name(f)) else {
+            let Some(s) = self.plain_video_settings(p, c, gh) else {
                 return;
             };
-            self.video_settings(c, fmt, gh)
+            s
         } else {
             let (rate, ch) = AUDIO_LAYOUTS[0];
             Self::audio_settings(c, rate, ch, gh)
@@ -1242,6 +1238,131 @@ impl Runner<'_> {
         out
     }
 
+    /// Settings under which a video encoder opens for one declared format.
+    /// Some formats exist only at some sizes or under a named profile
+    /// (DNxHD's classes are fixed frame sizes and bit rates, DNxHR starts at
+    /// 256×120): when the runner's size without a profile is refused, each
+    /// declared profile is tried, then at `FALLBACK_SIZES`; the first that
+    /// opens is used, and `how` says which. Refused by all: `Err` holds the
+    /// first refusal (what a preset without a profile would meet) and what
+    /// else was tried.
+    #[allow(clippy::type_complexity)]
+    fn open_video_quietly(
+        &self,
+        p: PluginRef,
+        c: &CapabilityInfo,
+        fmt: u32,
+        global_header: bool,
+    ) -> Result<
+        (
+            EncoderSettings,
+            deliver_plugin_api::host::Encoder,
+            StreamInfo,
+            String,
+        ),
+        String,
+    > {
+        let base = self.video_settings(c, fmt, global_header);
+        let mut sizes = vec![(base.width, base.height)];
+        sizes.extend(
+            FALLBACK_SIZES
+                .iter()
+                .copied()
+                .filter(|&(w, h)| w > base.width || h > base.height),
+        );
+        let profiles: Vec<Option<&String>> = std::iter::once(None)
+            .chain(c.profiles.iter().map(Some))
+            .collect();
+        let mut first_error = None;
+        for &(w, h) in &sizes {
+            for profile in &profiles {
+                let mut settings = base.clone();
+                settings.width = w;
+                settings.height = h;
+                if let Some(profile) = profile {
+                    settings.options =
+                        format!("profile = {}", toml::Value::String(profile.to_string()));
+                }
+                match p.open_encoder(&settings) {
+                    Ok((enc, params)) => {
+                        let how = match (profile, (w, h) == (base.width, base.height)) {
+                            (None, true) => String::new(),
+                            (profile, _) => format!(
+                                "; opened only {}at {w}x{h} (refused {}x{} without a profile: {})",
+                                profile.map_or(String::new(), |p| format!("with profile `{p}` ")),
+                                base.width,
+                                base.height,
+                                first_error.as_deref().unwrap_or("?")
+                            ),
+                        };
+                        return Ok((settings, enc, params, how));
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+        }
+        let tried = if profiles.len() > 1 || sizes.len() > 1 {
+            format!(
+                " (and with each declared profile at {})",
+                sizes
+                    .iter()
+                    .map(|(w, h)| format!("{w}x{h}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            String::new()
+        };
+        Err(format!("{}{tried}", first_error.unwrap_or_default()))
+    }
+
+    /// [`Self::open_video_quietly`], recording a refusal as a failure of
+    /// `encode {label}`.
+    #[allow(clippy::type_complexity)]
+    fn open_video(
+        &mut self,
+        p: PluginRef,
+        c: &CapabilityInfo,
+        fmt: u32,
+        global_header: bool,
+        label: &str,
+    ) -> Option<(
+        EncoderSettings,
+        deliver_plugin_api::host::Encoder,
+        StreamInfo,
+        String,
+    )> {
+        match self.open_video_quietly(p, c, fmt, global_header) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                self.fail(
+                    format!("encode {label}"),
+                    format!("a declared format was refused: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The settings the reopen and error-path checks start from: the
+    /// first declared format, as [`Self::open_video_quietly`] found it to
+    /// open (else as configured, and the checks skip).
+    fn plain_video_settings(
+        &self,
+        p: PluginRef,
+        c: &CapabilityInfo,
+        gh: bool,
+    ) -> Option<EncoderSettings> {
+        let fmt = c.pix_fmts.iter().find_map(|f| pix::from_name(f))?;
+        Some(
+            self.open_video_quietly(p, c, fmt, gh)
+                .map(|(s, ..)| s)
+                .unwrap_or_else(|_| self.video_settings(c, fmt, gh)),
+        )
+    }
+
     fn encode_video(
         &mut self,
         p: PluginRef,
@@ -1250,7 +1371,6 @@ impl Runner<'_> {
         global_header: bool,
         first: bool,
     ) -> Option<Encoded> {
-        let (w, h) = (self.opts.width, self.opts.height);
         let label = format!(
             "{} ({}) {}{}",
             c.name,
@@ -1259,14 +1379,12 @@ impl Runner<'_> {
             if global_header { ", global header" } else { "" }
         );
         let step = format!("encode {label}");
-        let settings = self.video_settings(c, fmt, global_header);
-        let (mut enc, params) = match p.open_encoder(&settings) {
-            Ok(x) => x,
-            Err(e) => {
-                self.fail(step, format!("a declared format was refused: {e}"));
-                return None;
-            }
+        let Some((settings, mut enc, params, how)) =
+            self.open_video(p, c, fmt, global_header, &label)
+        else {
+            return None;
         };
+        let (w, h) = (settings.width, settings.height);
         let mut problems = Self::stream_problems(&params, c);
         if params.media != media::VIDEO || (params.width, params.height) != (w, h) {
             problems.push(format!(
@@ -1302,7 +1420,7 @@ impl Runner<'_> {
         self.pass(
             step,
             format!(
-                "{} frames sent, {} packets before the drain; stream `{}`{} {}x{} {} tb {}/{}",
+                "{} frames sent, {} packets before the drain; stream `{}`{} {}x{} {} tb {}/{}{how}",
                 self.opts.frames,
                 packets.len(),
                 params.codec,
@@ -1900,12 +2018,10 @@ impl Runner<'_> {
     ) {
         let who = format!("{} ({})", c.name, c.implementation);
         let base = if video {
-            let fmt = c
-                .pix_fmts
-                .iter()
-                .find_map(|f| pix::from_name(f))
-                .unwrap_or(pix::YUV420P);
-            self.video_settings(c, fmt, false)
+            match self.plain_video_settings(p, c, false) {
+                Some(s) => s,
+                None => self.video_settings(c, pix::YUV420P, false),
+            }
         } else {
             let (rate, ch) = AUDIO_LAYOUTS[0];
             Self::audio_settings(c, rate, ch, false)
@@ -1920,7 +2036,8 @@ impl Runner<'_> {
         }
 
         let mut s = base.clone();
-        s.options = format!("{UNKNOWN_KEY} = 1");
+        // Kept: the profile the format needed to open.
+        s.options = format!("{}\n{UNKNOWN_KEY} = 1", base.options);
         let step = format!("unknown option {who}");
         match p.open_encoder(&s) {
             Err(e) if e.status == status::ERROR && e.message.contains(UNKNOWN_KEY) => {
@@ -2042,7 +2159,20 @@ impl Runner<'_> {
 
         // Option strings as the host may pass them: empty (a dangling
         // non-null pointer of length 0, as Rust's empty strings are), only
-        // a comment, and null. All are the empty table.
+        // a comment, and null. All are the empty table. A format that opens
+        // only with options (DNxHR's profile) cannot show that.
+        if !base.options.is_empty() {
+            for what in ["empty", "only a comment", "null"] {
+                self.skip(
+                    format!("{what} options {who}"),
+                    format!(
+                        "this encoder opens only with options (`{}`), so an empty table proves nothing",
+                        base.options.trim()
+                    ),
+                );
+            }
+            return;
+        }
         for (opts, what) in [("", "empty"), ("# no options\n", "only a comment")] {
             let mut s = base.clone();
             s.options = opts.into();

@@ -233,7 +233,7 @@ pub fn plan(
 /// Whether a container carries codec headers out of band (so encoders must
 /// not repeat them in the stream). MXF does not: its muxer reads the
 /// sequence header from the MPEG-2 stream itself.
-fn wants_global_header(container: &str) -> bool {
+pub(crate) fn wants_global_header(container: &str) -> bool {
     matches!(container, "mp4" | "mov" | "matroska" | "webm")
 }
 
@@ -1622,7 +1622,9 @@ mod tests {
         let own: toml::Table = toml::from_str("container_options.video_tag = \"apcn\"").unwrap();
         let p = lib.resolve("master/prores-422-hq", &own).unwrap();
         assert_eq!(container_options(&p)["video_tag"].as_str(), Some("apcn"));
-        let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
+        let p = lib
+            .resolve("master/dnxhr-hq-mxf", &toml::Table::new())
+            .unwrap();
         assert!(!container_options(&p).contains_key("video_tag"));
     }
 

@@ -35,6 +35,7 @@ fn the_ffmpeg_plugin_conforms() {
         "refused at write_header (add_stream had accepted it",
         "layout refused cleanly: ",
         "encoder to make packets; decoding not exercised",
+        "this encoder opens only with options (`profile = ",
     ];
     for s in run.steps("SKIP") {
         assert!(
@@ -72,6 +73,36 @@ fn the_ffmpeg_plugin_conforms() {
             assert!(passed.contains(&want), "no PASS for `{want}`: {passed:#?}");
         }
     }
+    // The professional formats: ProRes and DNxHR (at a size and profile
+    // the runner had to find) into MOV and MXF, SVT-AV1 into WebM (which
+    // needs the AV1 configuration record: a global header).
+    for want in [
+        "mux prores (prores_ks) yuv422p10le, global header into mov",
+        "mux prores (prores_ks) yuv422p10le into mxf",
+        "mux prores (prores_ks) yuv444p10le into mxf",
+        "read back prores (prores_ks) yuv444p10le from mxf",
+        "mux dnxhd (dnxhd) yuv422p, global header into mov",
+        "mux dnxhd (dnxhd) yuv422p10le into mxf",
+        "read back dnxhd (dnxhd) yuv444p10le from mxf",
+        "mux mpeg2video (mpeg2video) yuv422p into mxf",
+        "mux av1 (libsvtav1) yuv420p10le, global header into webm",
+        "read back av1 (libsvtav1) yuv420p, global header from webm",
+        "reopen dnxhd (dnxhd)",
+        "unknown option dnxhd (dnxhd)",
+    ] {
+        assert!(passed.iter().any(|p| p == want), "no PASS for `{want}`");
+    }
+    let dnxhr = run
+        .steps("PASS")
+        .into_iter()
+        .find(|s| step(s) == "encode dnxhd (dnxhd) yuv444p10le")
+        .expect("DNxHR 444 encoded");
+    assert!(
+        detail(&dnxhr).contains("opened only with profile `dnxhr_444` at 256x144"),
+        "{}",
+        detail(&dnxhr)
+    );
+
     // The error paths were tried, not skipped.
     for want in [
         "unknown option h264 (libx264)",

@@ -48,6 +48,10 @@ pub struct EncoderEntry {
     /// a stream that had no picture. Others are freed as they are (a
     /// cancelled job should not wait for a look-ahead to be encoded).
     pub drain_before_close: bool,
+    /// The profile the encoder picks by itself, by input format, when none
+    /// is asked for (prores_ks's `auto`, dnxhd's default). The stream is
+    /// described with it, so muxers that need a profile get one.
+    pub auto_profiles: &'static [(&'static str, &'static str)],
 }
 
 const X264_PRESETS: &[&str] = &[
@@ -366,6 +370,7 @@ const fn pcm(codec: &'static str) -> EncoderEntry {
         profile_ids: &[],
         explain: None,
         drain_before_close: false,
+        auto_profiles: &[],
     }
 }
 
@@ -423,6 +428,7 @@ pub const ENCODERS: &[EncoderEntry] = &[
         profile_ids: &[],
         explain: None,
         drain_before_close: false,
+        auto_profiles: &[],
     },
     EncoderEntry {
         codec: "prores",
@@ -453,6 +459,7 @@ pub const ENCODERS: &[EncoderEntry] = &[
         ],
         explain: None,
         drain_before_close: false,
+        auto_profiles: &[("yuv422p10le", "hq"), ("yuv444p10le", "4444")],
     },
     EncoderEntry {
         codec: "dnxhd",
@@ -482,6 +489,11 @@ pub const ENCODERS: &[EncoderEntry] = &[
         ],
         explain: Some(explain_dnxhd),
         drain_before_close: false,
+        auto_profiles: &[
+            ("yuv422p", "dnxhd"),
+            ("yuv422p10le", "dnxhd"),
+            ("yuv444p10le", "dnxhd"),
+        ],
     },
     EncoderEntry {
         codec: "mpeg2video",
@@ -506,6 +518,7 @@ pub const ENCODERS: &[EncoderEntry] = &[
         ],
         explain: None,
         drain_before_close: false,
+        auto_profiles: &[],
     },
     EncoderEntry {
         codec: "hevc",
@@ -528,6 +541,7 @@ pub const ENCODERS: &[EncoderEntry] = &[
         ],
         explain: None,
         drain_before_close: false,
+        auto_profiles: &[],
     },
     EncoderEntry {
         codec: "av1",
@@ -547,6 +561,7 @@ pub const ENCODERS: &[EncoderEntry] = &[
         profile_ids: &[("main", ffi::FF_PROFILE_AV1_MAIN)],
         explain: None,
         drain_before_close: true,
+        auto_profiles: &[],
     },
     EncoderEntry {
         codec: "aac",
@@ -561,6 +576,7 @@ pub const ENCODERS: &[EncoderEntry] = &[
         profile_ids: &[],
         explain: None,
         drain_before_close: false,
+        auto_profiles: &[],
     },
     EncoderEntry {
         codec: "opus",
@@ -575,6 +591,7 @@ pub const ENCODERS: &[EncoderEntry] = &[
         profile_ids: &[],
         explain: None,
         drain_before_close: false,
+        auto_profiles: &[],
     },
     pcm("pcm_s24le"),
     pcm("pcm_s16le"),

@@ -596,6 +596,16 @@ impl plugin::Encoder for Encoder {
                     .iter()
                     .find(|(name, _)| *name == asked)
                     .map_or(profile, |(_, id)| *id);
+            } else if let Some((_, auto)) = entry
+                .auto_profiles
+                .iter()
+                .find(|(fmt, _)| Some(*fmt) == pix::name(cfg.pix_fmt))
+            {
+                profile = entry
+                    .profile_ids
+                    .iter()
+                    .find(|(name, _)| name == auto)
+                    .map_or(profile, |(_, id)| *id);
             }
         }
         let mut info = StreamInfo {
