@@ -331,6 +331,14 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../presets/broadcast/xdcam-hd422-1080p25.toml"),
     ),
     (
+        "web/av1-1080p-rav1e",
+        include_str!("../../presets/web/av1-1080p-rav1e.toml"),
+    ),
+    (
+        "web/av1-1080p-rav1e-webm",
+        include_str!("../../presets/web/av1-1080p-rav1e-webm.toml"),
+    ),
+    (
         "web/av1-1080p-svt",
         include_str!("../../presets/web/av1-1080p-svt.toml"),
     ),
@@ -1207,7 +1215,7 @@ mod tests {
     #[test]
     fn builtins_are_valid_and_as_specified() {
         let lib = PresetLibrary::builtin();
-        assert_eq!(lib.ids().len(), 25);
+        assert_eq!(lib.ids().len(), 27);
         for group in ["master/", "broadcast/", "web/"] {
             assert!(lib.ids().iter().any(|i| i.starts_with(group)), "{group}");
         }
@@ -1275,7 +1283,10 @@ mod tests {
         let p = lib.resolve("web/h265-1080p", &toml::Table::new()).unwrap();
         assert_eq!(p.video.fourcc.as_deref(), Some("hvc1"));
         assert_eq!(p.qc.codec_tag.as_deref(), Some("hvc1"));
-        let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
+        // MXF has no sample entries to name.
+        let p = lib
+            .resolve("master/dnxhr-hq-mxf", &toml::Table::new())
+            .unwrap();
         assert_eq!((p.video.fourcc, p.qc.codec_tag), (None, None));
 
         let e = lib

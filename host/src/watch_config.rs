@@ -962,19 +962,20 @@ segment_seconds = 10
     fn presets_must_be_loaded_and_deliver_under_distinct_names() {
         let fx = Fixture::new();
         let e = fx
-            .parse(&TWO_ROOTS.replace("\"web/h264-720p\"", "\"web/h265-1080p\""))
+            .parse(&TWO_ROOTS.replace("\"web/h264-720p\"", "\"web/h266-1080p\""))
             .unwrap_err();
         fx.refuses(
-            &TWO_ROOTS.replace("\"web/h264-720p\"", "\"web/h265-1080p\""),
+            &TWO_ROOTS.replace("\"web/h264-720p\"", "\"web/h266-1080p\""),
             7,
             30,
             "root[0].presets[1]",
-            "value \"web/h265-1080p\" is not a loaded preset (root \"promos\")",
+            "value \"web/h266-1080p\" is not a loaded preset (root \"promos\")",
         );
         // The error lists what is available (presets, not loudness profiles).
         let text = e.to_string();
         assert!(
-            text.contains("one of the loaded presets: web/h264-1080p, web/h264-720p"),
+            text.contains("one of the loaded presets: broadcast/")
+                && text.contains("web/h264-1080p, web/h264-720p"),
             "{text}"
         );
         assert!(!text.contains("loudness/"), "{text}");

@@ -31,6 +31,8 @@ struct Case {
     tag: &'static str,
     container: Container,
     audio: Audio,
+    /// The rav1e plugin is installed beside the ffmpeg plugin.
+    rav1e: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -74,12 +76,17 @@ const fn master(
         tag,
         container,
         audio: Audio::Pcm24,
+        rav1e: false,
     }
 }
 
 fn run(case: &Case) {
     let tmp = tempfile::tempdir().unwrap();
-    let plugins = plugin_dir(tmp.path(), &[]);
+    let plugins = if case.rav1e {
+        plugin_dir_with_rav1e(tmp.path())
+    } else {
+        plugin_dir(tmp.path(), &[])
+    };
     let (w, h) = case.size;
     let manifest = write(
         tmp.path(),
@@ -240,6 +247,9 @@ presets! {
     web_h265_2160p_main10 => Case { audio: Aac, size: HD, ..master("web/h265-2160p-main10", "hevc", "Main 10", "yuv420p10le", "hvc1", Mp4) };
     web_av1_1080p_svt => Case { audio: Aac, ..master("web/av1-1080p-svt", "av1", "Main", "yuv420p", "av01", Mp4) };
     web_av1_1080p_webm => Case { audio: Opus, ..master("web/av1-1080p-webm", "av1", "Main", "yuv420p", NO_TAG, Webm) };
+    // rav1e at 720p: its speed-6 presets are the slowest of the library.
+    web_av1_1080p_rav1e => Case { audio: Aac, size: HD, rav1e: true, ..master("web/av1-1080p-rav1e", "av1", "Main", "yuv420p", "av01", Mp4) };
+    web_av1_1080p_rav1e_webm => Case { audio: Opus, size: HD, rav1e: true, ..master("web/av1-1080p-rav1e-webm", "av1", "Main", "yuv420p", NO_TAG, Webm) };
     web_av1_2160p_10bit => Case { audio: Aac, size: HD, ..master("web/av1-2160p-10bit", "av1", "Main", "yuv420p10le", "av01", Mp4) };
 }
 

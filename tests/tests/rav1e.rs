@@ -121,6 +121,12 @@ fn av1_in_webm_with_opus() {
     check_av1_video(&probe);
     let format = probe["format"]["format_name"].as_str().unwrap();
     assert!(format.contains("matroska,webm"), "{format}");
+    // The EBML header's DocType, in the first bytes of the file.
+    let head = std::fs::read(&file).unwrap();
+    assert!(
+        head[..head.len().min(64)].windows(4).any(|w| w == b"webm"),
+        "DocType is not webm"
+    );
     let a = stream(&probe, "audio");
     assert_eq!(a["codec_name"], "opus");
     assert_eq!(a["sample_rate"], "48000");
