@@ -17,7 +17,9 @@ use crate::plugins::{Choice, Registry};
 use crate::preset::Preset;
 use crate::qc;
 use crate::quality::{self, Picture, Plane, Series};
-use crate::render::image::{hash_view, plane_size, resize_bilinear, rgba_to_yuv, Rgba8, Yuv};
+use crate::render::image::{
+    alpha_to_8bit, hash_view, plane_size, resize_bilinear, rgba_to_yuv, Rgba8, Yuv,
+};
 use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Severity, Verdict};
 use crate::segments::{SegmentReader, SegmentWriter, Segments};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -414,6 +416,86 @@ enum VMsg {
 struct Validated {
     series: Series,
     hashes: Vec<u64>,
+    /// For formats with an alpha plane: the decoded alpha against the
+    /// render's.
+    alpha: Option<AlphaMatch>,
+}
+
+/// How far the decoded alpha plane is from the render's alpha, in the
+/// render's 8-bit code values (the encoded plane is the render's alpha
+/// scaled without loss, see `rgba_to_yuv`).
+#[derive(Debug, Default, Clone, Copy)]
+struct AlphaMatch {
+    frames: u64,
+    /// Largest |decoded − render| over every sample of every frame.
+    max_diff: u32,
+    /// The first frame (from 0) where `max_diff` was seen.
+    worst_frame: u64,
+    /// Pictures decoded without an alpha plane.
+    missing: u64,
+}
+
+impl AlphaMatch {
+    /// Compares one decoded picture's alpha with its reference's.
+    fn add(&mut self, reference: &Yuv, v: &VideoView<'_>) {
+        let n = self.frames;
+        self.frames += 1;
+        let (Some(rl), Some(dl)) = (pix::layout(reference.pix_fmt), pix::layout(v.pix_fmt)) else {
+            return;
+        };
+        if dl.planes < 4 || v.n_planes < 4 {
+            self.missing += 1;
+            return;
+        }
+        let sample = |p: &[u8], i: usize, bytes: usize| -> u32 {
+            if bytes == 1 {
+                p[i] as u32
+            } else {
+                u16::from_le_bytes([p[2 * i], p[2 * i + 1]]) as u32
+            }
+        };
+        let (w, h) = (reference.width as usize, reference.height as usize);
+        let (dp, ds) = v.planes[3];
+        let rp = &reference.planes[3];
+        let rs = reference.strides[3];
+        let mut worst = 0;
+        for y in 0..h {
+            let rrow = &rp[y * rs..];
+            let drow = &dp[y * ds..];
+            for x in 0..w {
+                let r = alpha_to_8bit(sample(rrow, x, rl.bytes_per_sample), rl.bit_depth);
+                let d = alpha_to_8bit(sample(drow, x, dl.bytes_per_sample), dl.bit_depth);
+                worst = worst.max(r.abs_diff(d));
+            }
+        }
+        if worst > self.max_diff {
+            self.max_diff = worst;
+            self.worst_frame = n;
+        }
+    }
+
+    fn check(&self) -> Check {
+        Check::new(
+            "video.alpha",
+            format!(
+                "largest difference between the delivered alpha plane and the render's alpha, in the render's 8-bit code values (every sample of {} frames; worst at frame {}{})",
+                self.frames,
+                self.worst_frame,
+                if self.missing > 0 {
+                    format!("; {} pictures decoded without alpha", self.missing)
+                } else {
+                    String::new()
+                }
+            ),
+            if self.missing > 0 {
+                serde_json::Value::Null
+            } else {
+                self.max_diff.into()
+            },
+            "<= 1",
+            self.missing == 0 && self.frames > 0 && self.max_diff <= 1,
+        )
+    }
 }
 
 fn picture_of_yuv(y: &Yuv) -> Picture<'_> {
@@ -464,6 +546,7 @@ fn validate_stream(
     let mut out = Validated {
         series: Series::default(),
         hashes: Vec::new(),
+        alpha: None,
     };
     // ΔE buffers and the conversion of the decoded tags, kept across frames.
     struct DeltaE {
@@ -490,6 +573,11 @@ fn validate_stream(
                         .pop_front()
                         .ok_or("the decoder returned more pictures than were encoded")?;
                     out.hashes.push(hash_view(&v));
+                    if r.yuv.planes.len() == 4 {
+                        out.alpha
+                            .get_or_insert_with(AlphaMatch::default)
+                            .add(&r.yuv, &v);
+                    }
                     let (d, l) = picture_of_view(&v)?;
                     let widened;
                     let y = match widen_to(&r.yuv, v.pix_fmt) {
@@ -1493,6 +1581,9 @@ fn verify_file(
         "= 0",
         mismatched == 0 && frames as usize == v.hashes.len(),
     ));
+    if let Some(a) = &v.alpha {
+        c.push(a.check());
+    }
     c.push(Check::new(
         "video.timestamps",
         "pictures whose timestamp is not exactly one frame after the previous picture's",
@@ -1610,6 +1701,37 @@ mod tests {
         assert!(widen_to(&y, pix::YUV422P12).is_none());
         let y12 = w;
         assert!(widen_to(&y12, pix::YUV444P10).is_none());
+    }
+
+    #[test]
+    fn alpha_is_held_to_the_render_within_one_code_value() {
+        let mut src = Rgba8::new(8, 2);
+        for (i, p) in src.data.chunks_exact_mut(4).enumerate() {
+            p.copy_from_slice(&[10, 20, 30, (i * 16) as u8]);
+        }
+        let mut r = Yuv::new(8, 2, pix::YUVA444P10, abi::ColorTags::BT709_LIMITED);
+        rgba_to_yuv(&src, &mut r);
+        let tb = abi::Rational::new(1, 25);
+        // Decoded as FFmpeg does, at 12 bits: exact.
+        let w = widen_to(&r, pix::YUVA444P12).unwrap();
+        let mut m = AlphaMatch::default();
+        m.add(&r, &w.view(0, tb, true));
+        assert_eq!((m.max_diff, m.missing), (0, 0));
+        assert!(m.check().pass);
+        // Two code values off in one sample, on the second frame: fails,
+        // and says where.
+        let mut off = w.clone();
+        let v = u16::from_le_bytes([off.planes[3][6], off.planes[3][7]]) + 2 * 16;
+        off.planes[3][6..8].copy_from_slice(&v.to_le_bytes());
+        m.add(&r, &off.view(1, tb, true));
+        assert_eq!((m.max_diff, m.worst_frame), (2, 1));
+        assert!(!m.check().pass);
+        // Decoded without an alpha plane: the alpha was lost.
+        let mut lost = AlphaMatch::default();
+        let flat = Yuv::new(8, 2, pix::YUV444P12, abi::ColorTags::BT709_LIMITED);
+        lost.add(&r, &flat.view(0, tb, true));
+        let c = lost.check();
+        assert!(!c.pass && c.value.is_null(), "{c:?}");
     }
 
     #[test]

@@ -315,6 +315,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../presets/master/prores-422.toml"),
     ),
     (
+        "master/prores-4444-alpha",
+        include_str!("../../presets/master/prores-4444-alpha.toml"),
+    ),
+    (
         "master/prores-4444-xq",
         include_str!("../../presets/master/prores-4444-xq.toml"),
     ),
@@ -1020,6 +1024,8 @@ impl Checker<'_> {
             "yuv420p10le",
             "yuv422p10le",
             "yuv444p10le",
+            // 4:4:4 with the render's alpha (ProRes 4444).
+            "yuva444p10le",
         ];
         let pix_expected = format!(
             "one of {}",
@@ -1215,7 +1221,7 @@ mod tests {
     #[test]
     fn builtins_are_valid_and_as_specified() {
         let lib = PresetLibrary::builtin();
-        assert_eq!(lib.ids().len(), 27);
+        assert_eq!(lib.ids().len(), 28);
         for group in ["master/", "broadcast/", "web/"] {
             assert!(lib.ids().iter().any(|i| i.starts_with(group)), "{group}");
         }
@@ -1486,7 +1492,7 @@ mod tests {
             format!(
                 "{}:14:11: field `video.pix_fmt`: value \"rgb24\" is not a supported pixel format \
                  (expected one of \"yuv420p\", \"yuv422p\", \"yuv444p\", \"yuv420p10le\", \
-                 \"yuv422p10le\", \"yuv444p10le\")",
+                 \"yuv422p10le\", \"yuv444p10le\", \"yuva444p10le\")",
                 path.display()
             )
         );

@@ -228,6 +228,7 @@ presets! {
     master_prores_422_hq => master("master/prores-422-hq", "prores", "HQ", "yuv422p10le", "apch", Mov);
     // FFmpeg decodes ProRes 4444 at 12 bits whatever it was given.
     master_prores_4444 => master("master/prores-4444", "prores", "4444", "yuv444p12le", "ap4h", Mov);
+    master_prores_4444_alpha => master("master/prores-4444-alpha", "prores", "4444", "yuva444p12le", "ap4h", Mov);
     master_prores_4444_xq => master("master/prores-4444-xq", "prores", "XQ", "yuv444p12le", "ap4x", Mov);
     master_dnxhr_lb => master("master/dnxhr-lb", "dnxhd", "DNXHR LB", "yuv422p", "AVdh", Mov);
     master_dnxhr_sq => master("master/dnxhr-sq", "dnxhd", "DNXHR SQ", "yuv422p", "AVdh", Mov);

@@ -82,6 +82,7 @@ fn profile_matches(codec: Option<&str>, promised: &str, found: &str) -> bool {
 fn decodes_as(codec: Option<&str>, promised: &str) -> Option<&'static str> {
     match (codec?, promised) {
         ("prores", "yuv444p10le") => Some("yuv444p12le"),
+        ("prores", "yuva444p10le") => Some("yuva444p12le"),
         _ => None,
     }
 }

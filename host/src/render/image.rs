@@ -205,11 +205,17 @@ fn coeffs(matrix: u32, range: u32, depth: u32) -> Coeffs {
     }
 }
 
-/// Converts RGBA to the frame's YUV format (alpha is dropped; chroma is the
-/// mean of the co-sited block, i.e. centre siting).
+/// Converts RGBA to the frame's YUV format (chroma is the mean of the
+/// co-sited block, i.e. centre siting). Formats with an alpha plane get the
+/// render's alpha, full range at their depth (FFmpeg's convention for
+/// alpha, whatever the colour range): `round(a · (2^bits − 1) / 255)`, so
+/// the render's 8-bit value is recovered exactly. Others drop alpha.
 pub fn rgba_to_yuv(src: &Rgba8, dst: &mut Yuv) {
     let l = pix::layout(dst.pix_fmt).expect("validated pixel format");
     let k = coeffs(dst.color.matrix, dst.color.range, l.bit_depth);
+    if l.planes == 4 {
+        alpha_plane(src, &mut dst.planes[3], l);
+    }
     if dst.pix_fmt == pix::YUV420P && src.width.is_multiple_of(2) && src.height.is_multiple_of(2) {
         return rgba_to_yuv420p8(src, dst, &k);
     }
@@ -256,6 +262,31 @@ pub fn rgba_to_yuv(src: &Rgba8, dst: &mut Yuv) {
             put(crp, cy * cw + cx, cr + k.c_off);
         }
     }
+}
+
+/// The alpha plane of a full-size 4:4:4:4 frame from straight RGBA.
+fn alpha_plane(src: &Rgba8, plane: &mut [u8], l: pix::Layout) {
+    let max = (1u32 << l.bit_depth) - 1;
+    for (a, out) in src
+        .data
+        .chunks_exact(4)
+        .map(|p| p[3] as u32)
+        .zip(plane.chunks_exact_mut(l.bytes_per_sample))
+    {
+        let v = (a * max + 127) / 255;
+        if l.bytes_per_sample == 1 {
+            out[0] = v as u8;
+        } else {
+            out.copy_from_slice(&(v as u16).to_le_bytes());
+        }
+    }
+}
+
+/// An alpha sample at `bits` in the render's 8-bit units (the inverse of
+/// [`rgba_to_yuv`]'s scaling, for any depth).
+pub fn alpha_to_8bit(v: u32, bits: u32) -> u32 {
+    let max = (1u32 << bits) - 1;
+    (v * 255 + max / 2) / max
 }
 
 /// The hot path of web deliverables: 8-bit 4:2:0 from even-sized frames,
@@ -323,6 +354,32 @@ mod tests {
         rgba_to_yuv(&src, &mut dst);
         assert_eq!(dst.planes[0], vec![16; 4]);
         assert_eq!(dst.planes[2], vec![128]);
+    }
+
+    #[test]
+    fn alpha_reaches_the_fourth_plane_and_comes_back_exactly() {
+        let mut src = Rgba8::new(16, 1);
+        for (x, p) in src.data.chunks_exact_mut(4).enumerate() {
+            p.copy_from_slice(&[200, 100, 50, (x * 17) as u8]);
+        }
+        for fmt in [pix::YUVA444P10, pix::YUVA444P12] {
+            let mut dst = Yuv::new(16, 1, fmt, abi::ColorTags::BT709_LIMITED);
+            rgba_to_yuv(&src, &mut dst);
+            let bits = pix::layout(fmt).unwrap().bit_depth;
+            let a: Vec<u32> = dst.planes[3]
+                .chunks_exact(2)
+                .map(|s| u16::from_le_bytes([s[0], s[1]]) as u32)
+                .collect();
+            assert_eq!(a[0], 0);
+            assert_eq!(a[15], (1 << bits) - 1, "opaque is the full code");
+            for (x, v) in a.iter().enumerate() {
+                assert_eq!(alpha_to_8bit(*v, bits), (x * 17) as u32);
+            }
+        }
+        // Without an alpha plane, alpha is dropped and nothing else changes.
+        let mut dst = Yuv::new(16, 1, pix::YUV444P10, abi::ColorTags::BT709_LIMITED);
+        rgba_to_yuv(&src, &mut dst);
+        assert_eq!(dst.planes.len(), 3);
     }
 
     #[test]

@@ -377,7 +377,7 @@ pub fn composite(src: &Rgba8, dst: &mut Rgba8, pos: [f32; 2], scale: f32, opacit
                 }
                 sample_bilinear(src, fx, fy)
             };
-            let a = s[3] * op / 256; // 0..=255
+            let a = (s[3] * op + 128) / 256; // 0..=255, rounded
             let d = &mut drow[(x * 4) as usize..(x * 4 + 4) as usize];
             if a >= 255 {
                 d[0] = s[0] as u8;
@@ -385,14 +385,35 @@ pub fn composite(src: &Rgba8, dst: &mut Rgba8, pos: [f32; 2], scale: f32, opacit
                 d[2] = s[2] as u8;
                 d[3] = 255;
             } else if a > 0 {
-                let ia = 255 - a;
-                for c in 0..3 {
-                    d[c] = ((s[c] * a + d[c] as u32 * ia + 127) / 255) as u8;
-                }
-                d[3] = (a + (d[3] as u32 * ia + 127) / 255) as u8;
+                over(d, [s[0], s[1], s[2]], a);
             }
         }
     }
+}
+
+/// Porter–Duff "over" of a straight-alpha colour `s` at alpha `a`
+/// (1..=254) onto the straight-alpha pixel `d`. Over an opaque pixel this is
+/// the plain mix; over a transparent or translucent one the colours are
+/// weighted by their alphas, so a layer over nothing keeps its own colour
+/// (not darkened towards the empty pixel's black) and the result's alpha
+/// is `a + a_d·(1 − a)`.
+fn over(d: &mut [u8], s: [u32; 3], a: u32) {
+    let ia = 255 - a;
+    let ad = d[3] as u32;
+    if ad == 255 {
+        for c in 0..3 {
+            d[c] = ((s[c] * a + d[c] as u32 * ia + 127) / 255) as u8;
+        }
+        return;
+    }
+    // In units of 1/255²: a·255 for the source, a_d·(255 − a) below it.
+    let ws = a * 255;
+    let wd = ad * ia;
+    let out = ws + wd;
+    for c in 0..3 {
+        d[c] = ((s[c] * ws + d[c] as u32 * wd + out / 2) / out) as u8;
+    }
+    d[3] = ((out + 127) / 255) as u8;
 }
 
 fn sample_bilinear(src: &Rgba8, fx: f32, fy: f32) -> [u32; 4] {
@@ -526,5 +547,46 @@ pub fn pattern(n: u64, background: &Rgba8, out: &mut Rgba8) {
             [0, 0, 0, 255]
         };
         fill_rect(out, cell + bit * cell, y0, cell, cell, c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_keeps_the_layers_colour_over_nothing_and_mixes_over_opaque() {
+        // Over a transparent pixel: the source's own colour, its alpha.
+        let mut d = [0u8, 0, 0, 0];
+        over(&mut d, [200, 100, 50], 128);
+        assert_eq!(d, [200, 100, 50, 128]);
+        // Over an opaque pixel: the plain mix, still opaque.
+        let mut d = [0u8, 0, 0, 255];
+        over(&mut d, [200, 100, 50], 128);
+        assert_eq!(d, [100, 50, 25, 255]);
+        // Two half-transparent layers: alpha 0.5 + 0.5·0.5 = 0.75, and the
+        // colour is weighted 2:1 towards the top layer.
+        let mut d = [0u8, 0, 0, 0];
+        over(&mut d, [0, 0, 240], 128);
+        over(&mut d, [240, 0, 0], 128);
+        assert_eq!(d[3], 192);
+        assert!(
+            (d[0] as i32 - 160).abs() <= 1 && (d[2] as i32 - 80).abs() <= 1,
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_translucent_layer_over_a_transparent_canvas() {
+        let mut canvas = Rgba8::new(4, 4);
+        canvas.fill([0, 0, 0, 0]);
+        let mut layer = Rgba8::new(2, 2);
+        layer.fill([255, 128, 0, 255]);
+        composite(&layer, &mut canvas, [1.0, 1.0], 1.0, 0.5);
+        let px = |x: usize, y: usize| &canvas.data[(y * 4 + x) * 4..(y * 4 + x) * 4 + 4];
+        assert_eq!(px(0, 0), [0, 0, 0, 0]);
+        assert_eq!(px(1, 1), [255, 128, 0, 128]);
+        assert_eq!(px(2, 2), [255, 128, 0, 128]);
+        assert_eq!(px(3, 3), [0, 0, 0, 0]);
     }
 }

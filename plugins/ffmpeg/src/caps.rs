@@ -166,6 +166,13 @@ const PRORES_OPTIONS: &[OptionSpec] = &[
     // The encoder id in each frame header ("apl0" is what Apple's encoder
     // writes; some players look at it). prores_ks takes exactly 4 bytes.
     OptionSpec::new("vendor", Kind::FourCc, Target::Av("vendor")),
+    // Bits per alpha sample in 4444 with alpha: 16 (lossless from 10-bit
+    // input), 8, or 0 to drop it.
+    OptionSpec::new(
+        "alpha_bits",
+        Kind::Choice(&["0", "8", "16"]),
+        Target::Av("alpha_bits"),
+    ),
 ];
 
 /// dnxhd's `profile` names (FFmpeg 5.1, dnxhdenc.c): `dnxhd` takes its
@@ -435,16 +442,16 @@ pub const ENCODERS: &[EncoderEntry] = &[
         implementation: "prores_ks",
         media: media::VIDEO,
         profiles: PRORES_PROFILES,
-        // yuva444p10le (4444 with alpha) is left out: the host's frames
-        // have no alpha plane to give it yet.
-        pix_fmts: &["yuv422p10le", "yuv444p10le"],
+        // yuva444p10le: 4444 with an alpha channel (prores_ks codes it
+        // losslessly at `alpha_bits`).
+        pix_fmts: &["yuv422p10le", "yuv444p10le", "yuva444p10le"],
         profile_pix_fmts: &[
             ("proxy", &["yuv422p10le"]),
             ("lt", &["yuv422p10le"]),
             ("standard", &["yuv422p10le"]),
             ("hq", &["yuv422p10le"]),
-            ("4444", &["yuv444p10le"]),
-            ("4444xq", &["yuv444p10le"]),
+            ("4444", &["yuv444p10le", "yuva444p10le"]),
+            ("4444xq", &["yuv444p10le", "yuva444p10le"]),
         ],
         rank: 100,
         fatal_warnings: &[],
@@ -459,7 +466,11 @@ pub const ENCODERS: &[EncoderEntry] = &[
         ],
         explain: None,
         drain_before_close: false,
-        auto_profiles: &[("yuv422p10le", "hq"), ("yuv444p10le", "4444")],
+        auto_profiles: &[
+            ("yuv422p10le", "hq"),
+            ("yuv444p10le", "4444"),
+            ("yuva444p10le", "4444"),
+        ],
     },
     EncoderEntry {
         codec: "dnxhd",
@@ -916,9 +927,9 @@ mod tests {
             assert_eq!(rule(p), ["yuv422p10le"]);
         }
         for p in ["4444", "4444xq"] {
-            assert_eq!(rule(p), ["yuv444p10le"]);
+            assert_eq!(rule(p), ["yuv444p10le", "yuva444p10le"]);
         }
-        assert!(!e.pix_fmts.contains(&"yuva444p10le"), "no alpha yet");
+        assert!(e.pix_fmts.contains(&"yuva444p10le"), "4444 keeps alpha");
         let s = parse("profile = \"4444xq\"\nvendor = \"apl0\"", e.options, "o").unwrap();
         assert_eq!(s.get("profile"), Some("4444xq"));
         assert_eq!(s.get("vendor"), Some("apl0"));

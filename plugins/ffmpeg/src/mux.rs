@@ -145,6 +145,12 @@ impl plugin::Muxer for Muxer {
                 par.width = p.width as c_int;
                 par.height = p.height as c_int;
                 par.format = pix_to_av(p.pix_fmt).map_or(-1, |f| f as c_int);
+                // QuickTime's sample description depth: 32 says the picture
+                // carries alpha (Apple's ProRes 4444 with alpha writes it;
+                // the MOV muxer writes 24 when this is unset).
+                if deliver_plugin_api::abi::pix::layout(p.pix_fmt).is_some_and(|l| l.planes == 4) {
+                    par.bits_per_coded_sample = 32;
+                }
                 par.sample_aspect_ratio = ffi::AVRational { num: 1, den: 1 };
                 par.field_order = ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE;
                 par.color_primaries = color.primaries;
