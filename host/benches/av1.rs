@@ -18,12 +18,11 @@
 //!
 //! Run: `cargo build --release --workspace && cargo bench -p deliver --bench av1`.
 
-use deliver_plugin_api::abi::{self, media, pix};
-use deliver_plugin_api::plugin::{EncoderSettings, VideoView};
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+mod common;
+
+use common::{ssim, target_dir, timed, video_settings, y4m_source, Timed};
+use deliver_plugin_api::abi::pix;
+use std::path::Path;
 
 const SECONDS: u32 = 5;
 const FPS: u32 = 25;
@@ -38,178 +37,22 @@ const TILE_ROWS: u32 = 2;
 /// `<speed>:<source.y4m>:<out.mp4>`.
 const CHILD: &str = "AV1_BENCH_PLUGIN_ENCODE";
 
-/// `target/`, from the benchmark binary's path (`target/release/deps/…`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_owned()
-}
-
-fn run(cmd: &mut Command) -> (String, String) {
-    let out = cmd.output().expect("spawn");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{cmd:?} failed:\n{stderr}");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
-}
-
-/// The cached source.
-fn source(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let src = dir.join(format!("testsrc2-{WIDTH}x{HEIGHT}p{FPS}-{SECONDS}s.y4m"));
-    if !src.exists() {
-        let tmp = dir.join("src.tmp.y4m");
-        let lavfi = format!("testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS}:duration={SECONDS}");
-        run(Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-            ])
-            .arg(&lavfi)
-            .args(["-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe"])
-            .arg(&tmp));
-        std::fs::rename(&tmp, &src).unwrap();
-    }
-    src
-}
-
-/// Wall and CPU time of one encoder process.
-struct Timed {
-    wall: f64,
-    cpu: Option<f64>,
-}
-
-const TIME_MARK: &str = "bench-cpu-seconds:";
-
-fn timed(program: &Path, args: &[&std::ffi::OsStr], env: Option<(&str, String)>) -> Timed {
-    let gnu_time = Path::new("/usr/bin/time").exists();
-    let mut cmd = if gnu_time {
-        let mut c = Command::new("/usr/bin/time");
-        c.args(["-f", &format!("{TIME_MARK} %U %S")]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    };
-    cmd.args(args).env("RUST_LOG", "warn");
-    if let Some((k, v)) = env {
-        cmd.env(k, v);
-    }
-    let start = Instant::now();
-    let (_, stderr) = run(&mut cmd);
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = stderr.lines().rev().find_map(|l| {
-        let mut it = l.strip_prefix(TIME_MARK)?.split_whitespace();
-        Some(it.next()?.parse::<f64>().ok()? + it.next()?.parse::<f64>().ok()?)
-    });
-    Timed { wall, cpu }
-}
-
 /// The plugin path, in the child process: Y4M frames → rav1e plugin →
 /// ffmpeg plugin's MP4 muxer.
 fn plugin_encode(speed: u32, src: &Path, out: &Path) {
-    let plugins = target_dir().join("release");
-    let load = |name: &str| {
-        deliver::plugins::load_file(&plugins.join(format!("lib{name}.so")))
-            .unwrap_or_else(|e| panic!("{e} (build the workspace first)"))
-            .plugin
-    };
-    let (rav1e, ffmpeg) = (load("deliver_plugin_rav1e"), load("deliver_plugin_ffmpeg"));
-    let settings = EncoderSettings {
-        media: media::VIDEO,
-        codec: "av1".into(),
-        implementation: "rav1e".into(),
-        width: WIDTH,
-        height: HEIGHT,
-        pix_fmt: pix::YUV420P,
-        frame_rate: abi::Rational::new(FPS as i32, 1),
-        time_base: abi::Rational::new(1, FPS as i32),
-        color: abi::ColorTags::BT709_LIMITED,
-        global_header: true,
-        options: format!(
+    let settings = video_settings(
+        "av1",
+        "rav1e",
+        (WIDTH, HEIGHT),
+        FPS,
+        pix::YUV420P,
+        true,
+        format!(
             "speed = {speed}\nquantizer = {QUANTIZER}\ntile_cols = {TILE_COLS}\ntile_rows = {TILE_ROWS}"
         ),
-        ..Default::default()
-    };
-    let (mut enc, params) = rav1e.open_encoder(&settings).unwrap();
-    let mut mux = ffmpeg.open_muxer(out.to_str().unwrap(), "mp4", "").unwrap();
-    let idx = mux.add_stream(&params).unwrap();
-    mux.write_header().unwrap();
-
-    let mut r = BufReader::new(std::fs::File::open(src).unwrap());
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    assert!(line.starts_with("YUV4MPEG2 "), "{line}");
-    let (w, h) = (WIDTH as usize, HEIGHT as usize);
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    let mut frame = vec![0u8; w * h + 2 * cw * ch];
-    let mut pts = 0i64;
-    let mut drain = |enc: &mut deliver_plugin_api::host::Encoder| loop {
-        match enc.receive().unwrap() {
-            Ok(p) => mux.write_packet(idx, &p).unwrap(),
-            Err(s) => return s,
-        }
-    };
-    loop {
-        line.clear();
-        if r.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        assert!(line.starts_with("FRAME"), "{line}");
-        r.read_exact(&mut frame).unwrap();
-        let (y, uv) = frame.split_at(w * h);
-        let (u, v) = uv.split_at(cw * ch);
-        let mut planes: [(&[u8], usize); 4] = [(&[], 0); 4];
-        planes[0] = (y, w);
-        planes[1] = (u, cw);
-        planes[2] = (v, cw);
-        let view = VideoView {
-            width: WIDTH,
-            height: HEIGHT,
-            pix_fmt: pix::YUV420P,
-            planes,
-            n_planes: 3,
-            pts,
-            time_base: settings.time_base,
-            color: settings.color,
-            key: false,
-        };
-        enc.send_video(Some(&view)).unwrap();
-        drain(&mut enc);
-        pts += 1;
-    }
-    enc.send_video(None).unwrap();
-    assert_eq!(drain(&mut enc), abi::status::EOF);
-    mux.finish().unwrap();
-    assert_eq!(pts, i64::from(SECONDS * FPS));
-}
-
-/// FFmpeg's SSIM of `file` against the source: (Y, All).
-fn ssim(file: &Path, src: &Path) -> (f64, f64) {
-    let (_, err) = run(Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(file)
-        .arg("-i")
-        .arg(src)
-        .args(["-lavfi", "[0:v][1:v]ssim", "-f", "null", "-"]));
-    let line = err
-        .lines()
-        .rev()
-        .find(|l| l.contains("SSIM Y:"))
-        .unwrap_or_else(|| panic!("no SSIM summary in: {err}"));
-    let value = |key: &str| -> f64 {
-        line.split_once(key)
-            .unwrap()
-            .1
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (value("Y:"), value("All:"))
+    );
+    let frames = common::plugin_encode("deliver_plugin_rav1e", &settings, src, "mp4", out);
+    assert_eq!(frames, i64::from(SECONDS * FPS));
 }
 
 struct Row {
@@ -305,7 +148,7 @@ fn main() {
         return;
     }
     let dir = target_dir().join("bench-av1");
-    let src = source(&dir);
+    let src = y4m_source(&dir, (WIDTH, HEIGHT), FPS, SECONDS, "yuv420p");
     let mut speeds = vec![10];
     if std::env::var_os("AV1_BENCH_SLOW").is_some() {
         speeds.push(6);
