@@ -682,6 +682,11 @@ fn video_settings(p: &Plan, m: &Manifest) -> EncoderSettings {
             .entry("profile")
             .or_insert_with(|| toml::Value::String(profile.clone()));
     }
+    if let Some(order) = p.preset.video.field_order.encoder_option() {
+        vopts
+            .entry("interlaced")
+            .or_insert_with(|| toml::Value::String(order.into()));
+    }
     EncoderSettings {
         media: media::VIDEO,
         codec: p.preset.video.codec.clone(),
@@ -706,6 +711,10 @@ fn container_options(p: &Preset) -> toml::Table {
     if let Some(f) = &p.video.fourcc {
         t.entry("video_tag")
             .or_insert_with(|| toml::Value::String(f.clone()));
+    }
+    if let Some(order) = p.video.field_order.muxer_option() {
+        t.entry("field_order")
+            .or_insert_with(|| toml::Value::String(order.into()));
     }
     t
 }
@@ -1408,7 +1417,10 @@ fn expectations(p: &Plan, m: &Manifest) -> qc::Expect {
             m.canvas.frame_rate.num as i32,
             m.canvas.frame_rate.den as i32,
         )),
-        scan: Some(qc::Scan::Progressive),
+        scan: Some(match pre.video.field_order {
+            crate::preset::FieldOrder::Progressive => qc::Scan::Progressive,
+            _ => qc::Scan::Interlaced,
+        }),
         frames: Some(m.canvas.frames),
         colour: Some(p.color),
         audio: pre.audio.as_ref().map(|a| qc::AudioExpect {

@@ -43,6 +43,12 @@
 //! fourcc = "hvc1"               # optional, MOV/MP4 only: the video sample entry's
 //!                               # type, given to the muxer (as its `video_tag`
 //!                               # option) and checked in the delivered file
+//! field_order = "progressive"   # optional: "progressive" (default), "tff" or "bff":
+//!                               # interlaced coding with the top or bottom field
+//!                               # first (the encoder's `interlaced` option, the
+//!                               # muxer's `field_order`), and held to interlaced
+//!                               # pictures in the delivered file. The render is
+//!                               # progressive: both fields come from one instant.
 //! width = 1920                  # optional, with height; default: the canvas size
 //! height = 1080
 //! primaries = "bt709"           # optional, default "bt709" (the only one in v1)
@@ -110,6 +116,8 @@ pub struct VideoSpec {
     pub pix_fmt: String,
     /// The video sample entry's fourcc in a MOV/MP4 file (`apch`, `hvc1`).
     pub fourcc: Option<String>,
+    /// Progressive or interlaced coding, and which field comes first.
+    pub field_order: FieldOrder,
     /// `None`: the canvas size. Both or neither are set.
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -118,6 +126,37 @@ pub struct VideoSpec {
     pub bit_rate: Option<i64>,
     /// Codec options passed to the plugin, which validates them.
     pub options: toml::Table,
+}
+
+/// How pictures are coded: whole frames, or two fields of which the top
+/// or the bottom one comes first in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldOrder {
+    #[default]
+    Progressive,
+    Tff,
+    Bff,
+}
+
+impl FieldOrder {
+    /// The encoder option value (`interlaced = "tff"`), if interlaced.
+    pub fn encoder_option(self) -> Option<&'static str> {
+        match self {
+            FieldOrder::Progressive => None,
+            FieldOrder::Tff => Some("tff"),
+            FieldOrder::Bff => Some("bff"),
+        }
+    }
+
+    /// The muxer's `field_order` value (FFmpeg's names), if interlaced.
+    pub fn muxer_option(self) -> Option<&'static str> {
+        match self {
+            FieldOrder::Progressive => None,
+            FieldOrder::Tff => Some("tt"),
+            FieldOrder::Bff => Some("bb"),
+        }
+    }
 }
 
 /// Colour description as code points: ITU-T H.273 for primaries, transfer
@@ -191,6 +230,7 @@ struct RawVideo {
     profile: Option<String>,
     pix_fmt: Option<String>,
     fourcc: Option<String>,
+    field_order: Option<String>,
     width: Option<i64>,
     height: Option<i64>,
     primaries: Option<String>,
@@ -329,6 +369,10 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "broadcast/atsc-h264-1080",
         include_str!("../../presets/broadcast/atsc-h264-1080.toml"),
+    ),
+    (
+        "broadcast/xdcam-hd422-1080i25",
+        include_str!("../../presets/broadcast/xdcam-hd422-1080i25.toml"),
     ),
     (
         "broadcast/xdcam-hd422-1080p25",
@@ -1056,6 +1100,18 @@ impl Checker<'_> {
             }
             None => None,
         };
+        let field_order = match v.field_order.as_deref() {
+            None | Some("progressive") => FieldOrder::Progressive,
+            Some("tff") => FieldOrder::Tff,
+            Some("bff") => FieldOrder::Bff,
+            Some(_) => {
+                return Err(self.bad(
+                    &["video", "field_order"],
+                    "is not a field order",
+                    "\"progressive\", \"tff\" (interlaced, top field first) or \"bff\"",
+                ))
+            }
+        };
         let dimension = |n: i64, key: &str| -> Checked<u32> {
             let expected = "an even integer from 16 to 8192";
             let n = self.int(n, &["video", key], 16..=8192, expected)?;
@@ -1114,6 +1170,7 @@ impl Checker<'_> {
             profile,
             pix_fmt: pix_fmt.clone(),
             fourcc,
+            field_order,
             width,
             height,
             colour,
@@ -1221,7 +1278,7 @@ mod tests {
     #[test]
     fn builtins_are_valid_and_as_specified() {
         let lib = PresetLibrary::builtin();
-        assert_eq!(lib.ids().len(), 28);
+        assert_eq!(lib.ids().len(), 29);
         for group in ["master/", "broadcast/", "web/"] {
             assert!(lib.ids().iter().any(|i| i.starts_with(group)), "{group}");
         }
@@ -1281,6 +1338,34 @@ mod tests {
             p.video.options,
             table("crf = 20\npreset = \"fast\"\nprofile = \"high\"")
         );
+    }
+
+    #[test]
+    fn field_order_is_progressive_unless_a_preset_says_tff_or_bff() {
+        let lib = PresetLibrary::builtin();
+        let p = lib
+            .resolve("broadcast/xdcam-hd422-1080i25", &toml::Table::new())
+            .unwrap();
+        assert_eq!(p.video.field_order, FieldOrder::Tff);
+        assert_eq!(
+            (
+                p.video.field_order.encoder_option(),
+                p.video.field_order.muxer_option()
+            ),
+            (Some("tff"), Some("tt"))
+        );
+        let p = lib
+            .resolve("broadcast/xdcam-hd422-1080p25", &toml::Table::new())
+            .unwrap();
+        assert_eq!(p.video.field_order, FieldOrder::Progressive);
+        let e = lib
+            .resolve(
+                "broadcast/xdcam-hd422-1080p25",
+                &table("video.field_order = \"upper\""),
+            )
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("video.field_order"), "{e}");
+        assert!(e.to_string().contains("\"tff\" (interlaced"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ struct Case {
     audio: Audio,
     /// The rav1e plugin is installed beside the ffmpeg plugin.
     rav1e: bool,
+    /// ffprobe's `field_order`: `progressive`, or `tt` for interlaced top
+    /// field first.
+    field_order: &'static str,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -77,6 +80,7 @@ const fn master(
         container,
         audio: Audio::Pcm24,
         rav1e: false,
+        field_order: "progressive",
     }
 }
 
@@ -146,6 +150,7 @@ fn run(case: &Case) {
         ("color_space", "bt709"),
         ("color_range", "tv"),
         ("nb_read_frames", &FRAMES.to_string()),
+        ("field_order", case.field_order),
     ] {
         assert_eq!(got(key), want, "{}: video {key}", case.preset);
     }
@@ -238,6 +243,7 @@ presets! {
     master_dnxhr_hq_mxf => master("master/dnxhr-hq-mxf", "dnxhd", "DNXHR HQ", "yuv422p", NO_TAG, Mxf);
     master_dnxhd_120_1080p25 => master("master/dnxhd-120-1080p25", "dnxhd", "DNXHD", "yuv422p", "AVdn", Mov);
     master_dnxhd_185x_1080p25 => master("master/dnxhd-185x-1080p25", "dnxhd", "DNXHD", "yuv422p10le", NO_TAG, Mxf);
+    broadcast_xdcam_hd422_1080i25 => Case { field_order: "tt", ..master("broadcast/xdcam-hd422-1080i25", "mpeg2video", "4:2:2", "yuv422p", NO_TAG, Mxf) };
     broadcast_xdcam_hd422_1080p25 => master("broadcast/xdcam-hd422-1080p25", "mpeg2video", "4:2:2", "yuv422p", NO_TAG, Mxf);
     broadcast_atsc_h264_1080 => master("broadcast/atsc-h264-1080", "h264", "High", "yuv420p", "avc1", Mov);
     web_h264_1080p => Case { audio: Aac, ..master("web/h264-1080p", "h264", "High", "yuv420p", "avc1", Mp4) };

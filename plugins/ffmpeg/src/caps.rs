@@ -241,6 +241,14 @@ const MPEG2_OPTIONS: &[OptionSpec] = &[
         Kind::Bool,
         Target::Av("non_linear_quant"),
     ),
+    // Interlaced coding (field DCT and field motion estimation) with the
+    // field that comes first in time: XDCAM HD422 1080i is top field first.
+    // Taken by the plugin, which also marks every picture.
+    OptionSpec::new(
+        INTERLACED_OPTION,
+        Kind::Choice(&["tff", "bff"]),
+        Target::Av(INTERLACED_OPTION),
+    ),
     OptionSpec::new("qmin", Kind::Int { min: 1, max: 31 }, Target::Av("qmin")),
     OptionSpec::new("qmax", Kind::Int { min: 1, max: 31 }, Target::Av("qmax")),
 ];
@@ -631,9 +639,29 @@ pub const CONTAINERS: &[&str] = &["mp4", "mov", "mxf", "matroska", "webm"];
 pub fn mux_options(container: &str) -> &'static [OptionSpec] {
     match container {
         "mp4" | "mov" => MOV_OPTIONS,
+        "mxf" => MXF_OPTIONS,
         _ => &[],
     }
 }
+
+/// The encoder option for interlaced coding (`tff` or `bff`); the encoder
+/// takes it itself rather than passing it to FFmpeg.
+pub const INTERLACED_OPTION: &str = "interlaced";
+
+/// The muxer option that describes the video stream's field order
+/// (`progressive`, `tt` top field first, `bb` bottom field first): MOV
+/// writes it as the `fiel` atom, MXF as frame layout and field dominance.
+/// Applied to the video stream, like `video_tag`.
+pub const FIELD_ORDER_OPTION: &str = "field_order";
+
+const FIELD_ORDER: OptionSpec = OptionSpec::new(
+    FIELD_ORDER_OPTION,
+    Kind::Choice(&["progressive", "tt", "bb"]),
+    Target::Av(FIELD_ORDER_OPTION),
+);
+
+/// Options of the MXF muxer.
+const MXF_OPTIONS: &[OptionSpec] = &[FIELD_ORDER];
 
 /// The muxer option that sets the video sample entry's fourcc; the muxer
 /// applies it to the video stream, not to the format context.
@@ -654,6 +682,7 @@ const MOV_OPTIONS: &[OptionSpec] = &[
     // `hev1` for HEVC, which Apple players require); FFmpeg refuses one
     // that does not name the stream's codec.
     OptionSpec::new(VIDEO_TAG_OPTION, Kind::FourCc, Target::Av(VIDEO_TAG_OPTION)),
+    FIELD_ORDER,
 ];
 
 /// Whether FFmpeg has an encoder by this name.

@@ -37,6 +37,10 @@ struct VideoIn {
     /// Tagged on every frame too: some encoders (prores_ks) write the
     /// frame's tags into the bitstream, not the context's.
     color: crate::ffi_util::AvColor,
+    /// Interlaced coding: `Some(top field first)`. Every picture is marked
+    /// interlaced with this field order (mpeg2video codes the picture's
+    /// `top_field_first`, not the context's field order).
+    interlaced: Option<bool>,
 }
 
 struct AudioIn {
@@ -311,6 +315,22 @@ impl Encoder {
             cfg.threads.to_string()
         };
         settings.set("threads", &threads);
+        let interlaced = match settings.take(caps::INTERLACED_OPTION).as_deref() {
+            None => None,
+            Some(order) => {
+                let tff = order == "tff";
+                settings.set("flags", "+ildct+ilme");
+                // SAFETY: a fresh, unopened context.
+                unsafe {
+                    (*raw).field_order = if tff {
+                        ffi::AVFieldOrder::AV_FIELD_TT
+                    } else {
+                        ffi::AVFieldOrder::AV_FIELD_BB
+                    };
+                }
+                Some(tff)
+            }
+        };
         let mut work = new_frame()?;
         alloc_video(&mut work, av_fmt, cfg.width, cfg.height)?;
         Ok(VideoIn {
@@ -322,6 +342,7 @@ impl Encoder {
             layout,
             time_base: cfg.time_base,
             color,
+            interlaced,
         })
     }
 
@@ -769,6 +790,10 @@ impl plugin::Encoder for Encoder {
         dst.color_trc = vin.color.transfer;
         dst.colorspace = vin.color.matrix;
         dst.color_range = vin.color.range;
+        if let Some(tff) = vin.interlaced {
+            dst.interlaced_frame = 1;
+            dst.top_field_first = c_int::from(tff);
+        }
         dst.pict_type = if v.key {
             ffi::AVPictureType::AV_PICTURE_TYPE_I
         } else {

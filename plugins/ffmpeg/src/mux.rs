@@ -1,6 +1,6 @@
 //! Writing MP4, MOV, MXF and Matroska through libavformat.
 
-use crate::caps::{mux_options, CONTAINERS, VIDEO_TAG_OPTION};
+use crate::caps::{mux_options, CONTAINERS, FIELD_ORDER_OPTION, VIDEO_TAG_OPTION};
 use crate::ffi_util::{
     av_code, av_color, av_err, av_extradata, av_rational, codec_id_by_name, codec_name, fourcc,
     is_positive, pix_to_av, profile_id, prores_tag, Layout,
@@ -27,6 +27,9 @@ pub struct Muxer {
     settings: AvSettings,
     /// The video sample entry's fourcc asked for (`video_tag`).
     video_tag: Option<String>,
+    /// The video stream's field order (`field_order`), progressive unless
+    /// asked.
+    field_order: ffi::AVFieldOrder,
     streams: Vec<MuxStream>,
     header: bool,
     finished: bool,
@@ -56,6 +59,11 @@ impl plugin::Muxer for Muxer {
         )
         .map_err(|e| format!("{path}: {e}"))?;
         let video_tag = settings.take(VIDEO_TAG_OPTION);
+        let field_order = match settings.take(FIELD_ORDER_OPTION).as_deref() {
+            Some("tt") => ffi::AVFieldOrder::AV_FIELD_TT,
+            Some("bb") => ffi::AVFieldOrder::AV_FIELD_BB,
+            _ => ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE,
+        };
         let out = format::output_as(&path, container)
             .map_err(|e| format!("cannot create {path} as {container}: {}", av_err(e)))?;
         Ok(Muxer {
@@ -64,6 +72,7 @@ impl plugin::Muxer for Muxer {
             out,
             settings,
             video_tag,
+            field_order,
             streams: Vec::new(),
             header: false,
             finished: false,
@@ -152,7 +161,7 @@ impl plugin::Muxer for Muxer {
                     par.bits_per_coded_sample = 32;
                 }
                 par.sample_aspect_ratio = ffi::AVRational { num: 1, den: 1 };
-                par.field_order = ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE;
+                par.field_order = self.field_order;
                 par.color_primaries = color.primaries;
                 par.color_trc = color.transfer;
                 par.color_space = color.matrix;
