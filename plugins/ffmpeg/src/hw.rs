@@ -76,8 +76,25 @@ pub fn is_hardware(name: &str) -> bool {
 /// NVENC presets (FFmpeg 5.1's nvenc.c): the SDK 10 p1 (fastest) to p7
 /// (best) and the older names it maps onto them.
 const NVENC_PRESETS: &[&str] = &[
-    "default", "slow", "medium", "fast", "hp", "hq", "bd", "ll", "llhq", "llhp", "lossless",
-    "losslesshp", "p1", "p2", "p3", "p4", "p5", "p6", "p7",
+    "default",
+    "slow",
+    "medium",
+    "fast",
+    "hp",
+    "hq",
+    "bd",
+    "ll",
+    "llhq",
+    "llhp",
+    "lossless",
+    "losslesshp",
+    "p1",
+    "p2",
+    "p3",
+    "p4",
+    "p5",
+    "p6",
+    "p7",
 ];
 
 const NVENC_RC: &[&str] = &["constqp", "vbr", "cbr", "cbr_ld_hq", "cbr_hq", "vbr_hq"];
@@ -319,7 +336,8 @@ fn run() -> Probe {
         if !missing.is_empty() {
             parts.push(format!("not in this FFmpeg build: {}", missing.join(", ")));
         }
-        p.lines.push(format!("hardware {fam}: {}", parts.join("; ")));
+        p.lines
+            .push(format!("hardware {fam}: {}", parts.join("; ")));
     }
     p
 }
@@ -387,11 +405,7 @@ fn try_encode(codec: *const ffi::AVCodec) -> Result<(), String> {
         (*ctx).framerate = ffi::AVRational { num: 25, den: 1 };
         crate::ffmpeg_log::capture_quiet();
         let r = ffi::avcodec_open2(ctx, codec, std::ptr::null_mut());
-        let result = if r < 0 {
-            Err(r)
-        } else {
-            encode_one(ctx, fmt)
-        };
+        let result = if r < 0 { Err(r) } else { encode_one(ctx, fmt) };
         let lines = crate::ffmpeg_log::capture_end();
         ffi::avcodec_free_context(&mut ctx);
         match result {
