@@ -331,7 +331,7 @@ fn segments_of(seg: &Segmenting, plan: &Plan, m: &Manifest, out_dir: &Path) -> O
         .find_map(|k| v.options.get(*k).and_then(toml::Value::as_integer))
         .and_then(|g| u64::try_from(g).ok());
     let key = format!(
-        "{}|{:?}|{}|{:?}|{}x{}|{}|{:?}|{} {}",
+        "{}|{:?}|{}|{:?}|{}x{}|{}|{:?}|{} {} {}",
         plan.preset.id,
         v,
         plan.preset.container,
@@ -341,7 +341,9 @@ fn segments_of(seg: &Segmenting, plan: &Plan, m: &Manifest, out_dir: &Path) -> O
         plan.pix_fmt,
         plan.color,
         plan.video.plugin.name(),
-        plan.video.plugin.version()
+        plan.video.plugin.version(),
+        // `prefer` may pick hardware on one run and software on the next.
+        plan.video.capability.implementation
     );
     let rate = m.canvas.frame_rate;
     Segments::new(
