@@ -161,6 +161,40 @@ pub(crate) fn select_video<T>(
     }
 }
 
+/// Under `prefer`, a hardware encoder that refuses this deliverable (an
+/// option only the software encoder knows, such as x264's `crf`; a size
+/// below its minimum) gives way to the best software one, as if there were
+/// no hardware: found by opening it once, before the render. Not done in
+/// [`plan`], which also runs whenever a waiting job is re-checked.
+/// Under `require` the refusal stays the deliverable's error.
+pub fn confirm_hardware(p: &mut Plan, m: &Manifest, reg: &Registry) {
+    if p.preset.video.hardware != HardwarePolicy::Prefer || !p.video.capability.hardware {
+        return;
+    }
+    let refusal = match p.video.plugin.open_encoder(&video_settings(p, m)) {
+        Ok(_) => return,
+        Err(e) => e.to_string(),
+    };
+    let v = &p.preset.video;
+    let Ok((software, _)) = select_video(
+        reg.candidates(cap::ENCODE, &v.codec, v.encoder.as_deref()),
+        |c| &c.capability,
+        &v.codec,
+        HardwarePolicy::Never,
+        &[],
+    ) else {
+        // No software encoder to fall back to: the refusal is reported
+        // when the encoder opens for the render.
+        return;
+    };
+    p.hardware_fallback = Some(format!(
+        "video.hardware = \"prefer\": the hardware encoder {} refused this deliverable ({refusal}); \
+         encoded in software with {}",
+        p.video.capability.implementation, software.capability.implementation
+    ));
+    p.video = software;
+}
+
 /// Every hardware encoder the loaded plugins offer, for messages:
 /// "h264 (h264_nvenc in ffmpeg)".
 fn hardware_encoders(reg: &Registry) -> Vec<String> {

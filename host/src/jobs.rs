@@ -315,7 +315,9 @@ fn plan_all(
     let mut plans = Vec::new();
     for d in &m.deliverables {
         let preset = presets.resolve_request(d, &m.path)?;
-        plans.push(encode::plan(m, reg, &d.name, preset, out_dir, programme)?);
+        let mut plan = encode::plan(m, reg, &d.name, preset, out_dir, programme)?;
+        encode::confirm_hardware(&mut plan, m, reg);
+        plans.push(plan);
     }
     Ok(plans)
 }
