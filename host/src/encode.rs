@@ -14,7 +14,7 @@ use crate::loudness::{Analysis, Meter};
 use crate::manifest::model::Manifest;
 use crate::normalize::{self, Normalization};
 use crate::plugins::{Choice, Registry};
-use crate::preset::Preset;
+use crate::preset::{HardwarePolicy, Preset};
 use crate::qc;
 use crate::quality::{self, Picture, Plane, Series};
 use crate::render::image::{
@@ -24,7 +24,7 @@ use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Sev
 use crate::segments::{SegmentReader, SegmentWriter, Segments};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use deliver_plugin_api::abi::{self, cap, media, pix};
-use deliver_plugin_api::host::{Encoder, Frame, Muxer, PacketBuf};
+use deliver_plugin_api::host::{CapabilityInfo, Encoder, Frame, Muxer, PacketBuf};
 use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo, VideoView};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +64,9 @@ pub struct Plan {
     pub normalization: Option<Normalization>,
     /// The programme's loudness before normalization.
     pub programme: Option<Analysis>,
+    /// Why a software encoder was chosen although the preset prefers
+    /// hardware (`video.hardware = "prefer"` on a machine without one).
+    pub hardware_fallback: Option<String>,
 }
 
 /// A failure while planning a deliverable (no plugin offers what the preset
@@ -100,6 +103,118 @@ fn find(
     })
 }
 
+/// The video encoder among `candidates` (every capability that encodes the
+/// codec, as [`Registry::candidates`] lists them) that the preset's
+/// hardware policy allows: the best ranked one, hardware first under
+/// `prefer`. Returns it with, for a `prefer` that fell back to software,
+/// the reason. `hardware_here` lists every hardware encoder loaded (for
+/// any codec), for messages. Generic over the candidate so that the rules
+/// are tested without loading plugins.
+///
+/// # Errors
+/// `None` when there is no candidate at all (the caller words that as a
+/// missing capability); else why the policy leaves none, naming the field.
+pub(crate) fn select_video<T>(
+    candidates: Vec<T>,
+    cap: impl Fn(&T) -> &CapabilityInfo,
+    codec: &str,
+    policy: HardwarePolicy,
+    hardware_here: &[String],
+) -> Result<(T, Option<String>), Option<String>> {
+    if candidates.is_empty() {
+        return Err(None);
+    }
+    let describe = |c: &T| cap(c).implementation.clone();
+    let here = if hardware_here.is_empty() {
+        "none".to_owned()
+    } else {
+        hardware_here.join(", ")
+    };
+    let (hw, sw): (Vec<T>, Vec<T>) = candidates.into_iter().partition(|c| cap(c).hardware);
+    let best = |v: Vec<T>| v.into_iter().max_by_key(|c| cap(c).rank);
+    let sw_names = sw.iter().map(describe).collect::<Vec<_>>().join(", ");
+    let hw_names = hw.iter().map(describe).collect::<Vec<_>>().join(", ");
+    match policy {
+        HardwarePolicy::Never => best(sw).map(|c| (c, None)).ok_or_else(|| {
+            Some(format!(
+                "video.hardware = \"never\": only hardware encoders offer `{codec}` here ({hw_names}); \
+                 set video.hardware = \"prefer\" or \"require\" to use them"
+            ))
+        }),
+        HardwarePolicy::Require => best(hw).map(|c| (c, None)).ok_or_else(|| {
+            Some(format!(
+                "video.hardware = \"require\": no hardware encoder for `{codec}` works on this machine \
+                 (hardware encoders here: {here}; software: {sw_names}); \
+                 set video.hardware = \"prefer\" to fall back to software"
+            ))
+        }),
+        HardwarePolicy::Prefer => {
+            if let Some(c) = best(hw) {
+                return Ok((c, None));
+            }
+            let c = best(sw).expect("candidates were not empty");
+            let why = format!(
+                "video.hardware = \"prefer\": no hardware encoder for `{codec}` works on this machine \
+                 (hardware encoders here: {here}); encoded in software with {}",
+                cap(&c).implementation
+            );
+            Ok((c, Some(why)))
+        }
+    }
+}
+
+/// Under `prefer`, a hardware encoder that refuses this deliverable (an
+/// option only the software encoder knows, such as x264's `crf`; a size
+/// below its minimum) gives way to the best software one, as if there were
+/// no hardware: found by opening it once, before the render. Not done in
+/// [`plan`], which also runs whenever a waiting job is re-checked.
+/// Under `require` the refusal stays the deliverable's error.
+pub fn confirm_hardware(p: &mut Plan, m: &Manifest, reg: &Registry) {
+    if p.preset.video.hardware != HardwarePolicy::Prefer || !p.video.capability.hardware {
+        return;
+    }
+    let refusal = match p.video.plugin.open_encoder(&video_settings(p, m)) {
+        Ok(_) => return,
+        Err(e) => e.to_string(),
+    };
+    let v = &p.preset.video;
+    let Ok((software, _)) = select_video(
+        reg.candidates(cap::ENCODE, &v.codec, v.encoder.as_deref()),
+        |c| &c.capability,
+        &v.codec,
+        HardwarePolicy::Never,
+        &[],
+    ) else {
+        // No software encoder to fall back to: the refusal is reported
+        // when the encoder opens for the render.
+        return;
+    };
+    p.hardware_fallback = Some(format!(
+        "video.hardware = \"prefer\": the hardware encoder {} refused this deliverable ({refusal}); \
+         encoded in software with {}",
+        p.video.capability.implementation, software.capability.implementation
+    ));
+    p.video = software;
+}
+
+/// Every hardware encoder the loaded plugins offer, for messages:
+/// "h264 (h264_nvenc in ffmpeg)".
+fn hardware_encoders(reg: &Registry) -> Vec<String> {
+    let mut v: Vec<String> = reg
+        .plugins
+        .iter()
+        .flat_map(|l| {
+            l.capabilities
+                .iter()
+                .filter(|c| c.kind == cap::ENCODE && c.hardware)
+                .map(move |c| format!("{} ({} in {})", c.name, c.implementation, l.plugin.name()))
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Chooses plugins and formats for a deliverable.
 ///
 /// # Errors
@@ -129,14 +244,28 @@ pub fn plan(
         })?;
     let width = v.width.unwrap_or(m.canvas.width);
     let height = v.height.unwrap_or(m.canvas.height);
-    let video = find(
-        reg,
-        cap::ENCODE,
+    let (video, hardware_fallback) = match select_video(
+        reg.candidates(cap::ENCODE, &v.codec, v.encoder.as_deref()),
+        |c| &c.capability,
         &v.codec,
-        v.encoder.as_deref(),
-        "video encoder",
-    )
-    .map_err(err)?;
+        v.hardware,
+        &hardware_encoders(reg),
+    ) {
+        Ok(chosen) => chosen,
+        Err(Some(why)) => return Err(err(why)),
+        Err(None) => {
+            // Worded as a missing capability (a job waits for a plugin).
+            return Err(err(find(
+                reg,
+                cap::ENCODE,
+                &v.codec,
+                v.encoder.as_deref(),
+                "video encoder",
+            )
+            .err()
+            .unwrap_or_else(|| format!("no video encoder for `{}`", v.codec))));
+        }
+    };
     let audio = match &preset.audio {
         Some(a) => {
             if a.sample_rate != m.canvas.sample_rate || a.channels != m.canvas.channels {
@@ -229,6 +358,44 @@ pub fn plan(
         output,
         normalization,
         programme: programme.cloned(),
+        hardware_fallback,
+    })
+}
+
+/// What the preset's `video.hardware` asked for and what ran, for the
+/// report: a warning when `prefer` fell back to software (published, and
+/// listed), nothing under `never`. Logged here too, once per deliverable,
+/// inside its span.
+fn hardware_check(p: &Plan) -> Option<Check> {
+    let policy = p.preset.video.hardware;
+    if policy == HardwarePolicy::Never {
+        return None;
+    }
+    let c = &p.video.capability;
+    if let Some(why) = &p.hardware_fallback {
+        tracing::warn!(deliverable = %p.name, preset = %p.preset.id, "{why}");
+    }
+    let ran = format!(
+        "{} ({})",
+        c.implementation,
+        if c.hardware { "hardware" } else { "software" }
+    );
+    let check = Check::new(
+        "video.hardware",
+        match &p.hardware_fallback {
+            Some(why) => format!("hardware video encoder: {why}"),
+            None => format!(
+                "hardware video encoder, as video.hardware = \"{}\" asks",
+                policy.as_str()
+            ),
+        },
+        ran,
+        "a hardware encoder",
+        c.hardware,
+    );
+    Some(match policy {
+        HardwarePolicy::Prefer => check.severity(Severity::Warning),
+        _ => check,
     })
 }
 
@@ -1029,6 +1196,7 @@ pub fn run(
             p.video.plugin.name(),
             p.video.plugin.version()
         ),
+        video_hardware: p.video.capability.hardware,
         audio_encoder: p.audio.as_ref().map(|a| {
             format!(
                 "{} ({} {})",
@@ -1045,6 +1213,9 @@ pub fn run(
         checks: Vec::new(),
         thumbnails: Vec::new(),
     };
+    if let Some(c) = hardware_check(p) {
+        report.checks.push(c);
+    }
     if let Some(why) = p.normalization.as_ref().and_then(|n| n.refused.clone()) {
         report.checks.push(Check::new(
             "audio.normalization",
@@ -1693,6 +1864,82 @@ fn verify_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encoder(implementation: &str, hardware: bool, rank: i32) -> CapabilityInfo {
+        CapabilityInfo {
+            kind: cap::ENCODE,
+            media: media::VIDEO,
+            name: "h264".into(),
+            implementation: implementation.into(),
+            profiles: Vec::new(),
+            pix_fmts: Vec::new(),
+            hardware,
+            rank,
+        }
+    }
+
+    fn pick(
+        caps: &[CapabilityInfo],
+        policy: HardwarePolicy,
+        here: &[&str],
+    ) -> Result<(String, Option<String>), Option<String>> {
+        let here: Vec<String> = here.iter().map(|s| (*s).to_owned()).collect();
+        select_video(caps.to_vec(), |c| c, "h264", policy, &here)
+            .map(|(c, why)| (c.implementation, why))
+    }
+
+    #[test]
+    fn the_hardware_policy_chooses_among_fabricated_encoders() {
+        use HardwarePolicy::{Never, Prefer, Require};
+        let software = [
+            encoder("libx264", false, 100),
+            encoder("x264-lite", false, 50),
+        ];
+        let both = [
+            encoder("libx264", false, 100),
+            encoder("h264_vaapi", true, 80),
+            encoder("h264_nvenc", true, 90),
+        ];
+        let gpu = ["h264 (h264_nvenc in ffmpeg)"];
+
+        // Never: software only, as before, even where hardware ranks higher.
+        assert_eq!(pick(&both, Never, &gpu), Ok(("libx264".into(), None)));
+        let only_hw = [encoder("h264_nvenc", true, 90)];
+        let e = pick(&only_hw, Never, &gpu).unwrap_err().unwrap();
+        assert!(e.starts_with("video.hardware = \"never\""), "{e}");
+        assert!(e.contains("(h264_nvenc)"), "{e}");
+
+        // Require: the best hardware one, else a refusal that says what
+        // exists.
+        assert_eq!(pick(&both, Require, &gpu), Ok(("h264_nvenc".into(), None)));
+        let e = pick(&software, Require, &[]).unwrap_err().unwrap();
+        assert!(e.starts_with("video.hardware = \"require\""), "{e}");
+        assert!(e.contains("no hardware encoder for `h264`"), "{e}");
+        assert!(e.contains("hardware encoders here: none"), "{e}");
+        assert!(e.contains("software: libx264, x264-lite"), "{e}");
+        // Hardware for another codec is named, so the user sees the GPU works.
+        let e = pick(&software, Require, &["hevc (hevc_nvenc in ffmpeg)"])
+            .unwrap_err()
+            .unwrap();
+        assert!(
+            e.contains("hardware encoders here: hevc (hevc_nvenc in ffmpeg)"),
+            "{e}"
+        );
+
+        // Prefer: hardware when there is one, silently.
+        assert_eq!(pick(&both, Prefer, &gpu), Ok(("h264_nvenc".into(), None)));
+        // Else the best software one, with the reason.
+        let (imp, why) = pick(&software, Prefer, &[]).unwrap();
+        assert_eq!(imp, "libx264");
+        let why = why.expect("a fallback is explained");
+        assert!(why.contains("no hardware encoder for `h264`"), "{why}");
+        assert!(why.contains("encoded in software with libx264"), "{why}");
+
+        // No encoder at all is the caller's "no plugin offers" (a job waits).
+        for policy in [Never, Prefer, Require] {
+            assert_eq!(pick(&[], policy, &gpu), Err(None));
+        }
+    }
 
     #[test]
     fn a_deeper_decode_gets_a_widened_reference() {

@@ -315,7 +315,9 @@ fn plan_all(
     let mut plans = Vec::new();
     for d in &m.deliverables {
         let preset = presets.resolve_request(d, &m.path)?;
-        plans.push(encode::plan(m, reg, &d.name, preset, out_dir, programme)?);
+        let mut plan = encode::plan(m, reg, &d.name, preset, out_dir, programme)?;
+        encode::confirm_hardware(&mut plan, m, reg);
+        plans.push(plan);
     }
     Ok(plans)
 }
@@ -331,7 +333,7 @@ fn segments_of(seg: &Segmenting, plan: &Plan, m: &Manifest, out_dir: &Path) -> O
         .find_map(|k| v.options.get(*k).and_then(toml::Value::as_integer))
         .and_then(|g| u64::try_from(g).ok());
     let key = format!(
-        "{}|{:?}|{}|{:?}|{}x{}|{}|{:?}|{} {}",
+        "{}|{:?}|{}|{:?}|{}x{}|{}|{:?}|{} {} {}",
         plan.preset.id,
         v,
         plan.preset.container,
@@ -341,7 +343,9 @@ fn segments_of(seg: &Segmenting, plan: &Plan, m: &Manifest, out_dir: &Path) -> O
         plan.pix_fmt,
         plan.color,
         plan.video.plugin.name(),
-        plan.video.plugin.version()
+        plan.video.plugin.version(),
+        // `prefer` may pick hardware on one run and software on the next.
+        plan.video.capability.implementation
     );
     let rate = m.canvas.frame_rate;
     Segments::new(

@@ -235,6 +235,13 @@ impl Registry {
     /// The best plugin for a capability: `name` is a codec or container,
     /// `want` an optional plugin name or implementation name that must match.
     pub fn find(&self, kind: u32, name: &str, want: Option<&str>) -> Option<Choice> {
+        self.candidates(kind, name, want)
+            .into_iter()
+            .max_by_key(|c| (c.capability.name == name, c.capability.rank))
+    }
+
+    /// Every capability [`Registry::find`] chooses from, in load order.
+    pub fn candidates(&self, kind: u32, name: &str, want: Option<&str>) -> Vec<Choice> {
         self.plugins
             .iter()
             .flat_map(|l| {
@@ -249,7 +256,7 @@ impl Registry {
             .filter(|c| {
                 want.is_none_or(|w| c.capability.implementation == w || c.plugin.name() == w)
             })
-            .max_by_key(|c| (c.capability.name == name, c.capability.rank))
+            .collect()
     }
 
     /// What is available for a kind, for error messages.

@@ -38,6 +38,9 @@
 //! [video]                       # required
 //! codec = "h264"                # required; plugins are chosen by it
 //! encoder = "libx264"           # optional: a plugin or implementation name; default: best ranked
+//! hardware = "never"            # optional: "never" (default: software encoders only),
+//!                               # "prefer" (a hardware encoder if one works here, else
+//!                               # software, with a warning) or "require" (hardware or fail)
 //! profile = "high"              # optional
 //! pix_fmt = "yuv420p"           # required
 //! fourcc = "hvc1"               # optional, MOV/MP4 only: the video sample entry's
@@ -112,6 +115,8 @@ pub struct VideoSpec {
     /// A plugin or implementation name (e.g. "libx264"); `None`: the best
     /// ranked plugin for the codec.
     pub encoder: Option<String>,
+    /// Whether the encoder may, should or must be a hardware one.
+    pub hardware: HardwarePolicy,
     pub profile: Option<String>,
     pub pix_fmt: String,
     /// The video sample entry's fourcc in a MOV/MP4 file (`apch`, `hvc1`).
@@ -155,6 +160,35 @@ impl FieldOrder {
             FieldOrder::Progressive => None,
             FieldOrder::Tff => Some("tt"),
             FieldOrder::Bff => Some("bb"),
+        }
+    }
+}
+
+/// A preset's `video.hardware`: which encoder capabilities it may use.
+///
+/// `Never` is the default: a delivery made the same way on every machine,
+/// whatever GPUs the farm has, unless the preset says otherwise. Hardware
+/// encoders trade quality per bit for speed, which is the preset author's
+/// choice to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwarePolicy {
+    /// Software encoders only.
+    #[default]
+    Never,
+    /// The best hardware encoder for the codec; software (with a warning in
+    /// the log and the report) when none works on this machine.
+    Prefer,
+    /// A hardware encoder, or the plan fails.
+    Require,
+}
+
+impl HardwarePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HardwarePolicy::Never => "never",
+            HardwarePolicy::Prefer => "prefer",
+            HardwarePolicy::Require => "require",
         }
     }
 }
@@ -227,6 +261,7 @@ struct RawPreset {
 struct RawVideo {
     codec: Option<String>,
     encoder: Option<String>,
+    hardware: Option<String>,
     profile: Option<String>,
     pix_fmt: Option<String>,
     fourcc: Option<String>,
@@ -1048,6 +1083,18 @@ impl Checker<'_> {
             }
             None => None,
         };
+        let hardware = match v.hardware.as_deref() {
+            None | Some("never") => HardwarePolicy::Never,
+            Some("prefer") => HardwarePolicy::Prefer,
+            Some("require") => HardwarePolicy::Require,
+            Some(_) => {
+                return Err(self.bad(
+                    &["video", "hardware"],
+                    "is not a hardware policy",
+                    "\"never\" (software only), \"prefer\" (hardware if one works here, else software) or \"require\" (hardware or fail)",
+                ))
+            }
+        };
         let profile = v
             .profile
             .as_ref()
@@ -1167,6 +1214,7 @@ impl Checker<'_> {
         Ok(VideoSpec {
             codec,
             encoder,
+            hardware,
             profile,
             pix_fmt: pix_fmt.clone(),
             fourcc,
@@ -1467,6 +1515,46 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("web/h264-1080p, web/h264-720p"), "{text}");
+    }
+
+    #[test]
+    fn the_hardware_policy_defaults_to_never_and_is_checked() {
+        let lib = PresetLibrary::builtin();
+        let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
+        assert_eq!(p.video.hardware, HardwarePolicy::Never);
+        for (v, want) in [
+            ("never", HardwarePolicy::Never),
+            ("prefer", HardwarePolicy::Prefer),
+            ("require", HardwarePolicy::Require),
+        ] {
+            let o = table(&format!("video.hardware = \"{v}\""));
+            let p = lib.resolve("web/h264-1080p", &o).unwrap();
+            assert_eq!(p.video.hardware, want);
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "web/gpu.toml",
+            &BUILTIN_1080P.replace(
+                "codec = \"h264\"",
+                "codec = \"h264\"\nhardware = \"always\"",
+            ),
+        );
+        let e = PresetLibrary::load(&[dir.path().to_path_buf()])
+            .and_then(|l| l.resolve("web/gpu", &toml::Table::new()))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("{}:13:", path.display())),
+            "{text}"
+        );
+        assert_eq!(e.field.as_deref(), Some("video.hardware"), "{text}");
+        assert!(
+            text.contains("\"always\" is not a hardware policy"),
+            "{text}"
+        );
+        assert!(text.contains("\"prefer\""), "{text}");
     }
 
     #[test]

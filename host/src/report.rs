@@ -218,7 +218,10 @@ pub struct DeliverableReport {
     pub bytes: u64,
     pub verdict: Verdict,
     pub error: Option<String>,
+    /// "libx264 (ffmpeg 0.1.0)".
     pub video_encoder: String,
+    /// Whether the video encoder that ran is a hardware one.
+    pub video_hardware: bool,
     pub audio_encoder: Option<String>,
     pub muxer: String,
     pub encode_seconds: f64,

@@ -395,7 +395,17 @@ fn deliverable(o: &mut String, d: &Value, thumbs: &[Thumbnail], i: usize, n: usi
             esc(&text(&d["preset_file"]))
         ),
     );
-    fact(o, "Video encoder", &esc(&text(&d["video_encoder"])));
+    // Absent in reports written before hardware encoders were offered.
+    let hardware = match d["video_hardware"].as_bool() {
+        Some(true) => " <span class=\"muted\">(hardware)</span>",
+        Some(false) => " <span class=\"muted\">(software)</span>",
+        None => "",
+    };
+    fact(
+        o,
+        "Video encoder",
+        &format!("{}{hardware}", esc(&text(&d["video_encoder"]))),
+    );
     if !d["audio_encoder"].is_null() {
         fact(o, "Audio encoder", &esc(&text(&d["audio_encoder"])));
     }

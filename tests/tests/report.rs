@@ -574,6 +574,7 @@ fn long_programme_with_findings(dir: &Path) -> deliver::report::JobReport {
         verdict: verdict_of(&checks),
         error: None,
         video_encoder: "libx264 (ffmpeg 0.1.0)".into(),
+        video_hardware: false,
         audio_encoder: None,
         muxer: "mxf (ffmpeg)".into(),
         encode_seconds: 1234.5,

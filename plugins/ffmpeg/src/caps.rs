@@ -725,10 +725,15 @@ pub fn select_encoder(
     implementation: &str,
     media_kind: u32,
 ) -> Result<&'static EncoderEntry, String> {
-    let available: Vec<&EncoderEntry> = ENCODERS
+    let mut available: Vec<&EncoderEntry> = ENCODERS
         .iter()
         .filter(|e| encoder_exists(e.implementation))
         .collect();
+    // Hardware encoders only by name: the host chooses them by its policy,
+    // and the probe behind them need not run for software-only work.
+    if crate::hw::is_hardware(implementation) {
+        available.extend(crate::hw::usable(implementation));
+    }
     let list = || {
         available
             .iter()
@@ -845,6 +850,30 @@ pub fn probe() -> Vec<CapabilitySpec> {
             profiles: e.profiles.iter().map(|p| (*p).to_owned()).collect(),
             pix_fmts,
             hardware: false,
+            rank: e.rank,
+        });
+    }
+
+    // Only what opened and encoded a picture on this machine.
+    for e in &crate::hw::probed().usable {
+        let pix_fmts = match find_encoder(e.implementation).and_then(encoder_pix_fmts) {
+            Some(supported) => e
+                .pix_fmts
+                .iter()
+                .filter(|p| supported.iter().any(|s| s == *p))
+                .map(|p| (*p).to_owned())
+                .collect(),
+            None => e.pix_fmts.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        encoders.push(format!("{} ({}, hardware)", e.codec, e.implementation));
+        out.push(CapabilitySpec {
+            kind: cap::ENCODE,
+            media: e.media,
+            name: e.codec.into(),
+            implementation: e.implementation.into(),
+            profiles: e.profiles.iter().map(|p| (*p).to_owned()).collect(),
+            pix_fmts,
+            hardware: true,
             rank: e.rank,
         });
     }

@@ -175,7 +175,7 @@ fn h264_profile(extradata: &[u8]) -> Option<c_int> {
 
 /// A log line without libav*'s `[libx265 @ 0x55d…] ` prefix, whose address
 /// means nothing in a report.
-fn without_context(line: &str) -> &str {
+pub(crate) fn without_context(line: &str) -> &str {
     match line.strip_prefix('[').and_then(|r| r.split_once("] ")) {
         Some((ctx, rest)) if ctx.contains(" @ 0x") => rest,
         _ => line,
@@ -187,7 +187,7 @@ const MAX_LOGGED_LINES: usize = 4;
 
 /// An encoder's error lines for a message: the first few, and a count of
 /// the rest.
-fn summarize(lines: &[String]) -> String {
+pub(crate) fn summarize(lines: &[String]) -> String {
     let mut out = lines
         .iter()
         .take(MAX_LOGGED_LINES)

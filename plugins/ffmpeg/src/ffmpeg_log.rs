@@ -10,6 +10,8 @@ thread_local! {
     static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
     /// Warnings and errors logged on this thread while a capture is active.
     static CAPTURE: RefCell<Option<Vec<(i32, String)>>> = const { RefCell::new(None) };
+    /// Captured lines are kept from the host's log (see [`capture_quiet`]).
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Starts collecting this thread's warnings and errors.
@@ -17,8 +19,17 @@ pub(crate) fn capture_start() {
     CAPTURE.with(|c| *c.borrow_mut() = Some(Vec::new()));
 }
 
+/// Like [`capture_start`], but warnings and errors are only collected, not
+/// logged: a probe that expects refusals (no GPU here) explains them in one
+/// line of its own rather than as libav* errors in the host's log.
+pub(crate) fn capture_quiet() {
+    capture_start();
+    QUIET.with(|q| q.set(true));
+}
+
 /// Stops collecting; returns `(av_level, line)` pairs in order.
 pub(crate) fn capture_end() -> Vec<(i32, String)> {
+    QUIET.with(|q| q.set(false));
     CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default()
 }
 
@@ -52,6 +63,10 @@ fn forward(av_level: i32, line: &str) {
                 v.push((av_level, line.to_owned()));
             }
         });
+    }
+    if QUIET.with(std::cell::Cell::get) {
+        log(level::TRACE, "ffmpeg", line);
+        return;
     }
     log(lvl, "ffmpeg", line);
 }

@@ -1,7 +1,8 @@
 //! The `ffmpeg` codec plugin for `deliver`: decodes anything libavformat can
 //! read; encodes H.264 (libx264), H.265 (libx265), ProRes (prores_ks),
 //! DNxHD/DNxHR (dnxhd), MPEG-2 (mpeg2video), AV1 (libsvtav1), AAC, Opus and
-//! PCM; and writes MP4, MOV, MXF (OP1a), Matroska and WebM, all through the
+//! PCM, and H.264/H.265 on NVIDIA GPUs (NVENC) where the machine has one;
+//! and writes MP4, MOV, MXF (OP1a), Matroska and WebM, all through the
 //! versioned plugin ABI of `deliver-plugin-api`. What it offers is probed
 //! against the FFmpeg build it runs on.
 //!
@@ -32,6 +33,7 @@ mod decode;
 mod encode;
 mod ffi_util;
 mod ffmpeg_log;
+pub mod hw;
 mod mux;
 pub mod options;
 
