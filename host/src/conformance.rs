@@ -1379,11 +1379,7 @@ impl Runner<'_> {
             if global_header { ", global header" } else { "" }
         );
         let step = format!("encode {label}");
-        let Some((settings, mut enc, params, how)) =
-            self.open_video(p, c, fmt, global_header, &label)
-        else {
-            return None;
-        };
+        let (settings, mut enc, params, how) = self.open_video(p, c, fmt, global_header, &label)?;
         let (w, h) = (settings.width, settings.height);
         let mut problems = Self::stream_problems(&params, c);
         if params.media != media::VIDEO || (params.width, params.height) != (w, h) {
