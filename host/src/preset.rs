@@ -654,6 +654,93 @@ impl PresetLibrary {
         })
     }
 
+    /// The text of a new preset `new_id` that extends `from`: `extends`, a
+    /// description, and the keys one usually changes as comments, with
+    /// `from`'s values (`deliver presets new`). The text is checked to
+    /// resolve before it is returned.
+    ///
+    /// # Errors
+    ///
+    /// `new_id` is not a preset id, `from` is not a known valid preset.
+    pub fn new_preset(&self, new_id: &str, from: &str) -> Result<String, InputError> {
+        let here = Path::new("presets new");
+        if !valid_preset_id(new_id) || new_id.starts_with(PROFILE_DIR) {
+            return Err(
+                InputError::new(here, format!("\"{new_id}\" is not a usable preset id"))
+                    .value(format!("\"{new_id}\""))
+                    .expected("lowercase letters, digits, _ and -, in segments separated by /, outside loudness/"),
+            );
+        }
+        let parent = self.resolve(from, &toml::Table::new())?;
+        let merged = self.merged(from)?;
+        let mut out = format!(
+            "# {new_id}: starts from {from} ({}).\n\
+             # Every key of {from} is inherited: write here only what changes. Tables\n\
+             # merge key by key and the values written here win; arrays replace.\n\
+             # `deliver presets show {new_id}` prints the result; `deliver presets\n\
+             # check {new_id}` holds it to the loaded plugins.\n\
+             extends = {}\n\
+             description = {}\n",
+            parent.file.display(),
+            toml::Value::from(from),
+            toml::Value::from(format!("{} (from {from})", parent.description)),
+        );
+        out.push_str(&format!(
+            "\n# The keys usually changed, with {from}'s values:\n"
+        ));
+        let section = |out: &mut String, table: &str, keys: &[&str], note: &str| {
+            let path: Vec<&str> = table.split('.').collect();
+            let Some(toml::Value::Table(t)) = lookup(&merged, &path) else {
+                return;
+            };
+            let keys: Vec<(String, &toml::Value)> = if keys.is_empty() {
+                t.iter()
+                    .filter(|(_, v)| !v.is_table())
+                    .map(|(k, v)| (k.clone(), v))
+                    .collect()
+            } else {
+                keys.iter()
+                    .filter_map(|k| t.get(*k).map(|v| ((*k).to_owned(), v)))
+                    .collect()
+            };
+            if keys.is_empty() {
+                return;
+            }
+            out.push_str(&format!("#\n# [{table}]{note}\n"));
+            for (k, v) in keys {
+                out.push_str(&format!("# {k} = {v}\n"));
+            }
+        };
+        section(
+            &mut out,
+            "video",
+            &["width", "height", "pix_fmt", "profile", "bit_rate"],
+            "  # width and height together",
+        );
+        section(&mut out, "video.options", &[], "  # passed to the encoder");
+        section(&mut out, "audio", &["codec", "bit_rate"], "");
+        section(
+            &mut out,
+            "loudness",
+            &["target_lufs", "true_peak_dbtp", "tolerance_lu"],
+            "",
+        );
+        out.push_str(&format!(
+            "# or: profile = \"ebu-r128\"  # one of {}\n",
+            self.profiles().join(", ")
+        ));
+        section(
+            &mut out,
+            "qc",
+            &["min_psnr_y", "min_ssim_y", "max_duration_error_s"],
+            "",
+        );
+        let mut check = self.clone();
+        check.add(new_id, PathBuf::from(format!("{new_id}.toml")), out.clone())?;
+        check.resolve(new_id, &toml::Table::new())?;
+        Ok(out)
+    }
+
     /// Deep-merges `overrides` over preset `id` (tables merge key by key,
     /// any other value replaces) and validates the result.
     ///
@@ -2025,5 +2112,34 @@ mod tests {
         assert_eq!(e.file, dir.path().join("web/child.toml"));
         assert_eq!((e.line, e.column), (Some(4), Some(9)), "{e}");
         assert!(!e.to_string().contains("inherited"), "{e}");
+    }
+
+    #[test]
+    fn a_new_preset_extends_its_parent_and_guides_the_rest() {
+        let lib = PresetLibrary::builtin();
+        let text = lib
+            .new_preset("web/promo", "web/h264-720p-streaming")
+            .unwrap();
+        assert!(
+            text.contains("\nextends = \"web/h264-720p-streaming\"\n"),
+            "{text}"
+        );
+        assert!(text.contains("# crf = 20\n"), "{text}");
+        assert!(text.contains("# target_lufs = -16.0\n"), "{text}");
+        assert!(text.contains("# width = 1280\n"), "{text}");
+        // Writing a guided key in its table changes just that.
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "web/promo.toml",
+            &format!("{text}\n[video.options]\ncrf = 28\n"),
+        );
+        let lib = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap();
+        let p = lib.resolve("web/promo", &toml::Table::new()).unwrap();
+        assert_eq!(p.video.options["crf"].as_integer(), Some(28));
+        assert_eq!(p.loudness.target_lufs, -16.0);
+        assert!(lib.new_preset("Web/X", "web/h264-720p").is_err());
+        assert!(lib.new_preset("loudness/x", "web/h264-720p").is_err());
+        assert!(lib.new_preset("web/x", "web/nope").is_err());
     }
 }
