@@ -402,3 +402,61 @@ fn user_directories_override_builtins_and_flags_override_them() {
         config.join("deliver/presets/web/mine.toml").to_str()
     );
 }
+
+#[test]
+fn a_manifest_asking_for_what_no_plugin_offers_is_told_which_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(tmp.path(), &[]);
+    let manifest = write(
+        tmp.path(),
+        "m.toml",
+        &pattern_manifest("m", 320, 240, "1s", "master/prores-422-hq").replace(
+            "overrides = { video = { width = 320, height = 240 } }",
+            "overrides = { video = { width = 320, height = 240, pix_fmt = \"yuv420p\" } }",
+        ),
+    );
+    let mut c = deliver(&plugins);
+    c.arg("check").arg(&manifest);
+    let o = run(c);
+    assert!(!o.status.success(), "{}", text(&o));
+    let line = 1 + std::fs::read_to_string(&manifest)
+        .unwrap()
+        .lines()
+        .position(|l| l == "[[deliverable]]")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!(
+            "{}:{line}: field `overrides.video.pix_fmt`: value \"yuv420p\" is not taken by the \
+             video encoder prores_ks (ffmpeg) (in the overrides of deliverable \"web\") \
+             (expected one of yuv422p10le, yuv444p10le)",
+            manifest.display()
+        )),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_watch_host_warns_at_start_about_presets_it_cannot_deliver() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No rav1e plugin: the two rav1e presets name an encoder nothing offers.
+    let plugins = plugin_dir(tmp.path(), &[]);
+    let mut c = deliver(&plugins);
+    c.arg("watch")
+        .arg(tmp.path().join("root"))
+        .arg("--exit-when-idle");
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("the loaded plugins cannot deliver it"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{err}");
+    assert!(
+        warned
+            .iter()
+            .all(|l| l.contains("field `video.encoder`: value \"rav1e\"")),
+        "{err}"
+    );
+}
