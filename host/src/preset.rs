@@ -501,8 +501,9 @@ impl PresetLibrary {
     }
 
     /// Adds one preset file that is not in a presets directory (`deliver
-    /// presets check FILE`), as the last one loaded with id `id`; returns
-    /// the id. Not validated: resolve it.
+    /// presets check FILE`), as the last one loaded with id `id` (replacing
+    /// one with that id, as a later directory would). Not validated: resolve
+    /// it.
     ///
     /// # Errors
     ///
