@@ -199,7 +199,7 @@ pub fn confirm_hardware(p: &mut Plan, m: &Manifest, reg: &Registry) {
 
 /// Every hardware encoder the loaded plugins offer, for messages:
 /// "h264 (h264_nvenc in ffmpeg)".
-fn hardware_encoders(reg: &Registry) -> Vec<String> {
+pub(crate) fn hardware_encoders(reg: &Registry) -> Vec<String> {
     let mut v: Vec<String> = reg
         .plugins
         .iter()

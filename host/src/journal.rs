@@ -185,13 +185,32 @@ impl Journal {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
+        // The schema is read and migrated in one write transaction: a host
+        // and `deliver status` opening a new journal at the same moment
+        // would otherwise both see version 0 (or 1) and both migrate ("duplicate
+        // column name"). BEGIN IMMEDIATE waits (busy_timeout) for the other.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let migrated = Self::migrate(&conn);
+        conn.execute_batch(if migrated.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        })
+        .map_err(err)?;
+        migrated.map_err(err)?;
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+            checkpointer: None,
+        })
+    }
+
+    /// Brings the schema to [`VERSION`], inside the caller's transaction.
+    fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        let mut version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version == 0 {
             conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS jobs (
+                "CREATE TABLE IF NOT EXISTS jobs (
                      id TEXT PRIMARY KEY,
                      name TEXT NOT NULL,
                      dropped_as TEXT NOT NULL,
@@ -224,35 +243,27 @@ impl Journal {
                      at TEXT NOT NULL,
                      PRIMARY KEY (job, deliverable, idx)
                  );
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )
-            .map_err(err)?;
+                 PRAGMA user_version = 1;",
+            )?;
+            version = 1;
         }
-        if version <= 1 {
+        if version == 1 {
             // Version 2: segments carry what resume needs to trust them
             // (size, checksum, the plan they were encoded for) and count
             // their encodes (more than one: work was done twice).
             conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE segments ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+                "ALTER TABLE segments ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
                  ALTER TABLE segments ADD COLUMN hash TEXT NOT NULL DEFAULT '';
                  ALTER TABLE segments ADD COLUMN plan_key TEXT NOT NULL DEFAULT '';
                  ALTER TABLE segments ADD COLUMN encodes INTEGER NOT NULL DEFAULT 1;
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )
-            .map_err(err)?;
+                 PRAGMA user_version = 2;",
+            )?;
         } else if version != VERSION {
-            return Err(err(rusqlite::Error::InvalidParameterName(format!(
+            return Err(rusqlite::Error::InvalidParameterName(format!(
                 "schema version {version}; this host reads version {VERSION}"
-            ))));
+            )));
         }
-        Ok(Journal {
-            conn: Mutex::new(conn),
-            path: path.to_owned(),
-            checkpointer: None,
-        })
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {

@@ -131,8 +131,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: Option<PluginsCmd>,
     },
-    /// List presets.
-    Presets,
+    /// List presets: where each comes from (built in, or a file of the user's
+    /// preset directory, `$DELIVER_PRESETS` or `~/.config/deliver/presets`,
+    /// or of `--presets`), what it extends and what it replaces.
+    Presets {
+        #[command(subcommand)]
+        cmd: Option<PresetsCmd>,
+    },
     /// Measure a media file's loudness (ITU-R BS.1770-4, EBU Tech 3341/3342):
     /// integrated, loudness range, true peak per channel, max momentary and
     /// short-term loudness.
@@ -163,6 +168,39 @@ enum Cmd {
         /// Where to make the watch root (default: a new temporary folder).
         #[arg(long)]
         root: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PresetsCmd {
+    /// One preset fully resolved (its chain of `extends` merged, loudness
+    /// profile expanded), with the files it comes from.
+    Show {
+        id: String,
+        /// Print JSON (the chain, the merged table and the validated preset).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Parse, resolve and hold presets to what the loaded plugins offer
+    /// (codec, encoder, profile, pixel format, container, audio codec).
+    /// Exit status 1 on any error.
+    Check {
+        /// Preset ids or preset files (default: every loaded preset).
+        targets: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write `<dir>/<new-id>.toml`: `extends = "<from>"` and, as comments,
+    /// the keys one usually changes. Never overwrites.
+    New {
+        new_id: String,
+        /// The preset to start from.
+        #[arg(long)]
+        from: String,
+        /// Where to write it (default: the user's preset directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -478,8 +516,258 @@ fn request_cancel(root: &Path, job: &str) -> Result<()> {
     Ok(())
 }
 
+/// The user's preset directories, then `--presets` (later wins).
+fn preset_dirs(cli: &Cli) -> Vec<PathBuf> {
+    let mut dirs = deliver::preset::user_dirs();
+    dirs.extend(cli.presets.iter().cloned());
+    dirs
+}
+
 fn presets(cli: &Cli) -> Result<PresetLibrary> {
-    Ok(PresetLibrary::load(&cli.presets)?)
+    Ok(PresetLibrary::load(&preset_dirs(cli))?)
+}
+
+/// A warning for each loaded preset the loaded plugins cannot deliver, so
+/// that a watch host says so at start rather than when a job asks.
+fn warn_undeliverable(lib: &PresetLibrary, reg: &Registry) {
+    for (id, p) in lib.validate_all() {
+        let Ok(p) = p else { continue };
+        let found = deliver::capability::check_preset(&p, lib, reg);
+        if let Some(first) = found.first() {
+            let more = match found.len() {
+                1 => String::new(),
+                n => format!(" (and {} more: `deliver presets check {id}`)", n - 1),
+            };
+            tracing::warn!(preset = %id, "the loaded plugins cannot deliver it: {first}{more}");
+        }
+    }
+}
+
+/// `deliver presets`: every preset, where it comes from and what it
+/// replaces or extends.
+fn presets_list(cli: &Cli) -> Result<std::process::ExitCode> {
+    let (lib, errors) = PresetLibrary::read(&preset_dirs(cli));
+    for id in lib.ids() {
+        match lib.resolve(&id, &toml::Table::new()) {
+            Ok(p) => println!(
+                "{id:<28} {:<5} {}{} — {}",
+                p.container,
+                p.video.codec,
+                p.audio
+                    .as_ref()
+                    .map(|a| format!(" + {}", a.codec))
+                    .unwrap_or_default(),
+                p.description
+            ),
+            Err(e) => println!("{id:<28} invalid: {e}"),
+        }
+        let file = lib.source(&id).map(|s| s.file.display().to_string());
+        let mut from = vec![file.unwrap_or_default()];
+        if let Ok(chain) = lib.chain(&id) {
+            if let Some(parent) = chain.get(1) {
+                from.push(format!("extends {}", parent.id));
+            }
+        }
+        for r in lib.replaced(&id) {
+            from.push(format!("replaces {}", r.display()));
+        }
+        println!("{:<28} {}", "", from.join("; "));
+    }
+    println!("\nloudness profiles (presets name them with [loudness] profile = \"...\"):");
+    for name in lib.profiles() {
+        println!("  {name}");
+    }
+    for e in &errors {
+        println!("\nunreadable: {e}");
+    }
+    Ok(if errors.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// `deliver presets show`.
+fn presets_show(cli: &Cli, id: &str, json: bool) -> Result<()> {
+    let (lib, _) = PresetLibrary::read(&preset_dirs(cli));
+    let chain = lib.chain(id)?;
+    let merged = lib.merged(id)?;
+    let preset = lib.resolve(id, &toml::Table::new())?;
+    let replaced = lib.replaced(id);
+    if json {
+        let chain: Vec<_> = chain
+            .iter()
+            .map(|s| serde_json::json!({"id": s.id, "file": s.file}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "id": id,
+                "file": preset.file,
+                "chain": chain,
+                "replaces": replaced,
+                "table": merged,
+                "preset": preset,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("# {id}: {}", preset.description);
+    for (i, s) in chain.iter().enumerate() {
+        let how = if i == 0 { "from" } else { "extends" };
+        println!("# {how:<8} {} ({})", s.id, s.file.display());
+    }
+    for r in replaced {
+        println!("# replaces {}", r.display());
+    }
+    print!("\n{}", toml::to_string_pretty(&merged)?);
+    Ok(())
+}
+
+/// The id a preset file has: its path under a preset directory, else its
+/// file name without `.toml`.
+fn id_of_file(file: &Path, dirs: &[PathBuf]) -> String {
+    let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+    for dir in dirs.iter().rev() {
+        let Ok(dir) = std::fs::canonicalize(dir) else {
+            continue;
+        };
+        if let Ok(rel) = abs.strip_prefix(&dir) {
+            return rel
+                .with_extension("")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+        }
+    }
+    file.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `deliver presets check`.
+fn presets_check(cli: &Cli, targets: &[String], json: bool) -> Result<std::process::ExitCode> {
+    let dirs = preset_dirs(cli);
+    let (mut lib, read_errors) = PresetLibrary::read(&dirs);
+    let reg = registry(cli);
+    // Problems that belong to no preset id: unreadable files and folders.
+    let mut general: Vec<deliver::manifest::InputError> = Vec::new();
+    let mut ids = Vec::new();
+    if targets.is_empty() {
+        general.extend(read_errors.iter().cloned());
+        ids = lib.ids();
+    }
+    for t in targets {
+        let path = Path::new(t);
+        if !(path.is_file() || t.ends_with(".toml")) {
+            ids.push(t.clone());
+            continue;
+        }
+        let id = id_of_file(path, &dirs);
+        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let loaded = lib
+            .source(&id)
+            .is_some_and(|s| std::fs::canonicalize(&s.file).is_ok_and(|f| f == file));
+        let unreadable: Vec<_> = read_errors
+            .iter()
+            .filter(|e| std::fs::canonicalize(&e.file).is_ok_and(|f| f == file))
+            .cloned()
+            .collect();
+        if !unreadable.is_empty() {
+            general.extend(unreadable);
+        } else if loaded {
+            ids.push(id);
+        } else {
+            match lib.add_file(path, &id) {
+                Ok(()) => ids.push(id),
+                Err(e) => general.push(e),
+            }
+        }
+    }
+    let mut results = Vec::new();
+    for id in &ids {
+        let errors = match lib.resolve(id, &toml::Table::new()) {
+            Ok(p) => deliver::capability::check_preset(&p, &lib, reg),
+            Err(e) => vec![e],
+        };
+        let file = lib.source(id).map(|s| s.file.clone());
+        results.push((id.clone(), file, errors));
+    }
+    let ok = general.is_empty() && results.iter().all(|(_, _, e)| e.is_empty());
+    if json {
+        let presets: Vec<_> = results
+            .iter()
+            .map(|(id, file, errors)| {
+                serde_json::json!({"id": id, "file": file, "ok": errors.is_empty(), "errors": errors})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": ok,
+                "plugins": deliver::capability::loaded(reg),
+                "presets": presets,
+                "errors": general,
+            }))?
+        );
+    } else {
+        for (id, file, errors) in &results {
+            let file = file.as_ref().map(|f| f.display().to_string());
+            if errors.is_empty() {
+                println!("ok    {id} ({})", file.unwrap_or_default());
+            } else {
+                println!("FAIL  {id} ({})", file.unwrap_or_default());
+                for e in errors {
+                    println!("      {e}");
+                }
+            }
+        }
+        for e in &general {
+            println!("FAIL  {e}");
+        }
+        println!(
+            "{} presets checked against plugins {}: {}",
+            results.len(),
+            deliver::capability::loaded(reg),
+            if ok { "ok" } else { "errors above" }
+        );
+    }
+    Ok(if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// `deliver presets new`.
+fn presets_new(cli: &Cli, new_id: &str, from: &str, dir: Option<&Path>) -> Result<()> {
+    let (lib, _) = PresetLibrary::read(&preset_dirs(cli));
+    let text = lib.new_preset(new_id, from)?;
+    let dir = match dir {
+        Some(d) => d.to_owned(),
+        None => deliver::preset::user_dir().ok_or_else(|| {
+            anyhow::anyhow!("no user preset directory (set DELIVER_PRESETS or HOME), give --dir")
+        })?,
+    };
+    let file = dir.join(format!("{new_id}.toml"));
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{} exists: not overwritten", file.display())
+        }
+        Err(e) => bail!("cannot write {}: {e}", file.display()),
+    };
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    println!("{}", file.display());
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -613,27 +901,20 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Presets => {
-            let lib = presets(cli)?;
-            for id in lib.ids() {
-                match lib.resolve(&id, &toml::Table::new()) {
-                    Ok(p) => println!(
-                        "{id:<24} {:<5} {}{} — {}",
-                        p.container,
-                        p.video.codec,
-                        p.audio
-                            .as_ref()
-                            .map(|a| format!(" + {}", a.codec))
-                            .unwrap_or_default(),
-                        p.description
-                    ),
-                    Err(e) => println!("{id:<24} invalid: {e}"),
-                }
-            }
-            println!("\nloudness profiles (presets name them with [loudness] profile = \"...\"):");
-            for name in lib.profiles() {
-                println!("  {name}");
-            }
+        Cmd::Presets { cmd: None } => presets_list(cli),
+        Cmd::Presets {
+            cmd: Some(PresetsCmd::Show { id, json }),
+        } => {
+            presets_show(cli, id, *json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Presets {
+            cmd: Some(PresetsCmd::Check { targets, json }),
+        } => presets_check(cli, targets, *json),
+        Cmd::Presets {
+            cmd: Some(PresetsCmd::New { new_id, from, dir }),
+        } => {
+            presets_new(cli, new_id, from, dir.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check {
@@ -645,6 +926,20 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             let lib = presets(cli)?;
             let reg = registry(cli);
             for d in &m.deliverables {
+                // Field by field, with the preset file's line: what the
+                // plan below would refuse in one sentence.
+                let found = deliver::capability::check_request(d, path, &lib, reg)?;
+                if !found.is_empty() {
+                    bail!(
+                        "deliverable `{}` cannot be made with the loaded plugins:\n  {}",
+                        d.name,
+                        found
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n  ")
+                    );
+                }
                 let preset = lib.resolve_request(d, path)?;
                 // Planning chooses the plugins: a codec or container that no
                 // loaded plugin offers is reported now, not after a render.
@@ -672,6 +967,14 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             let lib = presets(cli)?;
             let ctx = load_context(path, media_root);
             let m = manifest::load(path, &ctx)?;
+            // The job fails at planning and says so in its report; this
+            // names the preset file, line and field first.
+            for d in &m.deliverables {
+                for e in deliver::capability::check_request(d, path, &lib, reg).unwrap_or_default()
+                {
+                    tracing::error!(deliverable = %d.name, "{e}");
+                }
+            }
             let bar = indicatif::ProgressBar::new(m.canvas.frames);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -791,6 +1094,7 @@ fn load_context(manifest: &Path, media_root: &[PathBuf]) -> LoadContext {
 /// Opens every root of `config` (a root that cannot be used stops the host
 /// now, naming it) and runs the host until it stops.
 fn watch(cli: &Cli, lib: PresetLibrary, config: &WatchConfig, exit_when_idle: bool) -> Result<()> {
+    warn_undeliverable(&lib, registry(cli));
     let lib = Arc::new(lib);
     let roots = config
         .roots

@@ -3,7 +3,24 @@
 //! directory. A preset's id is its path under that directory without `.toml`
 //! (`web/h264-1080p`). The host embeds the presets of `presets/` in the
 //! repository; directories given at start-up add presets or replace built-ins
-//! with the same id.
+//! with the same id ([`user_dirs`] finds a user's by default).
+//!
+//! # Inheritance
+//!
+//! `extends = "web/h264-1080p"` starts a preset from another: the parent's
+//! table is deep-merged under the child's (the child's keys win, tables merge
+//! key by key, arrays and other values replace). Chains are allowed; a cycle
+//! or an unknown parent is an error at the child's `extends`. Parents are
+//! looked up by id in the library as finally loaded, so a user file that
+//! replaces `web/h264-1080p` is what every preset extending
+//! `web/h264-1080p` gets. The one exception: a file that extends its own id
+//! (a user's `web/h264-1080p.toml` with `extends = "web/h264-1080p"`)
+//! extends the preset it replaces, so that a facility can change one key
+//! of a built-in. A child that names a loudness `profile` takes that
+//! profile's values over whatever its parents set for them; within one file
+//! (and in a deliverable's overrides) the keys written beside a profile win.
+//! An error in an inherited value names the file that wrote it and the
+//! preset that inherited it.
 //!
 //! Like manifests, presets are read in two phases: the file (with a
 //! deliverable's `overrides` deep-merged over it) is deserialized into
@@ -314,6 +331,9 @@ pub struct PresetLibrary {
     /// Loudness profiles (`loudness/<name>.toml`), by name, that a preset's
     /// `[loudness]` may name with `profile = "<name>"`.
     profiles: BTreeMap<String, toml::Table>,
+    /// Presets that a later file with the same id replaced, oldest first:
+    /// what a file that extends its own id extends.
+    shadowed: BTreeMap<String, Vec<PresetSource>>,
 }
 
 /// Where loudness profiles live among the presets.
@@ -438,6 +458,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../presets/web/h264-1080p.toml"),
     ),
     (
+        "web/h264-1080p-streaming",
+        include_str!("../../presets/web/h264-1080p-streaming.toml"),
+    ),
+    (
         "web/h264-720p-streaming",
         include_str!("../../presets/web/h264-720p-streaming.toml"),
     ),
@@ -487,6 +511,10 @@ impl PresetLibrary {
                 panic!("built-in preset {id} is invalid: {e}");
             }
         }
+        // Validated once all are in: a preset may extend one added after it.
+        if let Some((id, Err(e))) = lib.validate_all().into_iter().find(|(_, r)| r.is_err()) {
+            panic!("built-in preset {id} is invalid: {e}");
+        }
         lib
     }
 
@@ -500,28 +528,87 @@ impl PresetLibrary {
     /// An unreadable directory or file, a file name that is not a preset id,
     /// a file over 1 MiB, or an invalid preset.
     pub fn load(dirs: &[PathBuf]) -> Result<Self, InputError> {
+        let (lib, errors) = Self::read(dirs);
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        if let Some((_, Err(e))) = lib.validate_all().into_iter().find(|(_, r)| r.is_err()) {
+            return Err(e);
+        }
+        Ok(lib)
+    }
+
+    /// [`PresetLibrary::load`] without stopping at the first problem and
+    /// without validating: every file that parses is in the library, and
+    /// every one that did not (or a directory that cannot be read) is in the
+    /// list. For `deliver presets check`, which reports them all;
+    /// [`PresetLibrary::validate_all`] then checks the presets.
+    pub fn read(dirs: &[PathBuf]) -> (Self, Vec<InputError>) {
         let mut lib = Self::builtin();
+        let mut errors = Vec::new();
         for dir in dirs {
-            let meta = std::fs::metadata(dir).map_err(|e| {
-                InputError::new(dir, format!("cannot read the presets directory: {e}"))
-            })?;
-            if !meta.is_dir() {
-                return Err(InputError::new(dir, "is not a directory")
-                    .expected("a directory of preset .toml files"));
-            }
-            let mut files = Vec::new();
-            collect(dir, dir, 0, &mut files)?;
+            let files = match std::fs::metadata(dir) {
+                Err(e) => Err(InputError::new(
+                    dir,
+                    format!("cannot read the presets directory: {e}"),
+                )),
+                Ok(meta) if !meta.is_dir() => Err(InputError::new(dir, "is not a directory")
+                    .expected("a directory of preset .toml files")),
+                Ok(_) => {
+                    let mut files = Vec::new();
+                    collect(dir, dir, 0, &mut files).map(|()| files)
+                }
+            };
+            let mut files = match files {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             // Profiles before presets, since presets name them.
             files.sort_by_key(|(id, _)| (!id.starts_with(PROFILE_DIR), id.clone()));
             for (id, path) in files {
-                let text = read_limited(&path)?;
-                if lib.presets.contains_key(&id) {
-                    tracing::info!(preset = %id, file = %path.display(), "preset replaces an earlier one");
+                let added = read_limited(&path).and_then(|text| {
+                    if lib.presets.contains_key(&id) {
+                        tracing::info!(preset = %id, file = %path.display(), "preset replaces an earlier one");
+                    }
+                    lib.add(&id, path, text)
+                });
+                if let Err(e) = added {
+                    errors.push(e);
                 }
-                lib.add(&id, path, text)?;
             }
         }
-        Ok(lib)
+        (lib, errors)
+    }
+
+    /// Adds one preset file that is not in a presets directory (`deliver
+    /// presets check FILE`), as the last one loaded with id `id` (replacing
+    /// one with that id, as a later directory would). Not validated: resolve
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or is not TOML.
+    pub fn add_file(&mut self, path: &Path, id: &str) -> Result<(), InputError> {
+        if !valid_preset_id(id) {
+            return Err(
+                InputError::new(path, format!("\"{id}\" is not a usable preset id"))
+                    .value(format!("\"{id}\""))
+                    .expected(ID_EXPECTED),
+            );
+        }
+        let text = read_limited(path)?;
+        self.add(id, path.to_path_buf(), text)
+    }
+
+    /// Resolves every preset without overrides, in id order.
+    pub fn validate_all(&self) -> Vec<(String, Result<Preset, InputError>)> {
+        self.presets
+            .keys()
+            .map(|id| (id.clone(), self.resolve(id, &toml::Table::new())))
+            .collect()
     }
 
     /// Loudness profile names, sorted.
@@ -544,6 +631,200 @@ impl PresetLibrary {
         self.presets.get(id)
     }
 
+    /// The files an id's preset replaced (built-ins, earlier directories),
+    /// oldest first.
+    pub fn replaced(&self, id: &str) -> Vec<&Path> {
+        self.shadowed
+            .get(id)
+            .map(|v| v.iter().map(|s| s.file.as_path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The preset and the ones it extends, the preset first.
+    ///
+    /// # Errors
+    ///
+    /// An unknown id, or an `extends` that names no preset, is not a string
+    /// or makes a cycle; the error points at that `extends`.
+    pub fn chain(&self, id: &str) -> Result<Vec<&PresetSource>, InputError> {
+        let source = self
+            .presets
+            .get(id)
+            .ok_or_else(|| self.unknown(id, Path::new("presets")))?;
+        let top = |id: &str| self.shadowed.get(id).map_or(0, Vec::len);
+        let mut layer = top(id);
+        let mut chain = vec![source];
+        let mut seen = vec![(id.to_owned(), layer)];
+        let mut current = source;
+        while let Some(value) = current.table.get("extends") {
+            let at = |e: InputError| {
+                let mut e = e.field("extends").value(value.to_string());
+                if let Some(span) = span_of_path(&current.text, &["extends"], false) {
+                    let (line, column) = line_col(&current.text, span.start);
+                    e = e.at(line, column);
+                }
+                e
+            };
+            let Some(parent) = value.as_str() else {
+                return Err(at(InputError::new(
+                    &current.file,
+                    format!("value {value} is not a preset id"),
+                )
+                .expected(
+                    "the id of the preset to start from, such as \"web/h264-1080p\"",
+                )));
+            };
+            let next = if parent == current.id {
+                // A file that extends its own id extends what it replaced.
+                layer.checked_sub(1).map(|l| (&self.shadowed[parent][l], l))
+            } else {
+                self.presets.get(parent).map(|s| (s, top(parent)))
+            };
+            let Some((next, next_layer)) = next else {
+                let known = self.ids().join(", ");
+                let why = if parent == current.id {
+                    format!(
+                        "value {value} is this preset's own id, and it replaces no earlier preset"
+                    )
+                } else {
+                    format!("value {value} is not a known preset")
+                };
+                return Err(at(InputError::new(&current.file, why)
+                    .expected(format!("one of the presets: {known}"))));
+            };
+            if seen.contains(&(parent.to_owned(), next_layer)) {
+                let mut ids: Vec<&str> = chain.iter().map(|s| s.id.as_str()).collect();
+                ids.push(parent);
+                return Err(at(InputError::new(
+                    &current.file,
+                    format!("value {value} makes a cycle: {}", ids.join(" extends ")),
+                )
+                .expected("a chain of presets that ends in one without `extends`")));
+            }
+            seen.push((parent.to_owned(), next_layer));
+            chain.push(next);
+            current = next;
+            layer = next_layer;
+        }
+        Ok(chain)
+    }
+
+    /// The preset's table with its chain merged in and loudness profiles
+    /// expanded: what [`PresetLibrary::resolve`] validates, in the terms of
+    /// a preset file (`deliver presets show`).
+    ///
+    /// # Errors
+    ///
+    /// As [`PresetLibrary::chain`], or a loudness profile that is not known.
+    pub fn merged(&self, id: &str) -> Result<toml::Table, InputError> {
+        let chain = self.chain(id)?;
+        let mut merged = merge_chain(&chain, &self.profiles)?;
+        expand_profile(&mut merged, &self.profiles).map_err(|(m, v)| {
+            InputError::new(&chain[0].file, m)
+                .field("loudness.profile")
+                .value(v)
+        })?;
+        Ok(merged)
+    }
+
+    /// Where a preset writes `path` (a field such as `["video", "pix_fmt"]`),
+    /// itself or through the presets it extends: the file, line and column.
+    pub fn locate(&self, id: &str, path: &[&str]) -> Option<(PathBuf, usize, usize)> {
+        let chain = self.chain(id).ok()?;
+        chain.iter().find_map(|s| {
+            let span = span_of_path(&s.text, path, false)?;
+            let (line, column) = line_col(&s.text, span.start);
+            Some((s.file.clone(), line, column))
+        })
+    }
+
+    /// The text of a new preset `new_id` that extends `from`: `extends`, a
+    /// description, and the keys one usually changes as comments, with
+    /// `from`'s values (`deliver presets new`). The text is checked to
+    /// resolve before it is returned.
+    ///
+    /// # Errors
+    ///
+    /// `new_id` is not a preset id, `from` is not a known valid preset.
+    pub fn new_preset(&self, new_id: &str, from: &str) -> Result<String, InputError> {
+        let here = Path::new("presets new");
+        if !valid_preset_id(new_id) || new_id.starts_with(PROFILE_DIR) {
+            return Err(
+                InputError::new(here, format!("\"{new_id}\" is not a usable preset id"))
+                    .value(format!("\"{new_id}\""))
+                    .expected("lowercase letters, digits, _ and -, in segments separated by /, outside loudness/"),
+            );
+        }
+        let parent = self.resolve(from, &toml::Table::new())?;
+        let merged = self.merged(from)?;
+        let mut out = format!(
+            "# {new_id}: starts from {from} ({}).\n\
+             # Every key of {from} is inherited: write here only what changes. Tables\n\
+             # merge key by key and the values written here win; arrays replace.\n\
+             # `deliver presets show {new_id}` prints the result; `deliver presets\n\
+             # check {new_id}` holds it to the loaded plugins.\n\
+             extends = {}\n\
+             description = {}\n",
+            parent.file.display(),
+            toml::Value::from(from),
+            toml::Value::from(format!("{} (from {from})", parent.description)),
+        );
+        out.push_str(&format!(
+            "\n# The keys usually changed, with {from}'s values:\n"
+        ));
+        let section = |out: &mut String, table: &str, keys: &[&str], note: &str| {
+            let path: Vec<&str> = table.split('.').collect();
+            let Some(toml::Value::Table(t)) = lookup(&merged, &path) else {
+                return;
+            };
+            let keys: Vec<(String, &toml::Value)> = if keys.is_empty() {
+                t.iter()
+                    .filter(|(_, v)| !v.is_table())
+                    .map(|(k, v)| (k.clone(), v))
+                    .collect()
+            } else {
+                keys.iter()
+                    .filter_map(|k| t.get(*k).map(|v| ((*k).to_owned(), v)))
+                    .collect()
+            };
+            if keys.is_empty() {
+                return;
+            }
+            out.push_str(&format!("#\n# [{table}]{note}\n"));
+            for (k, v) in keys {
+                out.push_str(&format!("# {k} = {v}\n"));
+            }
+        };
+        section(
+            &mut out,
+            "video",
+            &["width", "height", "pix_fmt", "profile", "bit_rate"],
+            "  # width and height together",
+        );
+        section(&mut out, "video.options", &[], "  # passed to the encoder");
+        section(&mut out, "audio", &["codec", "bit_rate"], "");
+        section(
+            &mut out,
+            "loudness",
+            &["target_lufs", "true_peak_dbtp", "tolerance_lu"],
+            "",
+        );
+        out.push_str(&format!(
+            "# or: profile = \"ebu-r128\"  # one of {}\n",
+            self.profiles().join(", ")
+        ));
+        section(
+            &mut out,
+            "qc",
+            &["min_psnr_y", "min_ssim_y", "max_duration_error_s"],
+            "",
+        );
+        let mut check = self.clone();
+        check.add(new_id, PathBuf::from(format!("{new_id}.toml")), out.clone())?;
+        check.resolve(new_id, &toml::Table::new())?;
+        Ok(out)
+    }
+
     /// Deep-merges `overrides` over preset `id` (tables merge key by key,
     /// any other value replaces) and validates the result.
     ///
@@ -555,11 +836,8 @@ impl PresetLibrary {
     /// marked as such; [`PresetLibrary::resolve_request`] reports those
     /// against the manifest instead.
     pub fn resolve(&self, id: &str, overrides: &toml::Table) -> Result<Preset, InputError> {
-        let source = self
-            .presets
-            .get(id)
-            .ok_or_else(|| self.unknown(id, Path::new("presets")))?;
-        resolve_source(source, overrides, &self.profiles).map_err(|(e, _)| e)
+        let chain = self.chain(id)?;
+        resolve_source(&chain, overrides, &self.profiles).map_err(|(e, _)| e)
     }
 
     /// [`PresetLibrary::resolve`] for a manifest's deliverable: an unknown
@@ -575,12 +853,13 @@ impl PresetLibrary {
         req: &DeliverableRequest,
         manifest: &Path,
     ) -> Result<Preset, InputError> {
-        let Some(source) = self.presets.get(&req.preset) else {
+        if !self.presets.contains_key(&req.preset) {
             let mut e = self.unknown(&req.preset, manifest);
             e.line = Some(req.line);
             return Err(e);
-        };
-        resolve_source(source, &req.overrides, &self.profiles).map_err(|(mut e, origin)| {
+        }
+        let chain = self.chain(&req.preset)?;
+        resolve_source(&chain, &req.overrides, &self.profiles).map_err(|(mut e, origin)| {
             if origin == Origin::Overrides {
                 e.file = manifest.to_path_buf();
                 e.line = Some(req.line);
@@ -606,8 +885,10 @@ impl PresetLibrary {
             .expected(format!("one of the presets: {known}"))
     }
 
-    /// Parses and validates (without overrides) one preset or loudness
-    /// profile, then adds it.
+    /// Parses one preset or loudness profile and adds it, replacing (and
+    /// keeping, for `extends` of its own id) an earlier one with the same id.
+    /// Profiles are checked now; presets when resolved, once every file is
+    /// in (a preset may extend one read after it).
     fn add(&mut self, id: &str, file: PathBuf, text: String) -> Result<(), InputError> {
         let table: toml::Table =
             toml::from_str(&text).map_err(|e| from_toml_error(&file, &text, &e))?;
@@ -640,10 +921,92 @@ impl PresetLibrary {
             text,
             table,
         };
-        resolve_source(&source, &toml::Table::new(), &self.profiles).map_err(|(e, _)| e)?;
-        self.presets.insert(id.to_owned(), source);
+        if let Some(old) = self.presets.insert(id.to_owned(), source) {
+            self.shadowed.entry(id.to_owned()).or_default().push(old);
+        }
         Ok(())
     }
+}
+
+/// The user's preset directories, searched after the built-ins and before
+/// any `--presets`: `$DELIVER_PRESETS` (colon-separated, later wins) when
+/// set, else `$XDG_CONFIG_HOME/deliver/presets` (or
+/// `~/.config/deliver/presets`) when that directory exists. Directories
+/// named in `$DELIVER_PRESETS` that do not exist are left out with a
+/// warning.
+pub fn user_dirs() -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("DELIVER_PRESETS") {
+        return std::env::split_paths(&p)
+            .filter(|d| !d.as_os_str().is_empty())
+            .filter(|d| {
+                let ok = d.is_dir();
+                if !ok {
+                    tracing::warn!(dir = %d.display(), "DELIVER_PRESETS names a directory that does not exist");
+                }
+                ok
+            })
+            .collect();
+    }
+    user_dir().filter(|d| d.is_dir()).into_iter().collect()
+}
+
+/// Where a user's presets live by default, whether it exists or not
+/// (`deliver presets new` writes there): the first of `$DELIVER_PRESETS`,
+/// else `$XDG_CONFIG_HOME/deliver/presets`, else `~/.config/deliver/presets`.
+pub fn user_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DELIVER_PRESETS") {
+        return std::env::split_paths(&p).find(|d| !d.as_os_str().is_empty());
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(config.join("deliver").join("presets"))
+}
+
+/// Merges a preset's chain (the preset first) into one table, root first;
+/// `extends` is dropped. A file that names a loudness profile takes the
+/// profile's values over its parents' (its own keys still win over the
+/// profile, later, in [`expand_profile`]).
+fn merge_chain(
+    chain: &[&PresetSource],
+    profiles: &BTreeMap<String, toml::Table>,
+) -> Result<toml::Table, InputError> {
+    let mut merged = toml::Table::new();
+    for source in chain.iter().rev() {
+        let mut layer = source.table.clone();
+        layer.remove("extends");
+        if let Some(name) = lookup(&layer, &["loudness", "profile"]) {
+            let profile = name.as_str().and_then(|n| profiles.get(n)).ok_or_else(|| {
+                let mut e = InputError::new(
+                    &source.file,
+                    format!("value {name} is not a known loudness profile"),
+                )
+                .field("loudness.profile")
+                .value(name.to_string())
+                .expected(format!(
+                    "one of the loudness profiles: {}",
+                    profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                if let Some(span) = span_of_path(&source.text, &["loudness", "profile"], false) {
+                    let (line, column) = line_col(&source.text, span.start);
+                    e = e.at(line, column);
+                }
+                e
+            })?;
+            // The parents' profile becomes values, then gives way to this one.
+            expand_profile(&mut merged, profiles).map_err(|(m, v)| {
+                InputError::new(&source.file, m)
+                    .field("loudness.profile")
+                    .value(v)
+            })?;
+            if let Some(toml::Value::Table(loudness)) = merged.get_mut("loudness") {
+                loudness.retain(|k, _| !profile.contains_key(k));
+            }
+        }
+        deep_merge(&mut merged, &layer);
+    }
+    Ok(merged)
 }
 
 /// Finds `*.toml` files under `dir`, with their ids relative to `root`.
@@ -766,12 +1129,15 @@ fn lookup<'t>(table: &'t toml::Table, path: &[&str]) -> Option<&'t toml::Value> 
     t.get(*last)
 }
 
+/// Validates a preset's chain (the preset first) with `overrides` merged
+/// over it.
 fn resolve_source(
-    source: &PresetSource,
+    chain: &[&PresetSource],
     overrides: &toml::Table,
     profiles: &BTreeMap<String, toml::Table>,
 ) -> Result<Preset, (InputError, Origin)> {
-    let mut merged = source.table.clone();
+    let source = chain[0];
+    let mut merged = merge_chain(chain, profiles).map_err(|e| (e, Origin::Preset))?;
     deep_merge(&mut merged, overrides);
     expand_profile(&mut merged, profiles).map_err(|e| {
         let e = InputError::new(&source.file, e.0)
@@ -790,6 +1156,7 @@ fn resolve_source(
     })?;
     let checker = Checker {
         source,
+        chain,
         overrides,
         merged: &merged,
     };
@@ -825,6 +1192,8 @@ fn resolve_source(
 
 struct Checker<'a> {
     source: &'a PresetSource,
+    /// `source` and the presets it extends, `source` first.
+    chain: &'a [&'a PresetSource],
     overrides: &'a toml::Table,
     merged: &'a toml::Table,
 }
@@ -840,13 +1209,25 @@ impl Checker<'_> {
             e.message.push_str(" (set by the deliverable's overrides)");
             return Origin::Overrides;
         }
-        // The value itself, else the nearest table that is written.
+        // The value itself, else the nearest table that is written; in the
+        // preset, else in the nearest preset it extends that writes it.
         for n in (1..=path.len()).rev() {
             let is_leaf = n == path.len();
-            if let Some(span) = span_of_path(&self.source.text, &path[..n], key && is_leaf) {
-                let (line, column) = line_col(&self.source.text, span.start);
+            let found = self.chain.iter().find_map(|s| {
+                span_of_path(&s.text, &path[..n], key && is_leaf).map(|span| (s, span))
+            });
+            if let Some((writer, span)) = found {
+                let (line, column) = line_col(&writer.text, span.start);
                 e.line = Some(line);
                 e.column = Some(column);
+                if writer.file != self.source.file {
+                    e.file = writer.file.clone();
+                    e.message.push_str(&format!(
+                        " (inherited through `extends` by preset {}, {})",
+                        self.source.id,
+                        self.source.file.display()
+                    ));
+                }
                 break;
             }
         }
@@ -1326,7 +1707,7 @@ mod tests {
     #[test]
     fn builtins_are_valid_and_as_specified() {
         let lib = PresetLibrary::builtin();
-        assert_eq!(lib.ids().len(), 29);
+        assert_eq!(lib.ids().len(), 30);
         for group in ["master/", "broadcast/", "web/"] {
             assert!(lib.ids().iter().any(|i| i.starts_with(group)), "{group}");
         }
@@ -1514,7 +1895,10 @@ mod tests {
             text.contains("\"web/nope\" is not a known preset"),
             "{text}"
         );
-        assert!(text.contains("web/h264-1080p, web/h264-720p"), "{text}");
+        assert!(
+            text.contains("web/h264-1080p, web/h264-1080p-streaming, web/h264-720p"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1703,5 +2087,239 @@ mod tests {
                 .contains("\"Web/Big One\" is not a usable preset id"),
             "{e}"
         );
+    }
+
+    fn lib_with(files: &[(&str, &str)]) -> (tempfile::TempDir, PresetLibrary, Vec<InputError>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in files {
+            write(dir.path(), rel, text);
+        }
+        let (lib, errors) = PresetLibrary::read(&[dir.path().to_path_buf()]);
+        (dir, lib, errors)
+    }
+
+    #[test]
+    fn extends_merges_tables_deeply_through_a_chain() {
+        let (_dir, lib, errors) = lib_with(&[
+            (
+                "web/base.toml",
+                &BUILTIN_1080P.replace(
+                    "faststart = true",
+                    "faststart = true\nbrands = [\"isom\", \"avc1\"]",
+                ),
+            ),
+            (
+                "web/mid.toml",
+                "extends = \"web/base\"\n[video]\nwidth = 1280\nheight = 720\n\
+                 [video.options]\ncrf = 23\n[container_options]\nbrands = [\"mp42\"]\n",
+            ),
+            // Read before its parent: resolved once every file is in.
+            (
+                "web/a-leaf.toml",
+                "extends = \"web/mid\"\ncontainer = \"mov\"\nextension = \"mov\"\n\
+                 [video.options]\npreset = \"slow\"\n",
+            ),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let p = lib.resolve("web/a-leaf", &toml::Table::new()).unwrap();
+        assert_eq!((p.container.as_str(), p.extension.as_str()), ("mov", "mov"));
+        assert_eq!((p.video.width, p.video.height), (Some(1280), Some(720)));
+        // Tables merge key by key, the nearest preset winning...
+        assert_eq!(
+            p.video.options,
+            table("crf = 23\npreset = \"slow\"\nprofile = \"high\"")
+        );
+        // ...and arrays replace.
+        assert_eq!(
+            p.container_options,
+            table("faststart = true\nbrands = [\"mp42\"]")
+        );
+        assert_eq!(p.qc.min_psnr_y, 35.0);
+        assert_eq!(p.file, _dir.path().join("web/a-leaf.toml"));
+        let chain: Vec<&str> = lib
+            .chain("web/a-leaf")
+            .unwrap()
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(chain, ["web/a-leaf", "web/mid", "web/base"]);
+        assert!(!lib.merged("web/a-leaf").unwrap().contains_key("extends"));
+        // Overrides still go over the whole chain.
+        let p = lib
+            .resolve("web/a-leaf", &table("video.options.crf = 18"))
+            .unwrap();
+        assert_eq!(p.video.options["crf"].as_integer(), Some(18));
+    }
+
+    #[test]
+    fn cycles_and_unknown_parents_point_at_extends() {
+        let (dir, lib, _) = lib_with(&[
+            ("web/a.toml", "# a\nextends = \"web/b\"\n"),
+            ("web/b.toml", "extends = \"web/c\"\n"),
+            ("web/c.toml", "extends = \"web/a\"\n"),
+            (
+                "web/orphan.toml",
+                "description = \"x\"\n  extends = \"web/nope\"\n",
+            ),
+            ("web/num.toml", "extends = 3\n"),
+        ]);
+        let e = lib.resolve("web/a", &toml::Table::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:1:11: field `extends`: value \"web/a\" makes a cycle: web/a extends web/b \
+                 extends web/c extends web/a (expected a chain of presets that ends in one \
+                 without `extends`)",
+                dir.path().join("web/c.toml").display()
+            )
+        );
+        let e = lib.resolve("web/orphan", &toml::Table::new()).unwrap_err();
+        assert_eq!(e.file, dir.path().join("web/orphan.toml"));
+        assert_eq!((e.line, e.column), (Some(2), Some(13)), "{e}");
+        assert_eq!(e.field.as_deref(), Some("extends"));
+        assert!(
+            e.to_string()
+                .contains("value \"web/nope\" is not a known preset"),
+            "{e}"
+        );
+        assert!(e.expected.unwrap().contains("web/h264-1080p"));
+        let e = lib.resolve("web/num", &toml::Table::new()).unwrap_err();
+        assert_eq!((e.field.as_deref(), e.line), (Some("extends"), Some(1)));
+        assert!(e.to_string().contains("value 3 is not a preset id"), "{e}");
+        // load() stops at them.
+        assert!(PresetLibrary::load(&[dir.path().to_path_buf()]).is_err());
+    }
+
+    #[test]
+    fn a_replaced_builtin_is_what_its_children_extend() {
+        // A user file that extends its own id changes one key of the
+        // built-in; the built-in presets that extend it see the change.
+        let (dir, lib, errors) = lib_with(&[(
+            "web/h264-720p.toml",
+            "extends = \"web/h264-720p\"\n[video.options]\ncrf = 26\n",
+        )]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let p = lib.resolve("web/h264-720p", &toml::Table::new()).unwrap();
+        assert_eq!(p.video.options["crf"].as_integer(), Some(26));
+        assert_eq!(p.video.options["preset"].as_str(), Some("fast"));
+        assert_eq!(p.file, dir.path().join("web/h264-720p.toml"));
+        assert_eq!(
+            lib.replaced("web/h264-720p"),
+            [Path::new("builtin:web/h264-720p.toml")]
+        );
+        let p = lib
+            .resolve("web/h264-720p-streaming", &toml::Table::new())
+            .unwrap();
+        assert_eq!(p.video.options["crf"].as_integer(), Some(26));
+        assert_eq!(p.loudness.target_lufs, -16.0);
+        // A file that extends its own id but replaces nothing.
+        let (_d, lib, _) = lib_with(&[("web/new.toml", "extends = \"web/new\"\n")]);
+        let e = lib.resolve("web/new", &toml::Table::new()).unwrap_err();
+        assert!(e.to_string().contains("own id"), "{e}");
+    }
+
+    #[test]
+    fn a_childs_loudness_profile_wins_over_its_parents_values() {
+        let lib = PresetLibrary::builtin();
+        // web/h264-1080p writes -23 LUFS out; its streaming child names a
+        // profile.
+        let p = lib
+            .resolve("web/h264-1080p-streaming", &toml::Table::new())
+            .unwrap();
+        assert_eq!(
+            (
+                p.loudness.target_lufs,
+                p.loudness.tolerance_lu,
+                p.loudness.allow_limiter
+            ),
+            (-16.0, 1.0, true)
+        );
+        assert_eq!((p.video.width, p.container.as_str()), (Some(1920), "mp4"));
+        assert_eq!(
+            lib.merged("web/h264-1080p-streaming").unwrap()["loudness"]["target_lufs"].as_float(),
+            Some(-16.0)
+        );
+    }
+
+    #[test]
+    fn errors_in_inherited_values_name_both_files() {
+        // The child makes the parent's fourcc wrong: the fourcc is written
+        // in the parent, which is where the line and column are.
+        let (dir, lib, _) = lib_with(&[
+            ("web/base.toml", BUILTIN_1080P),
+            (
+                "master/child.toml",
+                "extends = \"web/base\"\ncontainer = \"mxf\"\nextension = \"mxf\"\n",
+            ),
+        ]);
+        let e = lib
+            .resolve("master/child", &toml::Table::new())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:17:10: field `video.fourcc`: value \"avc1\" cannot be set in a mxf file \
+                 (inherited through `extends` by preset master/child, {}) (expected no fourcc, \
+                 or a container of \"mov\" or \"mp4\" (where sample entries have one))",
+                dir.path().join("web/base.toml").display(),
+                dir.path().join("master/child.toml").display()
+            )
+        );
+        // An unknown key in the parent, reached through the child.
+        let (dir, lib, _) = lib_with(&[
+            (
+                "web/base.toml",
+                &BUILTIN_1080P.replace("[qc]", "[qc]\nmin_vmaf = 90"),
+            ),
+            ("web/child.toml", "extends = \"web/base\"\n"),
+        ]);
+        let e = lib.resolve("web/child", &toml::Table::new()).unwrap_err();
+        assert_eq!(e.file, dir.path().join("web/base.toml"));
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(44), Some("qc.min_vmaf"))
+        );
+        assert!(e.to_string().contains("by preset web/child"), "{e}");
+        // A value the child writes is the child's.
+        let (dir, lib, _) = lib_with(&[
+            ("web/base.toml", BUILTIN_1080P),
+            (
+                "web/child.toml",
+                "extends = \"web/base\"\n\n[video]\nwidth = 1001\n",
+            ),
+        ]);
+        let e = lib.resolve("web/child", &toml::Table::new()).unwrap_err();
+        assert_eq!(e.file, dir.path().join("web/child.toml"));
+        assert_eq!((e.line, e.column), (Some(4), Some(9)), "{e}");
+        assert!(!e.to_string().contains("inherited"), "{e}");
+    }
+
+    #[test]
+    fn a_new_preset_extends_its_parent_and_guides_the_rest() {
+        let lib = PresetLibrary::builtin();
+        let text = lib
+            .new_preset("web/promo", "web/h264-720p-streaming")
+            .unwrap();
+        assert!(
+            text.contains("\nextends = \"web/h264-720p-streaming\"\n"),
+            "{text}"
+        );
+        assert!(text.contains("# crf = 20\n"), "{text}");
+        assert!(text.contains("# target_lufs = -16.0\n"), "{text}");
+        assert!(text.contains("# width = 1280\n"), "{text}");
+        // Writing a guided key in its table changes just that.
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "web/promo.toml",
+            &format!("{text}\n[video.options]\ncrf = 28\n"),
+        );
+        let lib = PresetLibrary::load(&[dir.path().to_path_buf()]).unwrap();
+        let p = lib.resolve("web/promo", &toml::Table::new()).unwrap();
+        assert_eq!(p.video.options["crf"].as_integer(), Some(28));
+        assert_eq!(p.loudness.target_lufs, -16.0);
+        assert!(lib.new_preset("Web/X", "web/h264-720p").is_err());
+        assert!(lib.new_preset("loudness/x", "web/h264-720p").is_err());
+        assert!(lib.new_preset("web/x", "web/nope").is_err());
     }
 }

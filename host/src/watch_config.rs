@@ -975,7 +975,7 @@ segment_seconds = 10
         let text = e.to_string();
         assert!(
             text.contains("one of the loaded presets: broadcast/")
-                && text.contains("web/h264-1080p, web/h264-720p"),
+                && text.contains("web/h264-1080p, web/h264-1080p-streaming, web/h264-720p"),
             "{text}"
         );
         assert!(!text.contains("loudness/"), "{text}");

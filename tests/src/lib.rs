@@ -93,6 +93,9 @@ pub fn deliver(plugins: &Path) -> Command {
     let mut c = Command::new(deliver_bin());
     c.arg("--plugin-dir").arg(plugins);
     c.env("RUST_LOG", "info");
+    // The tester's own preset directory stays out of the tests.
+    c.env_remove("DELIVER_PRESETS");
+    c.env("XDG_CONFIG_HOME", "/nonexistent/deliver-tests/config");
     c
 }
 

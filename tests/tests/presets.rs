@@ -248,6 +248,7 @@ presets! {
     broadcast_atsc_h264_1080 => master("broadcast/atsc-h264-1080", "h264", "High", "yuv420p", "avc1", Mov);
     web_h264_1080p => Case { audio: Aac, ..master("web/h264-1080p", "h264", "High", "yuv420p", "avc1", Mp4) };
     web_h264_720p => Case { audio: Aac, size: HD, ..master("web/h264-720p", "h264", "High", "yuv420p", "avc1", Mp4) };
+    web_h264_1080p_streaming => Case { audio: Aac, ..master("web/h264-1080p-streaming", "h264", "High", "yuv420p", "avc1", Mp4) };
     web_h264_720p_streaming => Case { audio: Aac, size: HD, ..master("web/h264-720p-streaming", "h264", "High", "yuv420p", "avc1", Mp4) };
     web_h265_1080p => Case { audio: Aac, ..master("web/h265-1080p", "hevc", "Main", "yuv420p", "hvc1", Mp4) };
     web_h265_1080p_mov => Case { audio: Aac, ..master("web/h265-1080p-mov", "hevc", "Main", "yuv420p", "hvc1", Mov) };

@@ -238,8 +238,8 @@ fn a_bad_configuration_or_an_unusable_root_stops_the_host_at_once() {
             "7:10: field `root[1].weight`: value 0 is out of range",
         ),
         (
-            good.replace("h264-720p", "h265-1080p"),
-            "3:12: field `root[0].presets[0]`: value \"web/h265-1080p\" is not a loaded preset \
+            good.replace("h264-720p", "h266-1080p"),
+            "3:12: field `root[0].presets[0]`: value \"web/h266-1080p\" is not a loaded preset \
              (root \"a\")",
         ),
         (
