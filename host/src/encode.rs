@@ -1114,7 +1114,7 @@ impl AudioState {
             AudioState::Encode(_) => {
                 out.flush(enc, mux, idx)?;
                 enc.send_audio(None).map_err(|e| e.to_string())?;
-                while !drain(enc, mux, idx, None, None)? {}
+                drain_to_eof(enc, mux, idx, None, None)?;
                 Ok(())
             }
             AudioState::Packets(q) => {
@@ -1150,6 +1150,28 @@ fn drain(
             }
             Err(s) => return Ok(s == abi::status::EOF),
         }
+    }
+}
+
+/// Drains an encoder that was sent the drain request: its last packets,
+/// then EOF. An encoder that answers NEED_MORE instead breaks the ABI's
+/// rule (the conformance runner checks it); it is an error here rather than
+/// a loop that never ends.
+fn drain_to_eof(
+    enc: &mut Encoder,
+    mux: &mut Muxer,
+    idx: u32,
+    tee: Option<&Sender<VMsg>>,
+    spool: Option<&mut SegmentWriter>,
+) -> Result<(), String> {
+    if drain(enc, mux, idx, tee, spool)? {
+        Ok(())
+    } else {
+        Err(
+            "an encoder plugin asked for more input after the drain request instead of \
+             giving its last packets and EOF (a plugin bug; `deliver plugins check` shows it)"
+                .to_owned(),
+        )
     }
 }
 
@@ -1357,13 +1379,13 @@ impl SegmentState {
         )?;
         if last {
             s.venc.send_video(None).map_err(|e| e.to_string())?;
-            while !drain(
+            drain_to_eof(
                 &mut s.venc,
                 &mut s.mux,
                 s.vidx,
                 Some(vtx),
                 self.writer.as_mut(),
-            )? {}
+            )?;
             let w = self.writer.take().expect("opened above");
             let (path, bytes, hash) = w
                 .finish()
@@ -1537,7 +1559,7 @@ fn encode(
         // Segments flush their encoders at their ends.
         if segments.is_none() {
             s.venc.send_video(None).map_err(|e| e.to_string())?;
-            while !drain(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx), None)? {}
+            drain_to_eof(&mut s.venc, &mut s.mux, s.vidx, Some(&vtx), None)?;
         }
         if let Some((aenc, aidx)) = &mut s.aenc {
             if let Some(n) = audio.poll(

@@ -38,7 +38,14 @@ fn a_panicking_encoder_fails_its_job_and_the_host_goes_on() {
     // The same preset, but asking for the panicking encoder by name.
     let panicky = base.replace("[video]", "[video]\nencoder = \"panic-test\"");
     assert_ne!(panicky, base);
-    let presets = presets_dir(tmp.path(), &[("test/panic.toml", &panicky)]);
+    let endless = base.replace("[video]", "[video]\nencoder = \"never-ends\"");
+    let presets = presets_dir(
+        tmp.path(),
+        &[
+            ("test/panic.toml", &panicky),
+            ("test/endless.toml", &endless),
+        ],
+    );
 
     let root = tmp.path().join("root");
     let presets_arg = presets.to_str().unwrap().to_owned();
@@ -71,6 +78,18 @@ overrides = {{ video = {{ width = 320, height = 240 }} }}
     assert!(err.contains("panic-test"), "{err}");
     assert!(err.contains("panicked"), "{err}");
     assert!(err.contains("deliberate test panic"), "{err}");
+
+    assert!(host.alive());
+    // An encoder that never gives EOF after the drain request: the job
+    // fails with that reason instead of spinning forever.
+    host.drop_file("stuck.toml", manifest("test/endless").as_bytes());
+    let (_, state, r) = host.wait_job("stuck", Duration::from_secs(60));
+    assert_eq!(state, "failed");
+    let err = r["deliverables"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("asked for more input after the drain request"),
+        "{err}"
+    );
 
     assert!(host.alive());
     host.drop_file("after.toml", manifest("web/h264-720p").as_bytes());
