@@ -244,18 +244,7 @@ fn encoder(
 /// "one of the video encoders: h264 (libx264 in ffmpeg), …" or "a loaded
 /// plugin that offers one (none is loaded)".
 fn offered(reg: &Registry, kind: u32, media: u32, what: &str) -> String {
-    let mut v: Vec<String> = reg
-        .plugins
-        .iter()
-        .flat_map(|l| {
-            l.capabilities
-                .iter()
-                .filter(move |c| c.kind == kind && (c.media == 0 || c.media & media != 0))
-                .map(move |c| format!("{} ({} in {})", c.name, c.implementation, l.plugin.name()))
-        })
-        .collect();
-    v.sort();
-    v.dedup();
+    let v = reg.describe(|c| c.kind == kind && (c.media == 0 || c.media & media != 0));
     if v.is_empty() {
         format!("a loaded plugin that offers {what} (none does)")
     } else {

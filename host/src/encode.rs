@@ -200,19 +200,7 @@ pub fn confirm_hardware(p: &mut Plan, m: &Manifest, reg: &Registry) {
 /// Every hardware encoder the loaded plugins offer, for messages:
 /// "h264 (h264_nvenc in ffmpeg)".
 pub(crate) fn hardware_encoders(reg: &Registry) -> Vec<String> {
-    let mut v: Vec<String> = reg
-        .plugins
-        .iter()
-        .flat_map(|l| {
-            l.capabilities
-                .iter()
-                .filter(|c| c.kind == cap::ENCODE && c.hardware)
-                .map(move |c| format!("{} ({} in {})", c.name, c.implementation, l.plugin.name()))
-        })
-        .collect();
-    v.sort();
-    v.dedup();
-    v
+    reg.describe(|c| c.kind == cap::ENCODE && c.hardware)
 }
 
 /// Chooses plugins and formats for a deliverable.

@@ -177,6 +177,23 @@ fn is_plugin_name(p: &Path) -> bool {
 }
 
 impl Registry {
+    /// The capabilities that pass `keep`, as messages name them:
+    /// "h264 (libx264 in ffmpeg)", sorted, each once.
+    pub fn describe(&self, keep: impl Fn(&CapabilityInfo) -> bool) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .plugins
+            .iter()
+            .flat_map(|l| {
+                l.capabilities.iter().filter(|c| keep(c)).map(move |c| {
+                    format!("{} ({} in {})", c.name, c.implementation, l.plugin.name())
+                })
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Loads every `libdeliver_plugin_*` library in `dirs` (missing
     /// directories are skipped). A plugin that is refused is kept in
     /// `refused` and logged; the others still load.

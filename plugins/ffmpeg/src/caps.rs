@@ -102,15 +102,8 @@ const X264_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("level", Kind::Choice(H264_LEVELS), Target::Av("level")),
     // AVCodecContext's generic names: libx264 maps `g` to keyint and `bf`
     // to bframes.
-    OptionSpec::new(
-        "gop",
-        Kind::Int {
-            min: 1,
-            max: 100_000,
-        },
-        Target::Av("g"),
-    ),
-    OptionSpec::new("bframes", Kind::Int { min: 0, max: 16 }, Target::Av("bf")),
+    GOP,
+    BFRAMES,
     OptionSpec::new("x264_params", Kind::Text, Target::Av("x264-params")),
     // Closed GOPs are what segment encoding needs (every segment must decode
     // on its own); `false` asks x264 for open GOPs explicitly rather than
@@ -126,8 +119,8 @@ const X264_OPTIONS: &[OptionSpec] = &[
     // Rate control for broadcast delivery (ATSC/CableLabs-style caps): the
     // generic AVCodecContext options, which libx264 maps to vbv-maxrate and
     // vbv-bufsize.
-    OptionSpec::new("max_rate", BIT_RATE, Target::Av("maxrate")),
-    OptionSpec::new("buffer_size", BIT_RATE, Target::Av("bufsize")),
+    MAX_RATE,
+    BUFFER_SIZE,
 ];
 
 /// A bit rate or buffer size in bits: 1 kbit to 1 Gbit.
@@ -135,6 +128,26 @@ const BIT_RATE: Kind = Kind::Int {
     min: 1_000,
     max: 1_000_000_000,
 };
+
+/// The key-frame interval in frames (AVCodecContext's `g`, which libx264,
+/// libx265 and the hardware encoders map to their own).
+pub(crate) const GOP: OptionSpec = OptionSpec::new(
+    "gop",
+    Kind::Int {
+        min: 1,
+        max: 100_000,
+    },
+    Target::Av("g"),
+);
+/// B-frames between references (AVCodecContext's `bf`).
+const BFRAMES: OptionSpec =
+    OptionSpec::new("bframes", Kind::Int { min: 0, max: 16 }, Target::Av("bf"));
+/// Rate caps for broadcast delivery: the generic AVCodecContext options
+/// (libx264/libx265 map them to vbv-maxrate and vbv-bufsize).
+pub(crate) const MAX_RATE: OptionSpec =
+    OptionSpec::new("max_rate", BIT_RATE, Target::Av("maxrate"));
+pub(crate) const BUFFER_SIZE: OptionSpec =
+    OptionSpec::new("buffer_size", BIT_RATE, Target::Av("bufsize"));
 
 /// prores_ks's `profile` names (FFmpeg 5.1, proresenc_kostya.c).
 const PRORES_PROFILES: &[&str] = &["proxy", "lt", "standard", "hq", "4444", "4444xq"];
@@ -206,7 +219,7 @@ const MPEG2_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("profile", Kind::Map(MPEG2_PROFILES), Target::Av("profile")),
     // XDCAM HD422 is a 12-frame long GOP with 2 B-frames.
     OptionSpec::new("gop", Kind::Int { min: 1, max: 300 }, Target::Av("g")),
-    OptionSpec::new("bframes", Kind::Int { min: 0, max: 16 }, Target::Av("bf")),
+    BFRAMES,
     // FFmpeg 5.1 refuses a closed GOP while scene-change detection may
     // start new GOPs ("closed gop with scene change detection are not
     // supported yet, set threshold to 1000000000"), so the switch turns
@@ -222,8 +235,8 @@ const MPEG2_OPTIONS: &[OptionSpec] = &[
     // Constant bit rate for broadcast: min = max = the preset's bit_rate,
     // with the VBV buffer and its initial fullness in bits.
     OptionSpec::new("min_rate", BIT_RATE, Target::Av("minrate")),
-    OptionSpec::new("max_rate", BIT_RATE, Target::Av("maxrate")),
-    OptionSpec::new("buffer_size", BIT_RATE, Target::Av("bufsize")),
+    MAX_RATE,
+    BUFFER_SIZE,
     OptionSpec::new(
         "rc_init_occupancy",
         BIT_RATE,
@@ -285,15 +298,8 @@ const X265_OPTIONS: &[OptionSpec] = &[
         Target::Av("profile"),
     ),
     // libx265 maps `g` to keyint-max and `bf` to bframes.
-    OptionSpec::new(
-        "gop",
-        Kind::Int {
-            min: 1,
-            max: 100_000,
-        },
-        Target::Av("g"),
-    ),
-    OptionSpec::new("bframes", Kind::Int { min: 0, max: 16 }, Target::Av("bf")),
+    GOP,
+    BFRAMES,
     OptionSpec::new("x265_params", Kind::Text, Target::Av("x265-params")),
     // x265 makes open GOPs unless told otherwise; FFmpeg 5.1's libx265
     // wrapper does not read AV_CODEC_FLAG_CLOSED_GOP, so both sides are
@@ -306,8 +312,8 @@ const X265_OPTIONS: &[OptionSpec] = &[
             off: &[("x265-params", "open-gop=1")],
         },
     ),
-    OptionSpec::new("max_rate", BIT_RATE, Target::Av("maxrate")),
-    OptionSpec::new("buffer_size", BIT_RATE, Target::Av("bufsize")),
+    MAX_RATE,
+    BUFFER_SIZE,
 ];
 
 const SVTAV1_OPTIONS: &[OptionSpec] = &[

@@ -120,25 +120,13 @@ macro_rules! nvenc_options {
                 Target::Av("cq"),
             ),
             OptionSpec::new("profile", Kind::Choice($profiles), Target::Av("profile")),
-            OptionSpec::new(
-                "gop",
-                Kind::Int {
-                    min: 1,
-                    max: 100_000,
-                },
-                Target::Av("g"),
-            ),
+            crate::caps::GOP,
             OptionSpec::new("bframes", Kind::Int { min: 0, max: 4 }, Target::Av("bf")),
-            OptionSpec::new("max_rate", BIT_RATE, Target::Av("maxrate")),
-            OptionSpec::new("buffer_size", BIT_RATE, Target::Av("bufsize")),
+            crate::caps::MAX_RATE,
+            crate::caps::BUFFER_SIZE,
         ]
     };
 }
-
-const BIT_RATE: Kind = Kind::Int {
-    min: 1_000,
-    max: 1_000_000_000,
-};
 
 /// The hardware encoders this plugin can drive, as table entries like the
 /// software ones. Ranked below them: a plugin user who asks for a codec
