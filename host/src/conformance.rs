@@ -1363,6 +1363,22 @@ impl Runner<'_> {
         )
     }
 
+    /// The flush step's verdict on a drained encoder's packets.
+    fn check_drained(&mut self, step: String, packets: &[PacketBuf], params: &StreamInfo) {
+        let problems = packet_problems(packets, params);
+        if problems.is_empty() {
+            self.pass(
+                step,
+                format!(
+                    "EOF after the drain; {} packets, dts never decreases, pts never precedes dts",
+                    packets.len()
+                ),
+            );
+        } else {
+            self.fail(step, problems.join("; "));
+        }
+    }
+
     fn encode_video(
         &mut self,
         p: PluginRef,
@@ -1444,18 +1460,7 @@ impl Runner<'_> {
             }
             return None;
         }
-        let problems = packet_problems(&packets, &params);
-        if problems.is_empty() {
-            self.pass(
-                step,
-                format!(
-                    "EOF after the drain; {} packets, dts never decreases, pts never precedes dts",
-                    packets.len()
-                ),
-            );
-        } else {
-            self.fail(step, problems.join("; "));
-        }
+        self.check_drained(step, &packets, &params);
         if first {
             let pic = Picture::pattern(fmt, w, h, 0).expect("layout");
             let r = enc.send_video(Some(&pic.view(self.opts.frames as i64, tb)));
@@ -1560,18 +1565,7 @@ impl Runner<'_> {
             }
             return Some(None);
         }
-        let problems = packet_problems(&packets, &params);
-        if problems.is_empty() {
-            self.pass(
-                step,
-                format!(
-                    "EOF after the drain; {} packets, dts never decreases, pts never precedes dts",
-                    packets.len()
-                ),
-            );
-        } else {
-            self.fail(step, problems.join("; "));
-        }
+        self.check_drained(step, &packets, &params);
         if first {
             let s = tone(rate, channels, sent, audio_chunk(rate));
             let r = enc.send_audio(Some((&s, rate, channels, sent as i64)));
