@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::error::{line_col, InputError};
 use super::model::{
-    AudioClip, AudioSource, AudioTrack, Canvas, DeliverableRequest, Dissolve, Manifest, Rate, Rgba,
-    VideoClip, VideoSource, VideoTrack,
+    AudioClip, AudioSource, AudioTrack, Canvas, DeliverableRequest, Manifest, Param, Rate, Rgba,
+    Transition, TransitionKind, VideoClip, VideoSource, VideoTrack,
 };
 use super::raw::{
     RawAudioClip, RawAudioTrack, RawCanvas, RawDeliverable, RawManifest, RawNumberOrText, RawTime,
@@ -710,16 +710,15 @@ impl Validator<'_> {
         Ok(Placed {
             index: ci,
             clip: VideoClip {
-                source,
-                start: timing.start,
-                frames: timing.frames,
                 in_point: timing.in_point,
-                opacity: opacity as f32,
-                position,
-                scale: scale as f32,
-                transition_in: transition
-                    .as_ref()
-                    .map(|(frames, _)| Dissolve { frames: *frames }),
+                opacity: Param::constant(opacity as f32),
+                position: position.map(Param::constant),
+                scale: Param::constant(scale as f32),
+                transition_in: transition.as_ref().map(|(frames, _)| Transition {
+                    kind: TransitionKind::Dissolve,
+                    frames: *frames,
+                }),
+                ..VideoClip::new(source, timing.start, timing.frames)
             },
             start: timing.start,
             frames: timing.frames,
@@ -872,6 +871,9 @@ impl Validator<'_> {
                 frames: timing.frames,
                 in_point: timing.in_point,
                 gain_db,
+                fade_in: 0,
+                fade_out: 0,
+                pan: 0.0,
             },
             start: timing.start,
             frames: timing.frames,

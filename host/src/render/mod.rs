@@ -9,6 +9,7 @@
 
 pub mod audio;
 pub mod image;
+pub mod plan;
 
 use crate::manifest::model::{Manifest, VideoClip, VideoSource};
 use crate::plugins::Registry;
@@ -37,6 +38,12 @@ pub enum RenderError {
         path: PathBuf,
         track: String,
         clip: usize,
+    },
+    #[error("track {track}, clip {clip}: {what} are not drawn by this renderer")]
+    Unsupported {
+        track: String,
+        clip: usize,
+        what: &'static str,
     },
     #[error("decoding {path} failed: {reason}")]
     Decode { path: PathBuf, reason: String },
@@ -148,6 +155,8 @@ struct Layer<'a> {
     clip: &'a VideoClip,
     key: (usize, usize),
     opacity: f32,
+    position: [f32; 2],
+    scale: f32,
 }
 
 /// Renders the canvas frames of one manifest.
@@ -207,7 +216,8 @@ impl<'a> Compositor<'a> {
                 if n < clip.start || n >= clip.start + clip.frames {
                     continue;
                 }
-                let mut opacity = clip.opacity;
+                let f = (n - clip.start) as f64;
+                let mut opacity = clip.opacity.at(f);
                 if let Some(d) = &clip.transition_in {
                     let into = n - clip.start;
                     if into < d.frames {
@@ -220,6 +230,8 @@ impl<'a> Compositor<'a> {
                     clip,
                     key: (ti, ci),
                     opacity,
+                    position: [clip.position[0].at(f), clip.position[1].at(f)],
+                    scale: clip.scale.at(f),
                 });
             }
         }
@@ -228,14 +240,14 @@ impl<'a> Compositor<'a> {
 
     /// Whether a layer hides everything below it.
     fn covers_canvas(l: &Layer<'_>) -> bool {
-        if l.opacity < 1.0 || l.clip.position != [0.0, 0.0] || l.clip.scale != 1.0 {
+        if l.opacity < 1.0 || l.position != [0.0, 0.0] || l.scale != 1.0 {
             return false;
         }
         match &l.clip.source {
             VideoSource::Bars | VideoSource::Pattern => true,
             VideoSource::Solid { color } => color.0[3] == 255,
             // A media frame may carry alpha or be smaller than the canvas.
-            VideoSource::Media { .. } => false,
+            VideoSource::Media { .. } | VideoSource::Still { .. } | VideoSource::Title(_) => false,
         }
     }
 
@@ -305,6 +317,13 @@ impl<'a> Compositor<'a> {
                 pattern(n, bg, &mut self.scratch);
                 &self.scratch
             }
+            VideoSource::Still { .. } | VideoSource::Title(_) => {
+                return Err(RenderError::Unsupported {
+                    track: self.manifest.video[l.key.0].name.clone(),
+                    clip: l.key.1,
+                    what: "stills and titles",
+                })
+            }
             VideoSource::Media { path } => {
                 let t = clip.in_point + (n - clip.start) as f64 / c.frame_rate.as_f64();
                 if !self.readers.contains_key(&l.key) {
@@ -326,14 +345,14 @@ impl<'a> Compositor<'a> {
             }
         };
         if replace
-            && clip.position == [0.0, 0.0]
-            && clip.scale == 1.0
+            && l.position == [0.0, 0.0]
+            && l.scale == 1.0
             && src.width == w
             && src.height == h
         {
             out.data.copy_from_slice(&src.data);
         } else {
-            composite(src, out, clip.position, clip.scale, l.opacity);
+            composite(src, out, l.position, l.scale, l.opacity);
         }
         Ok(())
     }
