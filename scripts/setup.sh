@@ -7,9 +7,15 @@ cd "$(dirname "$0")/.."
 
 # chromium: the report tests load report.html in a real headless browser.
 # rsync: the watch-folder tests copy files in with `rsync --inplace`.
+# mesa-vulkan-drivers + libvulkan1: lavapipe, the software Vulkan the wgpu
+# renderer is tested on (the driver is only a Recommends of the loader).
+# fonts-dejavu-core: the default font of titles.
+# python3-venv: the OpenTimelineIO tests write timelines with the
+# `opentimelineio` package (installed from PyPI into a venv below).
 PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   pkg-config clang nasm ffmpeg chromium rsync
+  mesa-vulkan-drivers libvulkan1 fonts-dejavu-core python3-venv
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
