@@ -679,7 +679,10 @@ preset = "web/h264-1080p"
         let m = parse_str(&ok).unwrap();
         assert_eq!(
             m.video[0].clips[1].transition_in,
-            Some(Dissolve { frames: 25 })
+            Some(Transition {
+                kind: TransitionKind::Dissolve,
+                frames: 25
+            })
         );
 
         // A dissolve shorter than the overlap leaves part of it uncovered.
@@ -893,17 +896,8 @@ video.options.crf = 18
                     name: "base".into(),
                     clips: vec![
                         // Sorted by start: the bars are written second but start at 0.
-                        VideoClip {
-                            source: VideoSource::Bars,
-                            start: 0,
-                            // 5.5 s × 29.97 = 164.835 → 165
-                            frames: 165,
-                            in_point: 0.0,
-                            opacity: 1.0,
-                            position: [0.0, 0.0],
-                            scale: 1.0,
-                            transition_in: None,
-                        },
+                        // 5.5 s × 29.97 = 164.835 → 165
+                        VideoClip::new(VideoSource::Bars, 0, 165),
                         VideoClip {
                             source: VideoSource::Media { path: media },
                             // timecode 00:00:05:00 counts at the nominal 30 fps
@@ -911,11 +905,12 @@ video.options.crf = 18
                             // (7 - 2) s × 29.97 = 149.85 → 150
                             frames: 150,
                             in_point: 2.0,
-                            opacity: 1.0,
-                            position: [0.0, 0.0],
-                            scale: 1.0,
                             // the bars end at 165 = 150 + 15: the overlap is the dissolve
-                            transition_in: Some(Dissolve { frames: 15 }),
+                            transition_in: Some(Transition {
+                                kind: TransitionKind::Dissolve,
+                                frames: 15,
+                            }),
+                            ..VideoClip::new(VideoSource::Bars, 0, 0)
                         },
                     ],
                 },
@@ -928,11 +923,10 @@ video.options.crf = 18
                         start: 100,
                         // 0.5 s × 29.97 = 14.985 → 15
                         frames: 15,
-                        in_point: 0.0,
-                        opacity: 0.5,
-                        position: [10.0, -20.5],
-                        scale: 0.25,
-                        transition_in: None,
+                        opacity: Param::constant(0.5),
+                        position: [Param::constant(10.0), Param::constant(-20.5)],
+                        scale: Param::constant(0.25),
+                        ..VideoClip::new(VideoSource::Bars, 0, 0)
                     }],
                 },
             ],
@@ -949,6 +943,9 @@ video.options.crf = 18
                         frames: 30,
                         in_point: 0.0,
                         gain_db: 0.0,
+                        fade_in: 0,
+                        fade_out: 0,
+                        pan: 0.0,
                     },
                     AudioClip {
                         source: AudioSource::Media { path: music },
@@ -957,6 +954,9 @@ video.options.crf = 18
                         frames: 300,
                         in_point: 1.5,
                         gain_db: 2.5,
+                        fade_in: 0,
+                        fade_out: 0,
+                        pan: 0.0,
                     },
                 ],
             }],
