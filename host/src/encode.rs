@@ -24,7 +24,8 @@ use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Sev
 use crate::segments::{SegmentReader, SegmentWriter, Segments};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use deliver_plugin_api::abi::{self, cap, media, pix};
-use deliver_plugin_api::host::{CapabilityInfo, Encoder, Frame, Muxer, PacketBuf};
+use crate::isolate::Encoder;
+use deliver_plugin_api::host::{CapabilityInfo, Frame, Muxer, PacketBuf};
 use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo, VideoView};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,7 +174,7 @@ pub fn confirm_hardware(p: &mut Plan, m: &Manifest, reg: &Registry) {
     if p.preset.video.hardware != HardwarePolicy::Prefer || !p.video.capability.hardware {
         return;
     }
-    let refusal = match p.video.plugin.open_encoder(&video_settings(p, m)) {
+    let refusal = match p.video.open_encoder(&video_settings(p, m)) {
         Ok(_) => return,
         Err(e) => e.to_string(),
     };
@@ -232,7 +233,7 @@ pub fn plan(
         })?;
     let width = v.width.unwrap_or(m.canvas.width);
     let height = v.height.unwrap_or(m.canvas.height);
-    let (video, hardware_fallback) = match select_video(
+    let (mut video, hardware_fallback) = match select_video(
         reg.candidates(cap::ENCODE, &v.codec, v.encoder.as_deref()),
         |c| &c.capability,
         &v.codec,
@@ -254,6 +255,7 @@ pub fn plan(
             .unwrap_or_else(|| format!("no video encoder for `{}`", v.codec))));
         }
     };
+    video.isolation = video.isolation.max(v.isolation);
     let audio = match &preset.audio {
         Some(a) => {
             if a.sample_rate != m.canvas.sample_rate || a.channels != m.canvas.channels {
@@ -270,6 +272,10 @@ pub fn plan(
                     a.encoder.as_deref(),
                     "audio encoder",
                 )
+                .map(|mut c| {
+                    c.isolation = c.isolation.max(a.isolation);
+                    c
+                })
                 .map_err(err)?,
             )
         }
@@ -479,7 +485,7 @@ impl AudioRoundTrip {
             return Ok(None);
         }
         let c = p.audio.as_ref().expect("audio settings imply an encoder");
-        let (enc, params) = c.plugin.open_encoder(&set).map_err(|e| e.to_string())?;
+        let (enc, params) = c.open_encoder(&set).map_err(|e| e.to_string())?;
         let cfg = decoder_config(media::AUDIO, set.sample_rate, set.channels);
         let dec_params = params.clone();
         let dec = dec
@@ -879,12 +885,11 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
     let vset = video_settings(p, m);
     let (venc, vparams) = p
         .video
-        .plugin
         .open_encoder(&vset)
         .map_err(|e| e.to_string())?;
     let aenc = match (audio_settings(p, global_header), &p.audio) {
         (Some(aset), Some(c)) => {
-            let (enc, params) = c.plugin.open_encoder(&aset).map_err(|e| e.to_string())?;
+            let (enc, params) = c.open_encoder(&aset).map_err(|e| e.to_string())?;
             Some((enc, params))
         }
         _ => None,
@@ -1402,7 +1407,6 @@ fn segment_encoder(
     k: u64,
 ) -> Result<Encoder, String> {
     let (enc, own) = choice
-        .plugin
         .open_encoder(vset)
         .map_err(|e| e.to_string())?;
     if own != *params {

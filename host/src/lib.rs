@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod deltae;
 pub mod encode;
 pub mod host;
+pub mod isolate;
 pub mod jobs;
 pub mod journal;
 pub mod limiter;

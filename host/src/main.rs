@@ -162,6 +162,14 @@ enum Cmd {
         #[arg(long)]
         no_delta_e: bool,
     },
+    /// Serve one out-of-process encoder session on stdin/stdout for the
+    /// host (`isolation = "process"`); not for people.
+    #[command(hide = true)]
+    PluginHost {
+        /// The plugin library whose encoder to serve.
+        #[arg(long)]
+        library: PathBuf,
+    },
     /// Run the embedded example: a temporary watch root with the example
     /// manifests, processed until idle.
     Demo {
@@ -863,6 +871,10 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::PluginHost { library } => {
+            deliver::isolate::serve(library)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Plugins { cmd: None } => {
             let reg = registry(cli);
             println!("host plugin ABI {}.{}", abi::ABI_MAJOR, abi::ABI_MINOR);
@@ -875,6 +887,9 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
                     l.plugin.description(),
                     l.file.display()
                 );
+                if reg.isolation_of(&l.plugin.name()) == deliver::isolate::Isolation::Process {
+                    println!("  encoders run out of process (isolated by DELIVER_ISOLATE)");
+                }
                 for c in &l.capabilities {
                     let mut extra = Vec::new();
                     if !c.profiles.is_empty() {

@@ -9,6 +9,7 @@
 
 use deliver_plugin_api::abi::{self, Str};
 use deliver_plugin_api::host::{CapabilityInfo, PluginRef};
+use crate::isolate::Isolation;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -54,6 +55,9 @@ pub struct Loaded {
 pub struct Registry {
     pub plugins: Vec<Loaded>,
     pub refused: Vec<PluginError>,
+    /// Plugins whose encoders always run out of process, by plugin name
+    /// (`*`: every plugin), from `DELIVER_ISOLATE` (comma-separated).
+    pub isolated: Vec<String>,
 }
 
 /// A capability chosen for a job.
@@ -61,6 +65,32 @@ pub struct Registry {
 pub struct Choice {
     pub plugin: PluginRef,
     pub capability: CapabilityInfo,
+    /// The library the plugin was loaded from (an isolated encoder's child
+    /// loads it again).
+    pub file: PathBuf,
+    /// Where its encoders run: the registry's setting for the plugin, made
+    /// stricter by a preset's or a root's `isolation`.
+    pub isolation: Isolation,
+}
+
+impl Choice {
+    /// Opens this capability's encoder, in process or in a child process
+    /// as [`Choice::isolation`] says.
+    ///
+    /// # Errors
+    /// As [`crate::isolate::Encoder::open`].
+    pub fn open_encoder(
+        &self,
+        set: &deliver_plugin_api::plugin::EncoderSettings,
+    ) -> Result<
+        (
+            crate::isolate::Encoder,
+            deliver_plugin_api::plugin::StreamInfo,
+        ),
+        deliver_plugin_api::host::CallError,
+    > {
+        crate::isolate::Encoder::open(self, set)
+    }
 }
 
 unsafe extern "C" fn host_log(level: u32, target: Str, message: Str) {
@@ -198,7 +228,16 @@ impl Registry {
     /// directories are skipped). A plugin that is refused is kept in
     /// `refused` and logged; the others still load.
     pub fn load(dirs: &[PathBuf]) -> Registry {
-        let mut reg = Registry::default();
+        let mut reg = Registry {
+            isolated: std::env::var("DELIVER_ISOLATE")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ..Registry::default()
+        };
         let mut seen = std::collections::BTreeSet::new();
         for dir in dirs {
             let rd = match std::fs::read_dir(dir) {
@@ -262,9 +301,12 @@ impl Registry {
         self.plugins
             .iter()
             .flat_map(|l| {
+                let isolation = self.isolation_of(&l.plugin.name());
                 l.capabilities.iter().map(move |c| Choice {
                     plugin: l.plugin,
                     capability: c.clone(),
+                    file: l.file.clone(),
+                    isolation,
                 })
             })
             .filter(|c| {
@@ -274,6 +316,17 @@ impl Registry {
                 want.is_none_or(|w| c.capability.implementation == w || c.plugin.name() == w)
             })
             .collect()
+    }
+
+    /// Where the plugin named `name` runs its encoders by the host's
+    /// setting (`DELIVER_ISOLATE`); a preset or root may still ask for
+    /// `process`.
+    pub fn isolation_of(&self, name: &str) -> Isolation {
+        if self.isolated.iter().any(|i| i == "*" || i == name) {
+            Isolation::Process
+        } else {
+            Isolation::InProcess
+        }
     }
 
     /// What is available for a kind, for error messages.

@@ -58,6 +58,9 @@
 //! hardware = "never"            # optional: "never" (default: software encoders only),
 //!                               # "prefer" (a hardware encoder if one works here, else
 //!                               # software, with a warning) or "require" (hardware or fail)
+//! isolation = "in-process"      # optional: "in-process" (default) or "process": the
+//!                               # encoder runs in a child process of its own, so a
+//!                               # native codec that crashes fails this deliverable only
 //! profile = "high"              # optional
 //! pix_fmt = "yuv420p"           # required
 //! fourcc = "hvc1"               # optional, MOV/MP4 only: the video sample entry's
@@ -81,6 +84,7 @@
 //! [audio]                       # optional: no [audio], no audio stream
 //! codec = "aac"                 # required
 //! encoder = "aac"               # optional
+//! isolation = "in-process"      # optional, as video.isolation
 //! sample_rate = 48000           # required, 8000 to 192000
 //! channels = 2                  # required, 1 or 2
 //! bit_rate = 192000             # optional
@@ -101,6 +105,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::isolate::Isolation;
 use crate::manifest::error::{from_toml_error, span_of_path};
 use crate::manifest::validate::valid_preset_id;
 use crate::manifest::{line_col, DeliverableRequest, InputError};
@@ -134,6 +139,8 @@ pub struct VideoSpec {
     pub encoder: Option<String>,
     /// Whether the encoder may, should or must be a hardware one.
     pub hardware: HardwarePolicy,
+    /// Where the encoder runs: in the host, or in a child process.
+    pub isolation: Isolation,
     pub profile: Option<String>,
     pub pix_fmt: String,
     /// The video sample entry's fourcc in a MOV/MP4 file (`apch`, `hvc1`).
@@ -234,6 +241,8 @@ impl Colour {
 pub struct AudioSpec {
     pub codec: String,
     pub encoder: Option<String>,
+    /// Where the encoder runs: in the host, or in a child process.
+    pub isolation: Isolation,
     pub sample_rate: u32,
     pub channels: u32,
     pub bit_rate: Option<i64>,
@@ -279,6 +288,7 @@ struct RawVideo {
     codec: Option<String>,
     encoder: Option<String>,
     hardware: Option<String>,
+    isolation: Option<String>,
     profile: Option<String>,
     pix_fmt: Option<String>,
     fourcc: Option<String>,
@@ -298,6 +308,7 @@ struct RawVideo {
 struct RawAudio {
     codec: Option<String>,
     encoder: Option<String>,
+    isolation: Option<String>,
     sample_rate: Option<i64>,
     channels: Option<i64>,
     bit_rate: Option<i64>,
@@ -1476,6 +1487,7 @@ impl Checker<'_> {
                 ))
             }
         };
+        let isolation = self.isolation(&v.isolation, &["video", "isolation"])?;
         let profile = v
             .profile
             .as_ref()
@@ -1596,6 +1608,7 @@ impl Checker<'_> {
             codec,
             encoder,
             hardware,
+            isolation,
             profile,
             pix_fmt: pix_fmt.clone(),
             fourcc,
@@ -1606,6 +1619,14 @@ impl Checker<'_> {
             bit_rate,
             options: v.options.clone().unwrap_or_default(),
         })
+    }
+
+    fn isolation(&self, v: &Option<String>, field: &[&str]) -> Checked<Isolation> {
+        match v.as_deref() {
+            None => Ok(Isolation::InProcess),
+            Some(s) => Isolation::parse(s)
+                .ok_or_else(|| self.bad(field, "is not an isolation", Isolation::EXPECTED)),
+        }
     }
 
     fn audio(&self, a: &RawAudio) -> Checked<AudioSpec> {
@@ -1638,6 +1659,7 @@ impl Checker<'_> {
             }
             None => None,
         };
+        let isolation = self.isolation(&a.isolation, &["audio", "isolation"])?;
         let sr_expected = "a sample rate in Hz from 8000 to 192000";
         let sample_rate = *self.required(&a.sample_rate, &["audio", "sample_rate"], sr_expected)?;
         let sample_rate = self.int(
@@ -1663,6 +1685,7 @@ impl Checker<'_> {
         Ok(AudioSpec {
             codec,
             encoder,
+            isolation,
             sample_rate,
             channels,
             bit_rate,
