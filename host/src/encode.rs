@@ -9,6 +9,7 @@
 //! the delivered file, without keeping the whole render around.
 
 use crate::deltae::{self, Lab, YuvToRgb};
+use crate::isolate::Encoder;
 use crate::limiter::Limiter;
 use crate::loudness::{Analysis, Meter};
 use crate::manifest::model::Manifest;
@@ -24,7 +25,6 @@ use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Sev
 use crate::segments::{SegmentReader, SegmentWriter, Segments};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use deliver_plugin_api::abi::{self, cap, media, pix};
-use crate::isolate::Encoder;
 use deliver_plugin_api::host::{CapabilityInfo, Frame, Muxer, PacketBuf};
 use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo, VideoView};
 use std::path::{Path, PathBuf};
@@ -883,10 +883,7 @@ fn container_options(p: &Preset) -> toml::Table {
 fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
     let global_header = wants_global_header(&p.preset.container);
     let vset = video_settings(p, m);
-    let (venc, vparams) = p
-        .video
-        .open_encoder(&vset)
-        .map_err(|e| e.to_string())?;
+    let (venc, vparams) = p.video.open_encoder(&vset).map_err(|e| e.to_string())?;
     let aenc = match (audio_settings(p, global_header), &p.audio) {
         (Some(aset), Some(c)) => {
             let (enc, params) = c.open_encoder(&aset).map_err(|e| e.to_string())?;
@@ -1406,9 +1403,7 @@ fn segment_encoder(
     sg: &Segments,
     k: u64,
 ) -> Result<Encoder, String> {
-    let (enc, own) = choice
-        .open_encoder(vset)
-        .map_err(|e| e.to_string())?;
+    let (enc, own) = choice.open_encoder(vset).map_err(|e| e.to_string())?;
     if own != *params {
         return Err(format!(
             "segment {k} of {}: the encoder made other stream headers than the first segment's, so the segments cannot be stitched",

@@ -29,10 +29,19 @@
 //! `VIDEO`/`AUDIO` (a frame, or none to drain) → `OK`, `RECEIVE` →
 //! `PACKET` or `STATUS` (NEED_MORE/EOF), any of them → `ERROR` (the
 //! plugin's status and message), `CLOSE` → the child closes the encoder
-//! and exits. Frames travel in the pipe itself, planes as they are laid out
-//! (stride and length kept): a 1080p 10-bit 4:2:2 frame (8.3 MB) costs a
-//! few milliseconds, which the `isolation` test measures against the
-//! encode; the pipes are widened to 1 MiB to cut context switches.
+//! and exits.
+//!
+//! Frame planes travel through shared memory ([`Transport::SharedMemory`],
+//! the default): a file under `/dev/shm` that the host creates, sizes to
+//! the frame, maps, and names in a `SHM` request; the child maps it and
+//! answers, and the host unlinks it at once, so nothing is left behind
+//! whichever side dies. The host copies each frame's planes into it and
+//! the `VIDEO` request carries only their strides and lengths; the mapping
+//! is safe to reuse because every request waits for its reply (the ABI
+//! lends a frame for the duration of the call). Over the pipe instead
+//! ([`Transport::Pipe`], and the fallback where `/dev/shm` cannot be
+//! used), a 1080p 10-bit 4:2:2 frame (8.3 MB) costs two kernel copies and
+//! about 130 pipe wake-ups: the `isolation` test measures both.
 
 use crate::plugins::{load_file, Choice};
 use deliver_plugin_api::abi::{self, status};
@@ -98,7 +107,10 @@ impl Encoder {
     /// # Errors
     /// The plugin refuses the settings, or (isolated) the child cannot be
     /// started or dies.
-    pub fn open(choice: &Choice, set: &EncoderSettings) -> Result<(Encoder, StreamInfo), CallError> {
+    pub fn open(
+        choice: &Choice,
+        set: &EncoderSettings,
+    ) -> Result<(Encoder, StreamInfo), CallError> {
         match choice.isolation {
             Isolation::InProcess => {
                 let (e, info) = choice.plugin.open_encoder(set)?;
@@ -110,6 +122,7 @@ impl Encoder {
                     &choice.file,
                     &choice.capability.implementation,
                     set,
+                    Transport::default(),
                 )?;
                 Ok((Encoder::Isolated(e), info))
             }
@@ -176,6 +189,86 @@ mod tag {
     pub const AUDIO: u8 = 12;
     pub const RECEIVE: u8 = 13;
     pub const CLOSE: u8 = 14;
+    pub const SHM: u8 = 15;
+}
+
+/// `VIDEO`'s first byte: no frame (drain), planes in the message, or
+/// planes at the start of the shared mapping, one after the other.
+mod carry {
+    pub const NONE: u8 = 0;
+    pub const INLINE: u8 = 1;
+    pub const SHARED: u8 = 2;
+}
+
+/// How frames reach an isolated encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Planes are copied once into memory both processes map (the default;
+    /// the pipe where `/dev/shm` cannot be used).
+    #[default]
+    SharedMemory,
+    /// Planes are written into the pipe.
+    Pipe,
+}
+
+/// A shared mapping of a `/dev/shm` file, unmapped on drop.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by one encoder, used from one thread at a time.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn map(file: &std::fs::File, len: usize, writable: bool) -> io::Result<Mapping> {
+        use std::os::fd::AsRawFd;
+        if len == 0 {
+            return Err(proto("empty shared mapping"));
+        }
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh shared mapping of a file we hold open, of a size
+        // the file has; released in Drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` mapped bytes; the other process writes them only
+        // while this one waits for a reply.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above; mapped writable by the host.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps what `map` mapped, once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
 }
 
 /// A message body being written.
@@ -276,7 +369,10 @@ impl<'a> In<'a> {
 }
 
 fn proto(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("protocol error: {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("protocol error: {what}"),
+    )
 }
 
 /// Writes one message whose payload is `head` followed by `tail` slices
@@ -457,6 +553,9 @@ pub struct Isolated {
     /// Once the child died or broke the protocol: the error every later
     /// call returns.
     dead: Option<CallError>,
+    transport: Transport,
+    /// The frame mapping shared with the child, once a frame was sent.
+    shm: Option<Mapping>,
 }
 
 impl Isolated {
@@ -470,6 +569,7 @@ impl Isolated {
         library: &Path,
         implementation: &str,
         set: &EncoderSettings,
+        transport: Transport,
     ) -> Result<(Isolated, StreamInfo), CallError> {
         let fail = |message: String| CallError {
             plugin: plugin.to_owned(),
@@ -506,6 +606,8 @@ impl Isolated {
             implementation: implementation.to_owned(),
             frames: 0,
             dead: None,
+            transport,
+            shm: None,
         };
         tracing::debug!(
             pid = enc.child.id(),
@@ -634,7 +736,9 @@ impl Isolated {
         let doing = match frame {
             Some(v) => {
                 let n = v.n_planes.min(4);
-                o.u8(1)
+                let total: usize = v.planes.iter().take(n).map(|p| p.0.len()).sum();
+                let shared = self.transport == Transport::SharedMemory && self.share(total)?;
+                o.u8(if shared { carry::SHARED } else { carry::INLINE })
                     .u32(v.width)
                     .u32(v.height)
                     .u32(v.pix_fmt)
@@ -643,15 +747,20 @@ impl Isolated {
                     .rational(v.time_base)
                     .color(v.color)
                     .u8(v.key as u8);
+                let mut at = 0;
                 for (k, (data, stride)) in v.planes.iter().take(n).enumerate() {
                     o.u64(*stride as u64).u64(data.len() as u64);
-                    tail[k] = data;
+                    match self.shm.as_mut().filter(|_| shared) {
+                        Some(m) => m.bytes_mut()[at..at + data.len()].copy_from_slice(data),
+                        None => tail[k] = data,
+                    }
+                    at += data.len();
                 }
                 self.frames += 1;
                 format!("encoding frame {} (pts {})", self.frames, v.pts)
             }
             None => {
-                o.u8(0);
+                o.u8(carry::NONE);
                 format!("draining after {} frames", self.frames)
             }
         };
@@ -660,6 +769,65 @@ impl Isolated {
             return Err(self.protocol("encoder_send_video", t));
         }
         Ok(())
+    }
+
+    /// Makes sure a shared mapping of at least `len` bytes is mapped on
+    /// both sides; `false` where shared memory cannot be had here (the
+    /// session then sends planes in the pipe, and says so once).
+    fn share(&mut self, len: usize) -> Result<bool, CallError> {
+        if self.shm.as_ref().is_some_and(|m| m.len >= len) {
+            return Ok(true);
+        }
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let path = PathBuf::from(format!(
+            "/dev/shm/deliver-frames-{}-{}-{}",
+            std::process::id(),
+            self.child.id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let mapped = (|| {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            let r = f
+                .set_len(len as u64)
+                .and_then(|()| Mapping::map(&f, len, true));
+            if r.is_err() {
+                let _ = std::fs::remove_file(&path);
+            }
+            r
+        })();
+        let m = match mapped {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: no shared memory for frames ({}: {e}); sending them through the pipe",
+                    self.who(),
+                    path.display()
+                );
+                self.transport = Transport::Pipe;
+                return Ok(false);
+            }
+        };
+        // The old mapping goes first: the child drops its own on SHM.
+        self.shm = None;
+        let mut o = Out::default();
+        o.str(&path.to_string_lossy());
+        let doing = format!("mapping frame memory before frame {}", self.frames + 1);
+        let r = self.request("encoder_send_video", &doing, tag::SHM, &o.0, &[]);
+        // Mapped by both (or the child is gone): the name is not needed.
+        let _ = std::fs::remove_file(&path);
+        match r? {
+            tag::OK => {
+                self.shm = Some(m);
+                Ok(true)
+            }
+            t => Err(self.protocol("encoder_send_video", t)),
+        }
     }
 
     /// Sends interleaved samples, or `None` to drain.
@@ -793,6 +961,7 @@ pub fn serve(library: &Path) -> io::Result<()> {
     };
     write_msg(&mut tx, tag::READY, &[], &[])?;
     let mut enc: Option<host::Encoder> = None;
+    let mut shm: Option<Mapping> = None;
     let mut buf = Vec::new();
     let mut samples: Vec<f32> = Vec::new();
     while let Some(t) = read_msg(&mut rx, &mut buf)? {
@@ -807,8 +976,17 @@ pub fn serve(library: &Path) -> io::Result<()> {
                     (tag::OPENED, o)
                 })
             }
+            (tag::SHM, Some(_)) => {
+                drop(shm.take());
+                let path = PathBuf::from(i.string()?);
+                let f = std::fs::File::open(&path)?;
+                let len = usize::try_from(f.metadata()?.len()).map_err(|_| proto("size"))?;
+                shm = Some(Mapping::map(&f, len, false)?);
+                Ok((tag::OK, Out::default()))
+            }
             (tag::VIDEO, Some(e)) => {
-                let r = if i.u8()? == 0 {
+                let how = i.u8()?;
+                let r = if how == carry::NONE {
                     e.send_video(None)
                 } else {
                     let (width, height, pix_fmt, n) = (i.u32()?, i.u32()?, i.u32()?, i.u32()?);
@@ -820,8 +998,13 @@ pub fn serve(library: &Path) -> io::Result<()> {
                         *s = (i.u64()? as usize, i.u64()? as usize);
                     }
                     let mut planes: [(&[u8], usize); 4] = [(&[], 0); 4];
+                    let mut from = match (how, &shm) {
+                        (carry::INLINE, _) => i,
+                        (carry::SHARED, Some(m)) => In::new(m.bytes()),
+                        _ => return Err(proto("frame in shared memory that is not mapped")),
+                    };
                     for (p, (stride, len)) in planes.iter_mut().zip(shape).take(n) {
-                        *p = (i.take(len)?, stride);
+                        *p = (from.take(len)?, stride);
                     }
                     e.send_video(Some(&VideoView {
                         width,

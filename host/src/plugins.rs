@@ -7,9 +7,9 @@
 //! unloads a library: descriptors, capability strings and code must outlive
 //! every handle.
 
+use crate::isolate::Isolation;
 use deliver_plugin_api::abi::{self, Str};
 use deliver_plugin_api::host::{CapabilityInfo, PluginRef};
-use crate::isolate::Isolation;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
