@@ -919,6 +919,7 @@ fn process(shared: &Shared, reg: &'static Registry, job: &Submit) -> Outcome {
                 .flatten();
             let opts = JobOptions {
                 segments,
+                isolation: shared.config.isolation,
                 job_id: job.id.to_string(),
                 out_dir: job_dir.clone(),
                 cancel: job.cancel.clone(),

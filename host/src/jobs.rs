@@ -46,6 +46,9 @@ pub struct JobOptions {
     /// killed resumes where it stopped (the watch host sets it; `None`
     /// encodes each deliverable in one piece).
     pub segments: Option<Segmenting>,
+    /// Where every encoder of the job runs at least (the watch root's
+    /// `isolation`); a preset may still ask for a child process.
+    pub isolation: crate::isolate::Isolation,
 }
 
 /// Why a job stopped before it could report on deliverables.
@@ -311,11 +314,16 @@ fn plan_all(
     presets: &PresetLibrary,
     out_dir: &Path,
     programme: Option<&Analysis>,
+    isolation: crate::isolate::Isolation,
 ) -> Result<Vec<Plan>, JobError> {
     let mut plans = Vec::new();
     for d in &m.deliverables {
         let preset = presets.resolve_request(d, &m.path)?;
         let mut plan = encode::plan(m, reg, &d.name, preset, out_dir, programme)?;
+        plan.video.isolation = plan.video.isolation.max(isolation);
+        if let Some(a) = &mut plan.audio {
+            a.isolation = a.isolation.max(isolation);
+        }
         encode::confirm_hardware(&mut plan, m, reg);
         plans.push(plan);
     }
@@ -428,7 +436,14 @@ fn run_inner(
             opts.out_dir.display()
         ))
     })?;
-    let plans = plan_all(m, reg, presets, &opts.out_dir, programme.as_ref())?;
+    let plans = plan_all(
+        m,
+        reg,
+        presets,
+        &opts.out_dir,
+        programme.as_ref(),
+        opts.isolation,
+    )?;
     let c = &m.canvas;
     let total = c.frames;
     let render_start = Instant::now();

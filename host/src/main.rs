@@ -1000,6 +1000,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             let b2 = bar.clone();
             let opts = JobOptions {
                 segments: None,
+                isolation: Default::default(),
                 job_id: format!("render-{}", m.name),
                 out_dir: out.clone(),
                 cancel: Arc::new(AtomicBool::new(false)),

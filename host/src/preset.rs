@@ -1965,6 +1965,39 @@ mod tests {
     }
 
     #[test]
+    fn isolation_defaults_to_in_process_and_is_checked() {
+        let lib = PresetLibrary::builtin();
+        let p = lib.resolve("web/h264-1080p", &toml::Table::new()).unwrap();
+        assert_eq!(p.video.isolation, Isolation::InProcess);
+        assert_eq!(p.audio.as_ref().unwrap().isolation, Isolation::InProcess);
+        let o = table("video.isolation = \"process\"\naudio.isolation = \"process\"");
+        let p = lib.resolve("web/h264-1080p", &o).unwrap();
+        assert_eq!(p.video.isolation, Isolation::Process);
+        assert_eq!(p.audio.as_ref().unwrap().isolation, Isolation::Process);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "web/iso.toml",
+            &BUILTIN_1080P.replace(
+                "codec = \"h264\"",
+                "codec = \"h264\"\nisolation = \"sandbox\"",
+            ),
+        );
+        let e = PresetLibrary::load(&[dir.path().to_path_buf()])
+            .and_then(|l| l.resolve("web/iso", &toml::Table::new()))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("{}:13:", path.display())),
+            "{text}"
+        );
+        assert_eq!(e.field.as_deref(), Some("video.isolation"), "{text}");
+        assert!(text.contains("\"sandbox\" is not an isolation"), "{text}");
+        assert!(text.contains("\"process\""), "{text}");
+    }
+
+    #[test]
     fn errors_in_overrides_say_so() {
         let lib = PresetLibrary::builtin();
         let e = lib

@@ -22,6 +22,9 @@
 //!                           #   long, so a killed host resumes them; 0 to 3600,
 //!                           #   0 = in one piece; default 10
 //! ready_sidecars = false    # take a file only once `<name>.ready` is beside it
+//! isolation = "in-process"  # or "process": every encoder of this root's jobs runs in a
+//!                           #   child process, so a crashing codec fails one job only;
+//!                           #   a preset's `video.isolation = "process"` applies anyway
 //!
 //! [[root]]                  # at least one
 //! path = "/mnt/promos"      # required; relative paths are relative to this file;
@@ -52,6 +55,7 @@ use deliver_watch::WatchRoot;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::isolate::Isolation;
 use crate::manifest::error::from_toml_error;
 use crate::manifest::validate::{absolute, normalize, valid_preset_id};
 use crate::manifest::{line_col, InputError};
@@ -92,6 +96,7 @@ pub struct RawSettings {
     pub media_wait_s: Option<Spanned<i64>>,
     pub segment_seconds: Option<Spanned<f64>>,
     pub ready_sidecars: Option<Spanned<bool>>,
+    pub isolation: Option<Spanned<String>>,
 }
 
 /// One `[[root]]` as written. The settings of [`RawSettings`] are repeated
@@ -110,6 +115,7 @@ pub struct RawRoot {
     pub media_wait_s: Option<Spanned<i64>>,
     pub segment_seconds: Option<Spanned<f64>>,
     pub ready_sidecars: Option<Spanned<bool>>,
+    pub isolation: Option<Spanned<String>>,
 }
 
 /// A checked watch configuration.
@@ -147,6 +153,9 @@ pub struct RootConfig {
     pub segment_seconds: Option<f64>,
     /// Take a file only once its `<name>.ready` sidecar exists.
     pub ready_sidecars: bool,
+    /// Where this root's encoders run at least (a preset may still ask for
+    /// a child process).
+    pub isolation: Isolation,
     /// Where `path` is written, for errors found when the root is opened.
     pub origin: Option<Origin>,
 }
@@ -217,6 +226,7 @@ impl RootConfig {
             media_wait: DEFAULT_MEDIA_WAIT,
             segment_seconds: None,
             ready_sidecars,
+            isolation: Isolation::InProcess,
             origin: None,
         }
     }
@@ -354,6 +364,11 @@ impl Checker<'_> {
         InputError::bad_value(self.file, self.src, span, field, predicate, expected)
     }
 
+    fn isolation(&self, v: &Spanned<String>, field: String) -> Result<Isolation, InputError> {
+        Isolation::parse(v.get_ref())
+            .ok_or_else(|| self.bad(v.span(), field, "is not an isolation", Isolation::EXPECTED))
+    }
+
     fn int(
         &self,
         v: &Spanned<i64>,
@@ -402,6 +417,9 @@ impl Checker<'_> {
                 .as_ref()
                 .map(|v| (v, "defaults.segment_seconds".into())),
         )?;
+        if let Some(v) = &defaults.isolation {
+            self.isolation(v, "defaults.isolation".into())?;
+        }
         if raw.root.is_empty() {
             return Err(InputError::new(self.file, "no [[root]] to watch")
                 .at(1, 1)
@@ -639,6 +657,11 @@ impl Checker<'_> {
             .as_ref()
             .or(defaults.ready_sidecars.as_ref())
             .is_some_and(|v| *v.get_ref());
+        let isolation = match (&r.isolation, &defaults.isolation) {
+            (Some(v), _) => self.isolation(v, f("isolation"))?,
+            (None, Some(v)) => self.isolation(v, "defaults.isolation".into())?,
+            (None, None) => Isolation::InProcess,
+        };
 
         Ok(RootConfig {
             path,
@@ -652,6 +675,7 @@ impl Checker<'_> {
             media_wait,
             segment_seconds,
             ready_sidecars,
+            isolation,
             origin: Some(origin),
         })
     }
@@ -992,6 +1016,46 @@ segment_seconds = 10
             30,
             "root[0].presets[1]",
             "would deliver as \"h264-1080p\", as presets[0] (web/h264-1080p) does",
+        );
+    }
+
+    #[test]
+    fn isolation_defaults_to_in_process_and_a_root_overrides_the_default() {
+        let fx = Fixture::new();
+        let c = fx.parse(TWO_ROOTS).unwrap();
+        assert!(c.roots.iter().all(|r| r.isolation == Isolation::InProcess));
+        let text = TWO_ROOTS
+            .replace(
+                "concurrency = 1\n",
+                "concurrency = 1\nisolation = \"process\"\n",
+            )
+            .replace(
+                "name = \"trailers\"\n",
+                "name = \"trailers\"\nisolation = \"in-process\"\n",
+            );
+        let c = fx.parse(&text).unwrap();
+        assert_eq!(c.roots[0].isolation, Isolation::Process);
+        assert_eq!(c.roots[1].isolation, Isolation::InProcess);
+        fx.refuses(
+            &TWO_ROOTS.replace(
+                "concurrency = 2\n",
+                "concurrency = 2\nisolation = \"sandbox\"\n",
+            ),
+            11,
+            13,
+            "root[0].isolation",
+            "\"sandbox\" is not an isolation",
+        );
+        // A bad default is refused even where every root sets its own.
+        fx.refuses(
+            &TWO_ROOTS.replace(
+                "concurrency = 1\n",
+                "concurrency = 1\nisolation = \"yes\"\n",
+            ),
+            4,
+            13,
+            "defaults.isolation",
+            "\"process\"",
         );
     }
 

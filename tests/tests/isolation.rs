@@ -360,3 +360,89 @@ fn plugin_errors_cross_the_process_boundary_unchanged() {
     assert_eq!(a.to_string(), b.to_string());
     assert!(a.to_string().contains("no_such_option"), "{a}");
 }
+
+/// `isolation = "process"` on a watch root isolates every encoder of its
+/// jobs, whatever the preset says; `DELIVER_ISOLATE` does it for a whole
+/// plugin, and `deliver plugins` says so.
+#[test]
+fn a_root_or_a_plugin_can_be_isolated_without_touching_presets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(
+        tmp.path(),
+        &[("deliver_fixture_plugin_panic", "libdeliver_plugin_panic.so")],
+    );
+    // No `isolation` in the preset: in process, this encoder would take
+    // the host down with it.
+    let segv =
+        builtin_preset("web/h264-720p").replace("[video]", "[video]\nencoder = \"segfault-test\"");
+    let presets = presets_dir(tmp.path(), &[("test/segv.toml", &segv)]);
+    let presets_arg = presets.to_str().unwrap().to_owned();
+
+    let config = write(
+        tmp.path(),
+        "watch.toml",
+        r#"[defaults]
+settle_ms = 300
+
+[[root]]
+path = "vendor"
+isolation = "process"
+
+[[root]]
+path = "house"
+"#,
+    );
+    let (vendor, house) = (tmp.path().join("vendor"), tmp.path().join("house"));
+    let mut host = Host::start_config(
+        &config,
+        &plugins,
+        &["--presets", &presets_arg],
+        &[&vendor, &house],
+    );
+    host.drop_file_in(&vendor, "crash.toml", manifest("test/segv").as_bytes());
+    let (_, state, r) = host.wait_job_in(&vendor, "crash", Duration::from_secs(60));
+    assert_eq!(state, "failed", "{r:#}");
+    let err = r["deliverables"][0]["error"].as_str().unwrap();
+    assert!(err.contains("died with signal 11 (SIGSEGV)"), "{err}");
+    assert!(host.alive(), "{}", host.log());
+    host.drop_file_in(&house, "fine.toml", manifest("web/h264-720p").as_bytes());
+    let (_, state, r) = host.wait_job_in(&house, "fine", Duration::from_secs(120));
+    assert_eq!(state, "done", "{r:#}");
+    assert!(host.alive());
+    drop(host);
+
+    // The same preset, isolated for the whole plugin by the host's setting.
+    let out = deliver(&plugins)
+        .env("DELIVER_ISOLATE", "panic-test")
+        .arg("plugins")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fixture = text
+        .split("\n\n")
+        .find(|b| b.starts_with("panic-test"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(fixture.contains("encoders run out of process"), "{text}");
+    let ffmpeg = text
+        .split("\n\n")
+        .find(|b| b.starts_with("ffmpeg"))
+        .unwrap();
+    assert!(!ffmpeg.contains("out of process"), "{text}");
+
+    let root = tmp.path().join("single");
+    let mut host = Host::start_cmd(
+        {
+            let mut c = deliver(&plugins);
+            c.env("DELIVER_ISOLATE", "panic-test");
+            c
+        },
+        &root,
+        &["--presets", &presets_arg],
+    );
+    host.drop_file("crash.toml", manifest("test/segv").as_bytes());
+    let (_, state, r) = host.wait_job("crash", Duration::from_secs(60));
+    assert_eq!(state, "failed", "{r:#}");
+    let err = r["deliverables"][0]["error"].as_str().unwrap();
+    assert!(err.contains("died with signal 11 (SIGSEGV)"), "{err}");
+    assert!(host.alive(), "{}", host.log());
+}
