@@ -98,7 +98,8 @@ impl Isolation {
 /// An encoder, in this process or in a child one.
 pub enum Encoder {
     InProcess(host::Encoder),
-    Isolated(Isolated),
+    /// Boxed: its pipes' buffers make it ten times the in-process handle.
+    Isolated(Box<Isolated>),
 }
 
 impl Encoder {
@@ -124,7 +125,7 @@ impl Encoder {
                     set,
                     Transport::default(),
                 )?;
-                Ok((Encoder::Isolated(e), info))
+                Ok((Encoder::Isolated(Box::new(e)), info))
             }
         }
     }

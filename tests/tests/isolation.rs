@@ -164,7 +164,7 @@ fn settings(codec: &str, implementation: &str, options: &str) -> EncoderSettings
 fn open(choice: &Choice, set: &EncoderSettings, transport: Option<Transport>) -> Encoder {
     let enc = match transport {
         None => Encoder::open(choice, set).unwrap().0,
-        Some(t) => Encoder::Isolated(
+        Some(t) => Encoder::Isolated(Box::new(
             Isolated::open(
                 &choice.plugin.name(),
                 &choice.file,
@@ -174,7 +174,7 @@ fn open(choice: &Choice, set: &EncoderSettings, transport: Option<Transport>) ->
             )
             .unwrap()
             .0,
-        ),
+        )),
     };
     assert_eq!(
         enc.pid().is_some(),
