@@ -432,12 +432,13 @@ impl<'a> Timeline<'a> {
                             .font
                             .clone()
                             .unwrap_or_else(|| PathBuf::from(DEFAULT_FONT));
-                        if !fonts.contains_key(&path) {
-                            let bytes = std::fs::read(&path)
-                                .map_err(|e| load_err("font", &path, e.to_string()))?;
+                        if let std::collections::hash_map::Entry::Vacant(slot) = fonts.entry(path) {
+                            let path = slot.key();
+                            let bytes = std::fs::read(path)
+                                .map_err(|e| load_err("font", path, e.to_string()))?;
                             let f = FontArc::try_from_vec(bytes)
-                                .map_err(|e| load_err("font", &path, e.to_string()))?;
-                            fonts.insert(path, f);
+                                .map_err(|e| load_err("font", path, e.to_string()))?;
+                            slot.insert(f);
                         }
                         Some(StaticId::Title(ti, ci))
                     }
@@ -549,9 +550,9 @@ impl<'a> Timeline<'a> {
         if self.pattern_frame.as_ref().is_some_and(|p| p.0 != n) {
             self.pattern_frame = None;
         }
-        if !ends
+        if ends
             .get(&StaticId::PatternBackground)
-            .is_some_and(|&end| end > n + 1)
+            .is_none_or(|&end| end <= n + 1)
         {
             self.pattern_bg = None;
         }
@@ -888,5 +889,509 @@ pub fn render_title(
                 [c[0] * k, c[1] * k, c[2] * k, k]
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{parse, LoadContext};
+    use std::cell::Cell;
+
+    fn registry() -> &'static Registry {
+        Registry::global(&crate::plugins::default_dirs())
+    }
+
+    fn no_luts(_: &Path) -> Result<Lut3d, String> {
+        Err("no LUTs in this test".into())
+    }
+
+    /// A manifest in `dir` with `body` after a `w`×`h` canvas at `rate`.
+    fn manifest(dir: &Path, w: u32, h: u32, rate: &str, body: &str) -> Manifest {
+        let src = format!(
+            "version = 1\n[canvas]\nwidth = {w}\nheight = {h}\nframe_rate = \"{rate}\"\n\
+             duration = \"4s\"\ncolour_space = \"bt709\"\n[[deliverable]]\n\
+             preset = \"web/h264-1080p\"\n{body}"
+        );
+        match parse(src.as_bytes(), &dir.join("m.toml"), &LoadContext::default()) {
+            Ok(m) => m,
+            Err(e) => panic!("{e}\n{src}"),
+        }
+    }
+
+    /// Applies a plan matrix to a canvas point.
+    fn map(m: [f32; 6], x: f32, y: f32) -> (f32, f32) {
+        (m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5])
+    }
+
+    #[track_caller]
+    fn near(a: (f32, f32), b: (f32, f32)) {
+        assert!(
+            (a.0 - b.0).abs() < 1e-3 && (a.1 - b.1).abs() < 1e-3,
+            "{a:?} != {b:?}"
+        );
+    }
+
+    #[test]
+    fn source_time_follows_speed_and_in_point() {
+        let mut clip = VideoClip::new(VideoSource::Bars, 10, 100);
+        clip.in_point = 2.0;
+        let rate = Rate { num: 25, den: 1 };
+        assert_eq!(source_time(&clip, 10, rate), 2.0);
+        assert_eq!(source_time(&clip, 35, rate), 3.0);
+        clip.speed = 2.0;
+        assert_eq!(source_time(&clip, 35, rate), 4.0);
+        clip.speed = 0.5;
+        assert_eq!(source_time(&clip, 35, rate), 2.5);
+        // 24 fps shown on a 25 fps canvas: one source frame in 25 is skipped
+        // (frame 24 of the canvas shows source frame 23, frame 25 shows 24).
+        let shown: Vec<u64> = (0..=25)
+            .map(|n| frame_on_screen(n as f64 / 25.0, 24.0))
+            .collect();
+        let want: Vec<u64> = (0..=25).map(|n| n * 24 / 25).collect();
+        assert_eq!(shown, want);
+        // A frame stamped within the slack after the canvas time counts.
+        assert_eq!(frame_on_screen(1.0 / 24.0 - 0.0005, 24.0), 1);
+        assert_eq!(frame_on_screen(1.0 / 24.0 - 0.002, 24.0), 0);
+    }
+
+    /// A 24 fps, 2 s RGB clip whose frame `i` is grey `4·i` (8-bit, sRGB).
+    fn grey_ramp_media(dir: &Path) -> PathBuf {
+        let path = dir.join("ramp24.mov");
+        let ok = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .arg("color=c=black:s=32x16:r=24:d=2,format=rgb24,geq=r='N*4':g='N*4':b='N*4'")
+            .args(["-c:v", "png", "-y"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg CLI")
+            .success();
+        assert!(ok, "ffmpeg failed");
+        path
+    }
+
+    /// The source frame index a ramp frame shows (grey code / 4).
+    fn ramp_index(img: &LinearImage) -> u64 {
+        let g = img.data[0][1];
+        let code = (colour::oetf(Transfer::Srgb, g) * 255.0).round();
+        assert_eq!(code as u64 % 4, 0, "code {code}");
+        code as u64 / 4
+    }
+
+    #[test]
+    fn media_frames_follow_the_canvas_rate_and_speed() {
+        let dir = tempfile::tempdir().unwrap();
+        grey_ramp_media(dir.path());
+        let reg = registry();
+        for (rate, speed, n_max) in [
+            ("25", 1.0, 45u64),
+            ("25", 2.0, 22),
+            ("25", 0.5, 50),
+            ("50", 1.0, 90),
+        ] {
+            let m = manifest(
+                dir.path(),
+                64,
+                32,
+                rate,
+                &format!(
+                    "[[video]]\n[[video.clip]]\nmedia = \"ramp24.mov\"\nduration = \"2s\"\n\
+                     speed = {speed}\n"
+                ),
+            );
+            let fps: f64 = rate.parse().unwrap();
+            let mut tl = Timeline::new(&m, reg, &no_luts).unwrap();
+            let mut last: Option<(u64, u64)> = None;
+            for n in 0..n_max {
+                let (plan, sources) = tl.frame(n).unwrap();
+                assert_eq!(plan.layers.len(), 1);
+                assert_eq!(plan.sources.len(), 1);
+                let shown = ramp_index(&sources[0]);
+                let want = frame_on_screen(n as f64 / fps * speed, 24.0).min(47);
+                assert_eq!(shown, want, "rate {rate} speed {speed} frame {n}");
+                // The generation changes exactly when the shown frame does.
+                let generation = plan.sources[0].generation;
+                if let Some((prev_shown, prev_gen)) = last {
+                    assert_eq!(shown != prev_shown, generation != prev_gen, "frame {n}");
+                }
+                last = Some((shown, generation));
+            }
+        }
+        // The untagged file's colour was assumed and said so.
+        let m = manifest(
+            dir.path(),
+            64,
+            32,
+            "25",
+            "[[video]]\n[[video.clip]]\nmedia = \"ramp24.mov\"\nduration = \"1s\"\n",
+        );
+        let mut tl = Timeline::new(&m, reg, &no_luts).unwrap();
+        let notes = tl.notes();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("ramp24.mov") && n.contains("primaries")),
+            "{notes:?}"
+        );
+        // Past the clip its decoder is closed; asking for an earlier frame
+        // reopens it and shows the right frame again.
+        tl.frame(10).unwrap();
+        assert_eq!(tl.readers.len(), 1);
+        let (plan, _) = tl.frame(30).unwrap();
+        assert!(plan.layers.is_empty());
+        assert!(tl.readers.is_empty());
+        let (_, s) = tl.frame(12).unwrap();
+        assert_eq!(ramp_index(&s[0]), frame_on_screen(12.0 / 25.0, 24.0));
+        let (_, s) = tl.frame(3).unwrap();
+        assert_eq!(ramp_index(&s[0]), frame_on_screen(3.0 / 25.0, 24.0));
+    }
+
+    #[test]
+    fn keyframes_interpolate_linear_ease_and_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = |interp: &str| {
+            format!(
+                "[[video]]\n[[video.clip]]\ngenerator = \"bars\"\nstart = 5\n\
+                 opacity = [{{ at = 0, value = 0.0 }}, {{ at = 10, value = 1.0, interp = \"{interp}\" }}]\n\
+                 position = [{{ at = 0, value = [0, 0] }}, {{ at = 10, value = [100, -20] }}]\n"
+            )
+        };
+        let opacity_at = |interp: &str, n: u64| {
+            let m = manifest(dir.path(), 64, 32, "25", &body(interp));
+            let mut tl = Timeline::new(&m, registry(), &no_luts).unwrap();
+            let (plan, _) = tl.frame(n).unwrap();
+            plan.layers[0].opacity
+        };
+        // Frame n is clip frame n − 5.
+        let close = |a: f32, b: f32| assert!((a - b).abs() < 1e-6, "{a} != {b}");
+        close(opacity_at("linear", 5), 0.0);
+        close(opacity_at("linear", 7), 0.2);
+        close(opacity_at("linear", 10), 0.5);
+        close(opacity_at("linear", 15), 1.0);
+        close(opacity_at("linear", 40), 1.0);
+        // Ease: 3t² − 2t³.
+        close(opacity_at("ease", 7), 3.0 * 0.04 - 2.0 * 0.008);
+        close(opacity_at("ease", 10), 0.5);
+        close(opacity_at("ease", 13), 3.0 * 0.64 - 2.0 * 0.512);
+        // Hold: the first value up to the key.
+        close(opacity_at("hold", 14), 0.0);
+        close(opacity_at("hold", 15), 1.0);
+        // Position moves the layer: canvas (x, y) shows source (x − px, y − py).
+        let m = manifest(dir.path(), 64, 32, "25", &body("linear"));
+        let mut tl = Timeline::new(&m, registry(), &no_luts).unwrap();
+        let (plan, _) = tl.frame(10).unwrap();
+        near(map(plan.layers[0].inverse, 50.0, 0.0), (0.0, 10.0));
+    }
+
+    #[test]
+    fn transitions_become_mixes_with_frame_centred_factors() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = |tr: &str| {
+            format!(
+                "[[video]]\n[[video.clip]]\ngenerator = \"bars\"\nduration = 14\n\
+                 [[video.clip]]\ngenerator = \"solid\"\ncolor = \"#102030\"\nstart = 10\n\
+                 duration = 20\ntransition_in = {tr}\n"
+            )
+        };
+        let m = manifest(
+            dir.path(),
+            64,
+            32,
+            "25",
+            &pair("{ kind = \"dissolve\", duration = 4 }"),
+        );
+        let mut tl = Timeline::new(&m, registry(), &no_luts).unwrap();
+        let (plan, _) = tl.frame(9).unwrap();
+        assert_eq!(plan.layers.len(), 1);
+        for (k, n) in (10..14).enumerate() {
+            let (plan, _) = tl.frame(n).unwrap();
+            assert_eq!(plan.layers.len(), 2, "frame {n}");
+            // Outgoing bars first, then the incoming solid carrying the mix.
+            assert_eq!(plan.sources[plan.layers[0].source], StaticId::Bars.key());
+            assert!(plan.layers[0].mix.is_none());
+            let mix = plan.layers[1].mix.expect("mix");
+            assert_eq!(mix.kind, MixKind::Dissolve);
+            assert_eq!(mix.t, (k as f32 + 0.5) / 4.0);
+        }
+        let (plan, _) = tl.frame(14).unwrap();
+        assert_eq!(plan.layers.len(), 1);
+        assert!(plan.layers[0].mix.is_none());
+
+        // Dip: the colour linearized with the canvas transfer (BT.709).
+        let m = manifest(
+            dir.path(),
+            64,
+            32,
+            "25",
+            &pair("{ kind = \"dip\", duration = 4, color = \"#808080\" }"),
+        );
+        let mut tl = Timeline::new(&m, registry(), &no_luts).unwrap();
+        let (plan, _) = tl.frame(11).unwrap();
+        let g = eotf(Transfer::Bt709, 128.0 / 255.0);
+        assert_eq!(
+            plan.layers[1].mix,
+            Some(Mix {
+                kind: MixKind::Dip([g, g, g, 1.0]),
+                t: 0.375
+            })
+        );
+        // Wipe: direction (cos a, sin a), y down.
+        let m = manifest(
+            dir.path(),
+            64,
+            32,
+            "25",
+            &pair("{ kind = \"wipe\", duration = 4, angle = 90, softness = 0.25 }"),
+        );
+        let mut tl = Timeline::new(&m, registry(), &no_luts).unwrap();
+        let (plan, _) = tl.frame(13).unwrap();
+        assert_eq!(
+            plan.layers[1].mix,
+            Some(Mix {
+                kind: MixKind::Wipe {
+                    dir: [0.0, 1.0],
+                    softness: 0.25
+                },
+                t: 0.875
+            })
+        );
+    }
+
+    #[test]
+    fn inverse_matrices_map_canvas_points_to_source_points() {
+        let c = (200.0, 100.0);
+        // None: native pixels at the top-left.
+        let m = layer_inverse((100.0, 50.0), c, Fit::None, 1.0, [0.0, 0.0], 0.0);
+        near(map(m, 10.5, 20.5), (10.5, 20.5));
+        // Fit: a square source fills the height, centred (pillarbox).
+        let m = layer_inverse((100.0, 100.0), c, Fit::Fit, 1.0, [0.0, 0.0], 0.0);
+        near(map(m, 50.0, 0.0), (0.0, 0.0));
+        near(map(m, 150.0, 100.0), (100.0, 100.0));
+        // Fill: the width is filled, top and bottom cut.
+        let m = layer_inverse((100.0, 100.0), c, Fit::Fill, 1.0, [0.0, 0.0], 0.0);
+        near(map(m, 0.0, 0.0), (0.0, 25.0));
+        near(map(m, 200.0, 100.0), (100.0, 75.0));
+        // Stretch: the canvas size exactly.
+        let m = layer_inverse((100.0, 100.0), c, Fit::Stretch, 1.0, [0.0, 0.0], 0.0);
+        near(map(m, 200.0, 100.0), (100.0, 100.0));
+        near(map(m, 100.0, 50.0), (50.0, 50.0));
+        // Scale about the top-left, then the position offset.
+        let m = layer_inverse((100.0, 100.0), c, Fit::None, 0.5, [10.0, 20.0], 0.0);
+        near(map(m, 10.0, 20.0), (0.0, 0.0));
+        near(map(m, 60.0, 70.0), (100.0, 100.0));
+        // Fit then scale: about the fitted top-left (50, 0).
+        let m = layer_inverse((100.0, 100.0), c, Fit::Fit, 0.5, [0.0, 0.0], 0.0);
+        near(map(m, 100.0, 50.0), (100.0, 100.0));
+        // 90° clockwise about the centre (50, 25) of a 100×50 source: its
+        // top-left corner goes to the top-right of the turned box
+        // (75, −25) and its top-right corner to the bottom-right (75, 75).
+        let m = layer_inverse((100.0, 50.0), c, Fit::None, 1.0, [0.0, 0.0], 90.0);
+        near(map(m, 75.0, -25.0), (0.0, 0.0));
+        near(map(m, 75.0, 75.0), (100.0, 0.0));
+        near(map(m, 25.0, 75.0), (100.0, 50.0));
+        near(map(m, 50.0, 25.0), (50.0, 25.0));
+        // Exactly: quarter turns keep pixel centres on pixel centres.
+        assert_eq!(m[0], 0.0);
+        assert_eq!(m[4], 0.0);
+        // 180° with a position: the centre moves with it.
+        let m = layer_inverse((100.0, 50.0), c, Fit::None, 1.0, [10.0, 0.0], 180.0);
+        near(map(m, 60.0, 25.0), (50.0, 25.0));
+        near(map(m, 110.0, 50.0), (0.0, 0.0));
+    }
+
+    fn write_png(path: &Path, w: u32, h: u32, px: impl Fn(u32, u32) -> [u8; 4]) {
+        image::RgbaImage::from_fn(w, h, |x, y| image::Rgba(px(x, y)))
+            .save(path)
+            .unwrap();
+    }
+
+    #[test]
+    fn stills_load_as_srgb_and_crop_becomes_a_source_rectangle() {
+        let dir = tempfile::tempdir().unwrap();
+        write_png(&dir.path().join("s.png"), 4, 2, |x, y| match (x, y) {
+            (0, 0) => [128, 64, 255, 255],
+            (1, 0) => [255, 255, 255, 128],
+            _ => [0, 0, 0, 0],
+        });
+        let m = manifest(
+            dir.path(),
+            64,
+            32,
+            "25",
+            "[[video]]\n[[video.clip]]\nstill = \"s.png\"\ncrop = [1, 0, 1, 0]\nrotation = 90\n\
+             duration = 10\n[[video.clip]]\nstill = \"s.png\"\nfit = \"stretch\"\n",
+        );
+        let mut tl = Timeline::new(&m, registry(), &no_luts).unwrap();
+        let (plan, sources) = tl.frame(0).unwrap();
+        let img = &sources[0];
+        assert_eq!((img.width, img.height), (4, 2));
+        let srgb = |v: u8| eotf(Transfer::Srgb, f32::from(v) / 255.0);
+        let p = img.data[0];
+        let want = [srgb(128), srgb(64), 1.0, 1.0];
+        for c in 0..4 {
+            assert!((p[c] - want[c]).abs() < 1e-6, "{p:?} != {want:?}");
+        }
+        // Premultiplied: white at alpha 128/255.
+        let a = 128.0 / 255.0;
+        assert!(
+            img.data[1].iter().all(|&v| (v - a).abs() < 1e-6),
+            "{:?}",
+            img.data[1]
+        );
+        assert_eq!(plan.layers[0].crop, [1.0, 0.0, 3.0, 2.0]);
+        // Turned 90° about its centre (2, 1): canvas (2.5, 1) is source (2, 0.5).
+        near(map(plan.layers[0].inverse, 2.5, 1.0), (2.0, 0.5));
+        assert!(tl
+            .notes()
+            .iter()
+            .any(|n| n.contains("s.png") && n.contains("sRGB")));
+        // The second clip shows the same still: the same source, decoded once.
+        let (plan, sources) = tl.frame(10).unwrap();
+        assert_eq!(
+            plan.sources[0],
+            SourceKey {
+                id: (STILL_TRACK, 0),
+                generation: 0
+            }
+        );
+        near(map(plan.layers[0].inverse, 64.0, 32.0), (4.0, 2.0));
+        assert_eq!(sources[0].width, 4);
+    }
+
+    #[test]
+    fn solids_and_bars_are_canvas_encoded_and_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest(
+            dir.path(),
+            64,
+            32,
+            "25",
+            "[[video]]\n[[video.clip]]\ngenerator = \"bars\"\n[[video]]\n[[video.clip]]\n\
+             generator = \"solid\"\ncolor = \"#80808080\"\nscale = 0.5\n",
+        );
+        let mut tl = Timeline::new(&m, registry(), &no_luts).unwrap();
+        let (plan, sources) = tl.frame(0).unwrap();
+        assert_eq!(plan.layers.len(), 2);
+        // Bars: 75 % white (191) at the top-left, through the BT.709 EOTF.
+        let w = eotf(Transfer::Bt709, 191.0 / 255.0);
+        assert!((sources[0].data[0][0] - w).abs() < 1e-6);
+        assert_eq!((sources[0].width, sources[0].height), (64, 32));
+        // The solid is one premultiplied texel standing for the canvas.
+        let a = 128.0 / 255.0;
+        let g = eotf(Transfer::Bt709, 128.0 / 255.0) * a;
+        assert_eq!(sources[1].data, vec![[g, g, g, a]]);
+        let solid = plan.layers[1];
+        assert_eq!(solid.crop, [0.0, 0.0, 1.0, 1.0]);
+        // Half size: canvas (32, 16) is the solid's far corner.
+        near(map(solid.inverse, 32.0, 16.0), (1.0, 1.0));
+        let (_, again) = tl.frame(1).unwrap();
+        assert!(Arc::ptr_eq(&sources[0], &again[0]), "bars remade");
+        assert_eq!(plan.background, [0.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn colour_ops_and_luts_resolve_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.cube"), "LUT_3D_SIZE 2\n").unwrap();
+        let m = manifest(
+            dir.path(),
+            64,
+            32,
+            "25",
+            "[[video]]\n[[video.clip]]\ngenerator = \"bars\"\nduration = 10\n\
+             colour = { exposure = 1.0, lut = \"a.cube\" }\n[[video.clip]]\ngenerator = \"bars\"\n\
+             colour = { lut = \"a.cube\", saturation = 0.5 }\n[[video]]\n[[video.clip]]\n\
+             generator = \"pattern\"\n",
+        );
+        let calls = Cell::new(0);
+        let loader = |p: &Path| {
+            calls.set(calls.get() + 1);
+            assert!(p.ends_with("a.cube"));
+            Ok(Lut3d {
+                size: 2,
+                domain_min: [0.0; 3],
+                domain_max: [1.0; 3],
+                data: vec![[0.0; 3]; 8],
+            })
+        };
+        let mut tl = Timeline::new(&m, registry(), &loader).unwrap();
+        assert_eq!(calls.get(), 1);
+        let (plan, _) = tl.frame(0).unwrap();
+        assert_eq!(plan.luts.len(), 1);
+        let c = plan.layers[0].colour;
+        assert!(!c.identity);
+        assert_eq!((c.exposure_gain, c.saturation, c.lut), (2.0, 1.0, Some(0)));
+        assert_eq!(plan.layers[1].colour, PlanColourOps::IDENTITY);
+        let (plan, _) = tl.frame(10).unwrap();
+        let c = plan.layers[0].colour;
+        assert_eq!((c.exposure_gain, c.saturation, c.lut), (1.0, 0.5, Some(0)));
+        // The pattern changes every frame.
+        assert_eq!(
+            plan.sources[1],
+            SourceKey {
+                id: PATTERN_KEY,
+                generation: 10
+            }
+        );
+        // A LUT that fails to load names the clip.
+        let e = Timeline::new(&m, registry(), &no_luts)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("a.cube") && e.contains("track V1, clip 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn titles_cover_their_text_and_nothing_else() {
+        let font = FontArc::try_from_vec(std::fs::read(DEFAULT_FONT).unwrap()).unwrap();
+        let title = Title {
+            text: "H\nH".into(),
+            font: None,
+            size: 40.0,
+            color: Rgba([255, 0, 0, 255]),
+            at: [20.0, 10.0],
+        };
+        let (w, h) = (200u32, 160u32);
+        let cov = title_coverage(&title, &font, w, h);
+        let at = |x: u32, y: u32| cov[(y * w + x) as usize];
+        let sf = font.as_scaled(PxScale::from(40.0 * font.height_unscaled() / 2048.0));
+        let line = sf.height() + sf.line_gap();
+        let advance = sf.h_advance(font.glyph_id('H'));
+        // Each line's H lies within its advance, between the line's top and
+        // its baseline (H has no descender).
+        for (i, row) in cov.chunks_exact(w as usize).enumerate() {
+            for (x, &c) in row.iter().enumerate() {
+                if c == 0.0 {
+                    continue;
+                }
+                let (x, y) = (x as f32, i as f32);
+                let in_line = (0..2).any(|l| {
+                    let top = 10.0 + l as f32 * line;
+                    y >= top && y < top + sf.ascent() + 1.0
+                });
+                assert!(
+                    in_line && x >= 20.0 && x < 20.0 + advance + 1.0,
+                    "ink at {x},{y}"
+                );
+            }
+        }
+        // Solid ink in the left stem of both lines (DejaVu's H stem starts
+        // at about 0.1 em and is over 0.1 em wide), antialiased edges.
+        let stem_x = 20 + (0.15 * 40.0) as u32;
+        let mid1 = 10 + (sf.ascent() * 0.6) as u32;
+        let mid2 = mid1 + line as u32;
+        assert_eq!(at(stem_x, mid1), 1.0);
+        assert_eq!(at(stem_x, mid2), 1.0);
+        assert!(cov.iter().any(|&c| c > 0.0 && c < 1.0));
+        assert_eq!(at(5, 5), 0.0);
+        assert_eq!(at(150, 100), 0.0);
+
+        // Drawn into a source: red at full coverage, nothing elsewhere.
+        let img = render_title(&title, &font, w, h, Transfer::Bt709);
+        assert_eq!(img.data[(mid1 * w + stem_x) as usize], [1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(img.data[(5 * w + 5) as usize], [0.0; 4]);
     }
 }
