@@ -1624,6 +1624,29 @@ impl Validator<'_> {
                 continue;
             };
             let prev_end = prev.start + prev.frames;
+            // Transitions pair two clips: a third may not start while the
+            // clip two before it is still on screen.
+            if let Some(older) = i.checked_sub(2).map(|j| &placed[j]) {
+                let older_end = older.start + older.frames;
+                if older_end > cur.start {
+                    let predicate = format!(
+                        "puts the clip at frame {} while clip[{}] is still on screen (to frame \
+                         {older_end}): a track mixes at most two clips at once",
+                        cur.start, older.index
+                    );
+                    let expected = format!(
+                        "a start at or after frame {older_end}, or shorter transitions into \
+                         clip[{}] and this clip",
+                        prev.index
+                    );
+                    let span = cur
+                        .start_span
+                        .clone()
+                        .or_else(|| cur.transition.as_ref().map(|t| t.1.clone()))
+                        .unwrap_or_else(|| cur.header.clone());
+                    return Err(self.bad(span, field("start"), predicate, expected));
+                }
+            }
             match &cur.transition {
                 None if prev_end > cur.start => {
                     let overlap = prev_end - cur.start;

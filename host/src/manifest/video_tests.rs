@@ -612,3 +612,21 @@ fn colour_and_transition_errors() {
         "video[0].clip[1].transition_in.angle",
     );
 }
+
+#[test]
+fn a_track_mixes_at_most_two_clips_at_once() {
+    let dir = media_dir();
+    // B (10..16) dissolves in over 4 frames and C over 4 from frame 12,
+    // while A (0..14) is still on screen.
+    let t = err(
+        dir.path(),
+        "[[video.clip]]\ngenerator = \"bars\"\nduration = 14\n\
+         [[video.clip]]\ngenerator = \"pattern\"\nstart = 10\nduration = 6\n\
+         transition_in = { kind = \"dissolve\", duration = 4 }\n\
+         [[video.clip]]\ngenerator = \"bars\"\nstart = 12\nduration = 6\n\
+         transition_in = { kind = \"dissolve\", duration = 4 }\n",
+        L + 10,
+        "video[0].clip[2].start",
+    );
+    assert!(t.contains("while clip[0] is still on screen (to frame 14)"), "{t}");
+}
