@@ -628,5 +628,8 @@ fn a_track_mixes_at_most_two_clips_at_once() {
         L + 10,
         "video[0].clip[2].start",
     );
-    assert!(t.contains("while clip[0] is still on screen (to frame 14)"), "{t}");
+    assert!(
+        t.contains("while clip[0] is still on screen (to frame 14)"),
+        "{t}"
+    );
 }

@@ -932,6 +932,13 @@ mod tests {
         );
     }
 
+    /// The render may move the timeline to a worker thread.
+    #[test]
+    fn the_timeline_is_send() {
+        fn send<T: Send>() {}
+        send::<Timeline<'static>>();
+    }
+
     #[test]
     fn source_time_follows_speed_and_in_point() {
         let mut clip = VideoClip::new(VideoSource::Bars, 10, 100);
@@ -1256,6 +1263,34 @@ mod tests {
         );
         near(map(plan.layers[0].inverse, 64.0, 32.0), (4.0, 2.0));
         assert_eq!(sources[0].width, 4);
+    }
+
+    #[test]
+    fn jpeg_stills_load_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.jpg");
+        image::RgbImage::from_pixel(16, 8, image::Rgb([128, 128, 128]))
+            .save(&path)
+            .unwrap();
+        let img = load_still(&path, Primaries::Bt709).unwrap();
+        assert_eq!((img.width, img.height), (16, 8));
+        // A flat grey survives JPEG within one code value.
+        let lo = eotf(Transfer::Srgb, 127.0 / 255.0);
+        let hi = eotf(Transfer::Srgb, 129.0 / 255.0);
+        assert!(
+            img.data
+                .iter()
+                .all(|p| p[..3].iter().all(|&v| (lo..=hi).contains(&v)) && p[3] == 1.0),
+            "{:?}",
+            img.data[0]
+        );
+        // Into a BT.2020 canvas, grey stays grey.
+        let wide = load_still(&path, Primaries::Bt2020).unwrap();
+        let p = wide.data[0];
+        assert!(
+            (p[0] - p[1]).abs() < 1e-4 && (p[2] - p[1]).abs() < 1e-4,
+            "{p:?}"
+        );
     }
 
     #[test]
