@@ -53,7 +53,8 @@
 //! frame_rate = "30000/1001"   # required: 25, "25", "25/1", "30000/1001"; 1 to 240 fps.
 //!                             # Decimals (29.97) are refused with the fraction to write.
 //! duration = "30s"            # required: a time (below), one frame to 24 hours
-//! colour_space = "bt709"      # required, only "bt709" in v1
+//! colour_space = "bt709"      # required: "bt709" or "bt2020", the working primaries
+//!                             #   (both SDR, BT.709 transfer)
 //! background = "#000000"      # optional "#rrggbb" or "#rrggbbaa", default opaque black
 //! sample_rate = 48000         # optional, 8000 to 192000, default 48000
 //! channels = 2                # optional, 1 or 2, default 2
@@ -62,9 +63,11 @@
 //! name = "V1"                 # optional, default V1, V2, …
 //!
 //! [[video.clip]]
-//! generator = "solid"         # exactly one of generator = "bars" | "solid" | "pattern"
-//! color = "#ff0000"           #   (color: required for "solid", refused otherwise)
-//! duration = "5s"             #   generators run to the end of the canvas by default
+//! generator = "solid"         # exactly one of generator = "bars" | "solid" | "pattern" |
+//! color = "#ff0000"           #   "title", media = "path" or still = "path" (color: the
+//! duration = "5s"             #   solid's colour, required; also a title's)
+//!                             #   generators and stills run to the end of the canvas
+//!                             #   by default
 //!
 //! [[video.clip]]
 //! media = "clips/a.mov"       # or media = a file, relative to the base directory, that must
@@ -72,14 +75,58 @@
 //! start = "4s"                # timeline position; default: where the previous clip in the
 //!                             #   file ends (0 for the first)
 //! in = "2s"                   # source in-point, media only, default 0
-//! out = "7s"                  # source out-point (length = out - in), or duration = "5s";
-//!                             #   media clips need exactly one of them
-//! opacity = 1.0               # 0 to 1, default 1
-//! position = [0, 0]           # top-left of the scaled source in canvas pixels, |v| <= 100000
-//! scale = 1.0                 # greater than 0, at most 16, default 1
+//! out = "7s"                  # source out-point (length = (out - in) / speed), or
+//!                             #   duration = "5s"; media clips need exactly one of them
+//! speed = 1.0                 # media only, 0.01 to 100: source seconds per timeline second
+//!                             #   (0.5 = slow motion); any source frame rate is conformed by
+//!                             #   showing the frame on screen at each canvas frame's time
+//! fit = "none"                # "none" (native pixels at the top-left, default), "fit"
+//!                             #   (inside the canvas), "fill" (covering it), "stretch";
+//!                             #   fit/fill are centred
+//! opacity = 1.0               # 0 to 1, default 1                      (keyframable)
+//! position = [0, 0]           # offset of the clip's top-left in canvas pixels after fit
+//!                             #   and scale, |v| <= 100000             (keyframable)
+//! scale = 1.0                 # uniform, about the top-left, above 0, at most 16
+//!                             #                                        (keyframable)
+//! rotation = 0.0              # degrees clockwise about the centre of the scaled clip,
+//!                             #   |v| <= 36000                         (keyframable)
+//! crop = [0, 0, 0, 0]         # source pixels cut from the left, top, right, bottom edges,
+//!                             #   0 to 100000                          (keyframable)
+//! blend = "normal"            # "normal" | "add" | "multiply" | "screen" (on linear light)
 //! transition_in = { kind = "dissolve", duration = "1s" }
-//!                             # only "dissolve"; the clip before it on the track must end
-//!                             #   exactly `duration` after this clip starts
+//!                             # kind "dissolve", "dip" (color = "#000000" by default: out
+//!                             #   to the colour and in from it) or "wipe" (angle = 0: the
+//!                             #   edge moves left to right, 90 top to bottom; softness = 0
+//!                             #   to 1, the edge's width as a fraction of the wipe). The
+//!                             #   clip before it on the track must end exactly `duration`
+//!                             #   after this clip starts
+//! [video.clip.colour]         # optional colour operations (or colour = { … } inline), in
+//! exposure = 0.0              #   this order: exposure in stops (-16 to 16) on linear light;
+//! lift = [0.0, 0.0, 0.0]      #   then on values encoded with the canvas transfer: lift
+//! gamma = [1.0, 1.0, 1.0]     #   (-1 to 1), gamma (0.1 to 10), gain (0 to 16) per R, G, B:
+//! gain = [1.0, 1.0, 1.0]      #   gain·(x + lift·(1 − x)), then ^(1/gamma); saturation
+//! saturation = 1.0            #   (0 to 4, BT.709 luma weights); a 3D LUT (.cube, inside
+//! lut = "grades/look.cube"    #   the media roots, tetrahedral)
+//!
+//! [[video.clip]]
+//! generator = "title"         # text over transparency, canvas sized
+//! text = "Line one\nLine two"  # required; \n starts a new line
+//! font = "fonts/Brand.ttf"    # optional TTF/OTF inside the media roots, default DejaVu Sans
+//! size = 64                   # em size in canvas pixels, 1 to 2000, default 64
+//! color = "#ffffff"           # default opaque white (canvas encoded)
+//! at = [96, 800]              # top-left of the first line in canvas pixels, default [0, 0]
+//! opacity = [{ at = "0s", value = 0.0 }, { at = "1s", value = 1.0, interp = "ease" }]
+//!                             # keyframes: `at` from the clip's start (a time, increasing),
+//!                             #   `value` shaped like the constant ([x, y] for position,
+//!                             #   [l, t, r, b] for crop), `interp` how the value arrives at
+//!                             #   this key from the one before: "linear" (default), "ease"
+//!                             #   (smooth start and end), "hold" (the previous value until
+//!                             #   this key); not on the first key. Before the first key its
+//!                             #   value holds, after the last the last
+//!
+//! [[video.clip]]
+//! still = "stills/logo.png"   # a PNG or JPEG (taken as sRGB), inside the media roots
+//! fit = "fit"
 //!
 //! [[audio]]                   # optional; tracks are mixed
 //! name = "A1"                 # optional, default A1, A2, …

@@ -34,7 +34,7 @@ pub struct Canvas {
     pub frame_rate: Rate,
     /// Length of the programme in frames.
     pub frames: u64,
-    /// Only "bt709" in manifest v1.
+    /// The working primaries: "bt709" or "bt2020" (both SDR).
     pub colour_space: String,
     pub background: Rgba,
     /// Audio mix rate (48000 unless the manifest says otherwise).

@@ -12,12 +12,13 @@ use toml::Spanned;
 
 use super::error::{line_col, InputError};
 use super::model::{
-    AudioClip, AudioSource, AudioTrack, Canvas, DeliverableRequest, Manifest, Param, Rate, Rgba,
-    Transition, TransitionKind, VideoClip, VideoSource, VideoTrack,
+    AudioClip, AudioSource, AudioTrack, BlendMode, Canvas, ColourOps, DeliverableRequest, Fit,
+    Interp, Key, Manifest, Param, Rate, Rgba, Title, Transition, TransitionKind, VideoClip,
+    VideoSource, VideoTrack,
 };
 use super::raw::{
-    RawAudioClip, RawAudioTrack, RawCanvas, RawDeliverable, RawManifest, RawNumberOrText, RawTime,
-    RawVideoClip, RawVideoTrack,
+    RawAudioClip, RawAudioTrack, RawCanvas, RawColourField, RawDeliverable, RawGrade, RawKeyValue,
+    RawManifest, RawNumberOrText, RawParam, RawParamItem, RawTime, RawVideoClip, RawVideoTrack,
 };
 use super::time::{self, ExactSeconds, RateInput, Time, RATE_EXPECTED, TIME_EXPECTED};
 use super::LoadContext;
@@ -35,6 +36,13 @@ const MAX_CANVAS_SECONDS: u64 = 24 * 3600;
 /// Largest |position| in canvas pixels: far beyond any canvas (8192), small
 /// enough that f32 still has sub-pixel precision.
 const MAX_POSITION: f64 = 100_000.0;
+/// Largest |rotation| in degrees (a hundred turns).
+const MAX_ROTATION: f64 = 36_000.0;
+/// Smallest scale: above 0, so the layer's matrix stays invertible.
+const SCALE_MIN: f64 = 1e-4;
+/// A title's em size when it names none.
+const DEFAULT_TITLE_SIZE: f32 = 64.0;
+const FONT_EXPECTED: &str = "a TrueType or OpenType font file inside the media roots";
 
 /// The "empty manifest" refusal (whitespace only, or comments only).
 pub(crate) fn empty_manifest(file: &Path) -> InputError {
@@ -177,6 +185,9 @@ struct RawTiming<'r> {
     in_point: Option<&'r RawTime>,
     duration: Option<&'r RawTime>,
     out: Option<&'r RawTime>,
+    /// Source seconds per timeline second: `out − in` lasts
+    /// `(out − in) / speed` on the timeline.
+    speed: f64,
 }
 
 impl Validator<'_> {
@@ -454,16 +465,19 @@ impl Validator<'_> {
             ));
         }
 
-        let colour_space = c
-            .colour_space
-            .as_ref()
-            .ok_or_else(|| self.missing(Some(span.clone()), "canvas.colour_space", "\"bt709\""))?;
-        if colour_space.get_ref() != "bt709" {
+        let colour_space = c.colour_space.as_ref().ok_or_else(|| {
+            self.missing(
+                Some(span.clone()),
+                "canvas.colour_space",
+                "\"bt709\" or \"bt2020\"",
+            )
+        })?;
+        if !["bt709", "bt2020"].contains(&colour_space.get_ref().as_str()) {
             return Err(self.bad(
                 colour_space.span(),
                 "canvas.colour_space",
-                "is not supported in manifest v1",
-                "\"bt709\" (the only colour space in manifest v1)",
+                "is not a canvas colour space",
+                "\"bt709\" or \"bt2020\" (the working primaries; both SDR)",
             ));
         }
         let background = match &c.background {
@@ -561,59 +575,27 @@ impl Validator<'_> {
         let prefix = format!("video[{ti}].clip[{ci}]");
         let field = |name: &str| format!("{prefix}.{name}");
 
-        let source =
-            match (&c.generator, &c.media) {
-                (Some(_), Some(m)) => {
-                    return Err(self.bad(
-                        m.span(),
-                        field("media"),
-                        "is given together with `generator`",
-                        "exactly one of generator or media",
-                    ))
-                }
-                (None, None) => {
-                    return Err(self.missing(
-                        Some(header),
-                        field("generator"),
-                        "exactly one of generator = \"bars\" | \"solid\" | \"pattern\" or \
-                     media = \"path/to/file\"",
-                    ))
-                }
-                (None, Some(m)) => VideoSource::Media {
-                    path: self.media(m, &field("media"))?,
-                },
-                (Some(g), None) => match g.get_ref().as_str() {
-                    "bars" => VideoSource::Bars,
-                    "pattern" => VideoSource::Pattern,
-                    "solid" => {
-                        let color = c.color.as_ref().ok_or_else(|| {
-                            self.missing(
-                                Some(header.clone()),
-                                field("color"),
-                                format!("{COLOUR_EXPECTED} for generator = \"solid\""),
-                            )
-                        })?;
-                        VideoSource::Solid {
-                            color: self.colour(color, &field("color"))?,
-                        }
-                    }
-                    _ => return Err(self.bad(
-                        g.span(),
-                        field("generator"),
-                        "is not a video generator",
-                        "one of \"bars\", \"solid\", \"pattern\" (or media = \"path\" for a file)",
-                    )),
-                },
-            };
-        if let (Some(color), false) = (&c.color, matches!(source, VideoSource::Solid { .. })) {
-            return Err(self.bad(
-                color.span(),
-                field("color"),
-                "is only used by generator = \"solid\"",
-                "no color on this clip, or generator = \"solid\"",
-            ));
-        }
+        let (color_text, grade) = self.split_colour(&c.color, &c.colour, &prefix)?;
+        let source = self.video_source(&c, &prefix, header.clone(), color_text.as_ref())?;
         let is_media = matches!(source, VideoSource::Media { .. });
+
+        let speed = match &c.speed {
+            Some(s) if !is_media => {
+                return Err(self.bad(
+                    s.span(),
+                    field("speed"),
+                    "is a playback speed, which only media clips have",
+                    "no speed on a generator or still clip",
+                ))
+            }
+            Some(s) => self.float_in(
+                s,
+                &field("speed"),
+                0.01..=100.0,
+                "a playback speed from 0.01 to 100 (1 = normal, 0.5 = half speed)",
+            )?,
+            None => 1.0,
+        };
         let timing = self.timing(
             &prefix,
             header.clone(),
@@ -623,66 +605,178 @@ impl Validator<'_> {
                 in_point: c.in_point.as_ref(),
                 duration: c.duration.as_ref(),
                 out: c.out.as_ref(),
+                speed,
             },
             canvas,
             cursor,
         )?;
+        let rate = canvas.frame_rate;
 
-        let opacity = match &c.opacity {
-            Some(o) => self.float_in(o, &field("opacity"), 0.0..=1.0, "a number from 0 to 1")?,
-            None => 1.0,
+        let one = |p: &Option<Spanned<RawParam>>,
+                   name: &str,
+                   default: f32,
+                   range: std::ops::RangeInclusive<f64>,
+                   expected: &str|
+         -> Result<Param, InputError> {
+            match p {
+                None => Ok(Param::constant(default)),
+                Some(p) => Ok(self
+                    .param(p, &field(name), 1, rate, &range, expected)?
+                    .remove(0)),
+            }
         };
+        let opacity = one(
+            &c.opacity,
+            "opacity",
+            1.0,
+            0.0..=1.0,
+            "a number from 0 to 1",
+        )?;
+        let scale = one(
+            &c.scale,
+            "scale",
+            1.0,
+            SCALE_MIN..=16.0,
+            "a number greater than 0 and at most 16",
+        )?;
+        let rotation = one(
+            &c.rotation,
+            "rotation",
+            0.0,
+            -MAX_ROTATION..=MAX_ROTATION,
+            "degrees clockwise, from -36000 to 36000",
+        )?;
         let position = match &c.position {
+            None => [Param::constant(0.0), Param::constant(0.0)],
             Some(p) => {
-                let expected = "[x, y] in canvas pixels, each finite and from -100000 to 100000";
-                let v = p.get_ref();
-                if v.len() != 2 {
-                    return Err(self.bad(
-                        p.span(),
-                        field("position"),
-                        format!("has {} numbers", v.len()),
-                        expected,
-                    ));
-                }
-                if v.iter().any(|x| !x.is_finite() || x.abs() > MAX_POSITION) {
-                    return Err(self.bad(p.span(), field("position"), "is out of range", expected));
-                }
-                [v[0] as f32, v[1] as f32]
+                let v = self.param(
+                    p,
+                    &field("position"),
+                    2,
+                    rate,
+                    &(-MAX_POSITION..=MAX_POSITION),
+                    "[x, y] in canvas pixels, each finite and from -100000 to 100000",
+                )?;
+                [v[0].clone(), v[1].clone()]
             }
-            None => [0.0, 0.0],
         };
-        let scale = match &c.scale {
-            Some(s) => {
-                let expected = "a number greater than 0 and at most 16";
-                let x = self.float_in(s, &field("scale"), 0.0..=16.0, expected)?;
-                if x <= 0.0 {
-                    return Err(self.bad(s.span(), field("scale"), "is out of range", expected));
-                }
-                x
+        let crop = match &c.crop {
+            None => std::array::from_fn(|_| Param::constant(0.0)),
+            Some(p) => {
+                let v = self.param(
+                    p,
+                    &field("crop"),
+                    4,
+                    rate,
+                    &(0.0..=MAX_POSITION),
+                    "[left, top, right, bottom]: source pixels cut from each edge, from 0 to \
+                     100000",
+                )?;
+                [v[0].clone(), v[1].clone(), v[2].clone(), v[3].clone()]
             }
-            None => 1.0,
+        };
+        let fit =
+            match &c.fit {
+                None => Fit::None,
+                Some(f) => match f.get_ref().as_str() {
+                    "none" => Fit::None,
+                    "fit" => Fit::Fit,
+                    "fill" => Fit::Fill,
+                    "stretch" => Fit::Stretch,
+                    _ => return Err(self.bad(
+                        f.span(),
+                        field("fit"),
+                        "is not a fit mode",
+                        "\"none\" (native pixels at the top-left), \"fit\" (inside the canvas), \
+                         \"fill\" (covering the canvas) or \"stretch\" (to the canvas size)",
+                    )),
+                },
+            };
+        let blend = match &c.blend {
+            None => BlendMode::Normal,
+            Some(b) => match b.get_ref().as_str() {
+                "normal" => BlendMode::Normal,
+                "add" => BlendMode::Add,
+                "multiply" => BlendMode::Multiply,
+                "screen" => BlendMode::Screen,
+                _ => {
+                    return Err(self.bad(
+                        b.span(),
+                        field("blend"),
+                        "is not a blend mode",
+                        "\"normal\", \"add\", \"multiply\" or \"screen\"",
+                    ))
+                }
+            },
+        };
+        let colour = match grade {
+            None => ColourOps::default(),
+            Some((g, name)) => self.grade(g, &field(name))?,
         };
 
         let mut transition = None;
         let mut transition_span = None;
+        let mut transition_kind = TransitionKind::Dissolve;
         if let Some(t) = &c.transition_in {
             let tspan = t.span();
             let t = t.get_ref();
+            let kexpected = "\"dissolve\", \"dip\" (through a colour) or \"wipe\"";
             let kind = t.kind.as_ref().ok_or_else(|| {
-                self.missing(
-                    Some(tspan.clone()),
-                    field("transition_in.kind"),
-                    "\"dissolve\"",
-                )
+                self.missing(Some(tspan.clone()), field("transition_in.kind"), kexpected)
             })?;
-            if kind.get_ref() != "dissolve" {
+            let kind_name = kind.get_ref().as_str();
+            if !["dissolve", "dip", "wipe"].contains(&kind_name) {
                 return Err(self.bad(
                     kind.span(),
                     field("transition_in.kind"),
                     "is not a transition this host knows",
-                    "\"dissolve\" (the only transition in manifest v1)",
+                    kexpected,
                 ));
             }
+            let only = |v: Option<Range<usize>>, name: &str, kinds: &str| match v {
+                Some(span) if !kinds.split('|').any(|k| k == kind_name) => Err(self.bad(
+                    span,
+                    field(&format!("transition_in.{name}")),
+                    format!("is not used by a \"{kind_name}\" transition"),
+                    format!(
+                        "no {name}, or kind = \"{}\"",
+                        kinds.replace('|', "\" or \"")
+                    ),
+                )),
+                _ => Ok(()),
+            };
+            only(t.color.as_ref().map(Spanned::span), "color", "dip")?;
+            only(t.angle.as_ref().map(Spanned::span), "angle", "wipe")?;
+            only(t.softness.as_ref().map(Spanned::span), "softness", "wipe")?;
+            transition_kind = match kind_name {
+                "dip" => TransitionKind::Dip {
+                    color: match &t.color {
+                        Some(col) => self.colour(col, &field("transition_in.color"))?,
+                        None => Rgba([0, 0, 0, 255]),
+                    },
+                },
+                "wipe" => TransitionKind::Wipe {
+                    angle_deg: match &t.angle {
+                        Some(a) => self.float_in(
+                            a,
+                            &field("transition_in.angle"),
+                            -360.0..=360.0,
+                            "degrees from -360 to 360: 0 wipes left to right, 90 top to bottom",
+                        )? as f32,
+                        None => 0.0,
+                    },
+                    softness: match &t.softness {
+                        Some(s) => self.float_in(
+                            s,
+                            &field("transition_in.softness"),
+                            0.0..=1.0,
+                            "the edge's width as a fraction of the wipe, from 0 (hard) to 1",
+                        )? as f32,
+                        None => 0.0,
+                    },
+                },
+                _ => TransitionKind::Dissolve,
+            };
             let dfield = field("transition_in.duration");
             let dexpected = format!(
                 "a time of at least one frame and at most this clip's length ({} frames)",
@@ -711,11 +805,17 @@ impl Validator<'_> {
             index: ci,
             clip: VideoClip {
                 in_point: timing.in_point,
-                opacity: Param::constant(opacity as f32),
-                position: position.map(Param::constant),
-                scale: Param::constant(scale as f32),
+                speed,
+                opacity,
+                position,
+                scale,
+                rotation,
+                crop,
+                fit,
+                blend,
+                colour,
                 transition_in: transition.as_ref().map(|(frames, _)| Transition {
-                    kind: TransitionKind::Dissolve,
+                    kind: transition_kind,
                     frames: *frames,
                 }),
                 ..VideoClip::new(source, timing.start, timing.frames)
@@ -727,6 +827,468 @@ impl Validator<'_> {
             transition,
             transition_span,
         })
+    }
+
+    /// `color` and `colour` hold one colour string (a solid's or a title's
+    /// colour) and one table (the colour operations) between them.
+    #[allow(clippy::type_complexity)]
+    fn split_colour<'r>(
+        &self,
+        color: &'r Option<Spanned<RawColourField>>,
+        colour: &'r Option<Spanned<RawColourField>>,
+        prefix: &str,
+    ) -> Result<
+        (
+            Option<Spanned<String>>,
+            Option<(&'r RawGrade, &'static str)>,
+        ),
+        InputError,
+    > {
+        let mut text: Option<Spanned<String>> = None;
+        let mut grade = None;
+        for (name, v) in [("color", color), ("colour", colour)] {
+            let Some(v) = v else { continue };
+            match v.get_ref() {
+                RawColourField::Text(s) => {
+                    if text.is_some() {
+                        return Err(self.bad(
+                            v.span(),
+                            format!("{prefix}.{name}"),
+                            "is a second colour string (color and colour are the same field)",
+                            "one colour string, in color or colour, and at most one table of \
+                             colour operations",
+                        ));
+                    }
+                    text = Some(Spanned::new(v.span(), s.clone()));
+                }
+                RawColourField::Grade(g) => {
+                    if grade.is_some() {
+                        return Err(self.bad(
+                            v.span(),
+                            format!("{prefix}.{name}"),
+                            "is a second table of colour operations",
+                            "one table of colour operations, in color or colour",
+                        ));
+                    }
+                    grade = Some((g, name));
+                }
+            }
+        }
+        Ok((text, grade))
+    }
+
+    /// The clip's source: exactly one of generator, media and still, with
+    /// the fields each generator takes.
+    fn video_source(
+        &self,
+        c: &RawVideoClip,
+        prefix: &str,
+        header: Range<usize>,
+        color: Option<&Spanned<String>>,
+    ) -> Result<VideoSource, InputError> {
+        let field = |name: &str| format!("{prefix}.{name}");
+        let given: Vec<(&str, &Spanned<String>)> = [
+            ("generator", &c.generator),
+            ("media", &c.media),
+            ("still", &c.still),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+        .collect();
+        if given.len() > 1 {
+            let (name, v) = given[1];
+            return Err(self.bad(
+                v.span(),
+                field(name),
+                format!("is given together with `{}`", given[0].0),
+                "exactly one of generator, media or still",
+            ));
+        }
+        let generator = c.generator.as_ref().map(|g| g.get_ref().as_str());
+        let is_title = generator == Some("title");
+        if !is_title {
+            let title_fields = [
+                ("text", c.text.as_ref().map(Spanned::span)),
+                ("font", c.font.as_ref().map(Spanned::span)),
+                ("size", c.size.as_ref().map(Spanned::span)),
+                ("at", c.at.as_ref().map(Spanned::span)),
+            ];
+            if let Some((name, Some(span))) = title_fields.into_iter().find(|f| f.1.is_some()) {
+                return Err(self.bad(
+                    span,
+                    field(name),
+                    "is only used by generator = \"title\"",
+                    format!("no {name} on this clip, or generator = \"title\""),
+                ));
+            }
+        }
+        if let (Some(col), false) = (color, is_title || generator == Some("solid")) {
+            return Err(self.bad(
+                col.span(),
+                field("color"),
+                "is only used by generator = \"solid\" and generator = \"title\"",
+                "no color string on this clip (colour operations go in a table: \
+                 [video.clip.colour])",
+            ));
+        }
+        let Some((name, v)) = given.first().copied() else {
+            return Err(self.missing(
+                Some(header),
+                field("generator"),
+                "exactly one of generator = \"bars\" | \"solid\" | \"pattern\" | \"title\", \
+                 media = \"path/to/file\" or still = \"path/to/image.png\"",
+            ));
+        };
+        Ok(match name {
+            "media" => VideoSource::Media {
+                path: self.media(v, &field("media"))?,
+            },
+            "still" => {
+                let path = self.media(v, &field("still"))?;
+                if let Err(e) = image::ImageReader::open(&path)
+                    .and_then(|r| r.with_guessed_format())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.into_dimensions().map_err(|e| e.to_string()))
+                {
+                    return Err(self.bad(
+                        v.span(),
+                        field("still"),
+                        format!("is not an image this host reads ({e})"),
+                        "a PNG or JPEG file",
+                    ));
+                }
+                VideoSource::Still { path }
+            }
+            _ => {
+                match v.get_ref().as_str() {
+                    "bars" => VideoSource::Bars,
+                    "pattern" => VideoSource::Pattern,
+                    "solid" => {
+                        let color = color.ok_or_else(|| {
+                            self.missing(
+                                Some(header.clone()),
+                                field("color"),
+                                format!("{COLOUR_EXPECTED} for generator = \"solid\""),
+                            )
+                        })?;
+                        VideoSource::Solid {
+                            color: self.colour(color, &field("color"))?,
+                        }
+                    }
+                    "title" => VideoSource::Title(self.title(c, prefix, header, color)?),
+                    _ => return Err(self.bad(
+                        v.span(),
+                        field("generator"),
+                        "is not a video generator",
+                        "one of \"bars\", \"solid\", \"pattern\", \"title\" (or media = \"path\" \
+                         for a file, still = \"path\" for an image)",
+                    )),
+                }
+            }
+        })
+    }
+
+    fn title(
+        &self,
+        c: &RawVideoClip,
+        prefix: &str,
+        header: Range<usize>,
+        color: Option<&Spanned<String>>,
+    ) -> Result<Title, InputError> {
+        let field = |name: &str| format!("{prefix}.{name}");
+        let text_expected = "the text to draw, 1 to 10000 characters (\\n starts a new line)";
+        let text = c
+            .text
+            .as_ref()
+            .ok_or_else(|| self.missing(Some(header), field("text"), text_expected))?;
+        let n = text.get_ref().chars().count();
+        if text.get_ref().trim().is_empty() || n > 10_000 {
+            return Err(self.bad(
+                text.span(),
+                field("text"),
+                "is not usable text",
+                text_expected,
+            ));
+        }
+        let font = match &c.font {
+            None => None,
+            Some(f) => {
+                let path = self.media(f, &field("font"))?;
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    self.bad(
+                        f.span(),
+                        field("font"),
+                        format!("cannot be read ({e})"),
+                        FONT_EXPECTED,
+                    )
+                })?;
+                if let Err(e) = ab_glyph::FontVec::try_from_vec(bytes) {
+                    return Err(self.bad(
+                        f.span(),
+                        field("font"),
+                        format!("is not a font this host reads ({e})"),
+                        FONT_EXPECTED,
+                    ));
+                }
+                Some(path)
+            }
+        };
+        let size = match &c.size {
+            Some(s) => self.float_in(
+                s,
+                &field("size"),
+                1.0..=2000.0,
+                "an em size in canvas pixels from 1 to 2000",
+            )? as f32,
+            None => DEFAULT_TITLE_SIZE,
+        };
+        let color = match color {
+            Some(col) => self.colour(col, &field("color"))?,
+            None => Rgba([255, 255, 255, 255]),
+        };
+        let at = match &c.at {
+            None => [0.0, 0.0],
+            Some(a) => {
+                let expected = "[x, y]: the top-left of the first line in canvas pixels, each \
+                                from -100000 to 100000";
+                let v = a.get_ref();
+                if v.len() != 2 {
+                    return Err(self.bad(
+                        a.span(),
+                        field("at"),
+                        format!("has {} numbers", v.len()),
+                        expected,
+                    ));
+                }
+                if v.iter().any(|x| !x.is_finite() || x.abs() > MAX_POSITION) {
+                    return Err(self.bad(a.span(), field("at"), "is out of range", expected));
+                }
+                [v[0] as f32, v[1] as f32]
+            }
+        };
+        Ok(Title {
+            text: text.get_ref().clone(),
+            font,
+            size,
+            color,
+            at,
+        })
+    }
+
+    /// The colour operations table.
+    fn grade(&self, g: &RawGrade, prefix: &str) -> Result<ColourOps, InputError> {
+        let field = |name: &str| format!("{prefix}.{name}");
+        let mut out = ColourOps::default();
+        if let Some(e) = &g.exposure {
+            out.exposure =
+                self.float_in(e, &field("exposure"), -16.0..=16.0, "stops from -16 to 16")? as f32;
+        }
+        let triple = |v: &Spanned<Vec<f64>>,
+                      name: &str,
+                      range: std::ops::RangeInclusive<f64>,
+                      expected: &str|
+         -> Result<[f32; 3], InputError> {
+            let xs = v.get_ref();
+            if xs.len() != 3 {
+                return Err(self.bad(
+                    v.span(),
+                    field(name),
+                    format!("has {} numbers", xs.len()),
+                    expected,
+                ));
+            }
+            if xs.iter().any(|x| !x.is_finite() || !range.contains(x)) {
+                return Err(self.bad(v.span(), field(name), "is out of range", expected));
+            }
+            Ok([xs[0] as f32, xs[1] as f32, xs[2] as f32])
+        };
+        if let Some(v) = &g.lift {
+            out.lift = triple(v, "lift", -1.0..=1.0, "[r, g, b], each from -1 to 1")?;
+        }
+        if let Some(v) = &g.gamma {
+            out.gamma = triple(v, "gamma", 0.1..=10.0, "[r, g, b], each from 0.1 to 10")?;
+        }
+        if let Some(v) = &g.gain {
+            out.gain = triple(v, "gain", 0.0..=16.0, "[r, g, b], each from 0 to 16")?;
+        }
+        if let Some(s) = &g.saturation {
+            out.saturation =
+                self.float_in(s, &field("saturation"), 0.0..=4.0, "a number from 0 to 4")? as f32;
+        }
+        if let Some(l) = &g.lut {
+            let path = self.media(l, &field("lut"))?;
+            let is_cube = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("cube"));
+            if !is_cube {
+                return Err(self.bad(
+                    l.span(),
+                    field("lut"),
+                    "is not a .cube file",
+                    "a 3D LUT in the .cube format, inside the media roots",
+                ));
+            }
+            out.lut = Some(path);
+        }
+        Ok(out)
+    }
+
+    /// A keyframable property of `arity` numbers: a constant (a number, or
+    /// a list of `arity` numbers), or a list of keyframes `{ at, value,
+    /// interp }` whose values have that shape. Keys are at clip-relative
+    /// times, strictly increasing; `interp` says how the value arrives at a
+    /// key from the one before (so the first key takes none).
+    fn param(
+        &self,
+        p: &Spanned<RawParam>,
+        field: &str,
+        arity: usize,
+        rate: Rate,
+        range: &std::ops::RangeInclusive<f64>,
+        expected: &str,
+    ) -> Result<Vec<Param>, InputError> {
+        let shape = if arity == 1 {
+            "a number".to_owned()
+        } else {
+            format!("a list of {arity} numbers")
+        };
+        let keys_expected = format!(
+            "{shape}, or keyframes [{{ at = \"0s\", value = {} }}, {{ at = \"1s\", value = …, \
+             interp = \"linear\" | \"ease\" | \"hold\" }}]",
+            if arity == 1 { "0.0" } else { "[…]" }
+        );
+        let check = |span: Range<usize>, f: &str, v: &[f64]| -> Result<(), InputError> {
+            if v.iter().any(|x| !x.is_finite()) {
+                Err(self.bad(span, f, "is not a finite number", expected))
+            } else if v.iter().any(|x| !range.contains(x)) {
+                Err(self.bad(span, f, "is out of range", expected))
+            } else {
+                Ok(())
+            }
+        };
+        let items = match p.get_ref() {
+            RawParam::Number(x) if arity == 1 => {
+                check(p.span(), field, &[*x])?;
+                return Ok(vec![Param::constant(*x as f32)]);
+            }
+            RawParam::Number(_) => {
+                return Err(self.bad(p.span(), field, "is a single number", keys_expected))
+            }
+            RawParam::List(items) => items,
+        };
+        if items.is_empty() {
+            return Err(self.bad(p.span(), field, "is an empty list", keys_expected));
+        }
+        let numbers: Vec<f64> = items
+            .iter()
+            .filter_map(|i| match i.get_ref() {
+                RawParamItem::Number(x) => Some(*x),
+                RawParamItem::Key(_) => None,
+            })
+            .collect();
+        if numbers.len() == items.len() {
+            if arity == 1 {
+                return Err(self.bad(p.span(), field, "is a list of numbers", keys_expected));
+            }
+            if numbers.len() != arity {
+                return Err(self.bad(
+                    p.span(),
+                    field,
+                    format!("has {} numbers", numbers.len()),
+                    expected,
+                ));
+            }
+            check(p.span(), field, &numbers)?;
+            return Ok(numbers.iter().map(|&x| Param::constant(x as f32)).collect());
+        }
+        let mut params: Vec<Param> = (0..arity).map(|_| Param { keys: Vec::new() }).collect();
+        let mut prev: Option<u64> = None;
+        for (i, item) in items.iter().enumerate() {
+            let kfield = format!("{field}[{i}]");
+            let RawParamItem::Key(k) = item.get_ref() else {
+                return Err(self.bad(
+                    item.span(),
+                    kfield,
+                    "is a number in a list of keyframes",
+                    keys_expected,
+                ));
+            };
+            let at = k.at.as_ref().ok_or_else(|| {
+                self.missing(
+                    Some(item.span()),
+                    format!("{kfield}.at"),
+                    "the key's time from the clip's start, e.g. at = \"1s\"",
+                )
+            })?;
+            let frame = self
+                .time(at, &format!("{kfield}.at"), rate)?
+                .to_frames(rate);
+            if let Some(pf) = prev {
+                if frame <= pf {
+                    return Err(self.bad(
+                        at.span(),
+                        format!("{kfield}.at"),
+                        format!("is frame {frame}, not after the previous key (frame {pf})"),
+                        "keys in increasing time order, at least one frame apart",
+                    ));
+                }
+            }
+            let vfield = format!("{kfield}.value");
+            let value = k.value.as_ref().ok_or_else(|| {
+                self.missing(Some(item.span()), &vfield, format!("{shape}: {expected}"))
+            })?;
+            let values: Vec<f64> = match (value.get_ref(), arity) {
+                (RawKeyValue::Number(x), 1) => vec![*x],
+                (RawKeyValue::List(v), n) if n > 1 && v.len() == n => v.clone(),
+                _ => {
+                    return Err(self.bad(
+                        value.span(),
+                        &vfield,
+                        format!("is not {shape}"),
+                        format!("{shape}: {expected}"),
+                    ))
+                }
+            };
+            check(value.span(), &vfield, &values)?;
+            let interp =
+                match &k.interp {
+                    None => Interp::Linear,
+                    Some(s) if prev.is_none() => {
+                        return Err(self.bad(
+                            s.span(),
+                            format!("{kfield}.interp"),
+                            "is on the first key; interp says how the value arrives at a key from \
+                         the key before it",
+                            "interp on the second and later keys only",
+                        ))
+                    }
+                    Some(s) => match s.get_ref().as_str() {
+                        "linear" => Interp::Linear,
+                        "ease" => Interp::Ease,
+                        "hold" => Interp::Hold,
+                        _ => return Err(self.bad(
+                            s.span(),
+                            format!("{kfield}.interp"),
+                            "is not an interpolation",
+                            "\"linear\" (default), \"ease\" (smooth start and end) or \"hold\" \
+                             (the previous value until this key)",
+                        )),
+                    },
+                };
+            for (param, v) in params.iter_mut().zip(&values) {
+                // The model keeps on each key how the value leaves it.
+                if let Some(last) = param.keys.last_mut() {
+                    last.interp = interp;
+                }
+                param.keys.push(Key {
+                    frame,
+                    value: *v as f32,
+                    interp: Interp::Linear,
+                });
+            }
+            prev = Some(frame);
+        }
+        Ok(params)
     }
 
     fn audio_track(
@@ -855,6 +1417,7 @@ impl Validator<'_> {
                 in_point: c.in_point.as_ref(),
                 duration: c.duration.as_ref(),
                 out: c.out.as_ref(),
+                speed: 1.0,
             },
             canvas,
             cursor,
@@ -958,7 +1521,11 @@ impl Validator<'_> {
                         "an out-point after `in`",
                     )
                 })?;
-                let frames = length.to_frames(rate);
+                let frames = if raw.speed == 1.0 {
+                    length.to_frames(rate)
+                } else {
+                    (length.as_f64() / raw.speed * rate.as_f64()).round() as u64
+                };
                 if length.is_zero() || frames == 0 {
                     return Err(self.bad(
                         o.span(),
@@ -1057,6 +1624,29 @@ impl Validator<'_> {
                 continue;
             };
             let prev_end = prev.start + prev.frames;
+            // Transitions pair two clips: a third may not start while the
+            // clip two before it is still on screen.
+            if let Some(older) = i.checked_sub(2).map(|j| &placed[j]) {
+                let older_end = older.start + older.frames;
+                if older_end > cur.start {
+                    let predicate = format!(
+                        "puts the clip at frame {} while clip[{}] is still on screen (to frame \
+                         {older_end}): a track mixes at most two clips at once",
+                        cur.start, older.index
+                    );
+                    let expected = format!(
+                        "a start at or after frame {older_end}, or shorter transitions into \
+                         clip[{}] and this clip",
+                        prev.index
+                    );
+                    let span = cur
+                        .start_span
+                        .clone()
+                        .or_else(|| cur.transition.as_ref().map(|t| t.1.clone()))
+                        .unwrap_or_else(|| cur.header.clone());
+                    return Err(self.bad(span, field("start"), predicate, expected));
+                }
+            }
             match &cur.transition {
                 None if prev_end > cur.start => {
                     let overlap = prev_end - cur.start;
@@ -1364,3 +1954,7 @@ pub(crate) fn parse_rgba(s: &str) -> Option<Rgba> {
     let alpha = if hex.len() == 8 { byte(6)? } else { 255 };
     Some(Rgba([byte(0)?, byte(2)?, byte(4)?, alpha]))
 }
+
+#[cfg(test)]
+#[path = "video_tests.rs"]
+mod video_tests;

@@ -11,6 +11,7 @@ pub mod audio;
 pub mod colour;
 pub mod image;
 pub mod plan;
+pub mod timeline;
 
 use crate::manifest::model::{Manifest, VideoClip, VideoSource};
 use crate::plugins::Registry;
@@ -48,6 +49,15 @@ pub enum RenderError {
     },
     #[error("decoding {path} failed: {reason}")]
     Decode { path: PathBuf, reason: String },
+    /// A still, a font or a LUT that cannot be loaded.
+    #[error("cannot load the {what} {path} (track {track}, clip {clip}): {reason}")]
+    Load {
+        what: &'static str,
+        path: PathBuf,
+        track: String,
+        clip: usize,
+        reason: String,
+    },
 }
 
 /// Reads a media file's video sequentially, holding the frame shown at a
