@@ -1646,9 +1646,19 @@ impl Checker<'_> {
             8_000..=192_000,
             sr_expected,
         )? as u32;
-        let ch_expected = "1 (mono) or 2 (stereo)";
+        let ch_expected = "1 (mono), 2 (stereo) or 6 (5.1: L R C LFE Ls Rs)";
         let channels = *self.required(&a.channels, &["audio", "channels"], ch_expected)?;
-        let channels = self.int(channels, &["audio", "channels"], 1..=2, ch_expected)? as u32;
+        let channels = match channels {
+            1 | 2 | 6 => channels as u32,
+            3..=5 => {
+                return Err(self.bad(
+                    &["audio", "channels"],
+                    "is not a channel count the mix lays out",
+                    ch_expected,
+                ))
+            }
+            _ => self.int(channels, &["audio", "channels"], 1..=2, ch_expected)? as u32,
+        };
         let bit_rate = a
             .bit_rate
             .map(|b| {

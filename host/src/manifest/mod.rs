@@ -56,7 +56,10 @@
 //! colour_space = "bt709"      # required, only "bt709" in v1
 //! background = "#000000"      # optional "#rrggbb" or "#rrggbbaa", default opaque black
 //! sample_rate = 48000         # optional, 8000 to 192000, default 48000
-//! channels = 2                # optional, 1 or 2, default 2
+//! channels = 2                # optional, 1 (mono), 2 (stereo) or 6 (5.1: L R C LFE Ls Rs),
+//!                             #   default 2
+//! layout = "stereo"           # optional, "mono", "stereo" or "5.1": the same as channels
+//!                             #   (when both are given they must agree)
 //!
 //! [[video]]                   # a track; later tracks are composited above earlier ones
 //! name = "V1"                 # optional, default V1, V2, …
@@ -91,6 +94,14 @@
 //! level = -20.0               # sine only, peak dBFS, -120 to 0, default -20
 //! duration = "10s"            # start / in / duration / out as for video
 //! gain_db = 0.0               # -96 to 24, default 0
+//! fade_in = "1s"              # optional times, default 0: linear fades from silence at the
+//! fade_out = "12f"            #   clip's first sample and to silence at its last; together
+//!                             #   at most the clip's length
+//! pan = 0.0                   # -1 (left) to 1 (right), default 0. Mono sources pan with a
+//!                             #   constant-power law (-3 dB each side at 0) into the front
+//!                             #   L/R; stereo and 5.1 sources (and the sine generator, the
+//!                             #   same tone in L and R) are balanced: the far side is
+//!                             #   turned down, the near side kept. Refused on a mono canvas.
 //!
 //! [[deliverable]]             # at least one, unless the watch root has default presets:
 //!                             #   then none delivers one per default preset, named after
@@ -949,6 +960,9 @@ video.options.crf = 18
                         frames: 30,
                         in_point: 0.0,
                         gain_db: 0.0,
+                        fade_in: 0,
+                        fade_out: 0,
+                        pan: 0.0,
                     },
                     AudioClip {
                         source: AudioSource::Media { path: music },
@@ -957,6 +971,9 @@ video.options.crf = 18
                         frames: 300,
                         in_point: 1.5,
                         gain_db: 2.5,
+                        fade_in: 0,
+                        fade_out: 0,
+                        pan: 0.0,
                     },
                 ],
             }],
