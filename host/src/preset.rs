@@ -1690,6 +1690,31 @@ mod tests {
     }
 
     #[test]
+    fn audio_channels_are_mono_stereo_or_five_one() {
+        let lib = PresetLibrary::builtin();
+        // A 5.1 master: any preset with its audio made 6 channels.
+        let p = lib
+            .resolve("master/prores-422-hq", &table("audio.channels = 6"))
+            .unwrap();
+        assert_eq!(p.audio.unwrap().channels, 6);
+        let p = lib
+            .resolve("web/h264-1080p", &table("audio.channels = 1"))
+            .unwrap();
+        assert_eq!(p.audio.unwrap().channels, 1);
+        for (n, why) in [
+            (4, "is not a channel count the mix lays out"),
+            (8, "is out of range"),
+        ] {
+            let e = lib
+                .resolve("web/h264-1080p", &table(&format!("audio.channels = {n}")))
+                .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("audio.channels"), "{e}");
+            let text = e.to_string();
+            assert!(text.contains(why) && text.contains("6 (5.1"), "{text}");
+        }
+    }
+
+    #[test]
     fn loudness_profiles_fill_in_and_the_preset_wins() {
         let lib = PresetLibrary::builtin();
         let p = lib

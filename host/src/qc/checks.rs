@@ -561,6 +561,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn layouts_fit_the_mix_channel_count() {
+        assert!(layout_fits(1, 0x4));
+        assert!(layout_fits(2, 0x3));
+        assert!(layout_fits(6, 0x3f));
+        assert!(layout_fits(6, 0x60f));
+        // 6 channels that are not 5.1 (hexagonal: FL FR FC BL BR BC), and
+        // a "stereo" that is really L + centre.
+        assert!(!layout_fits(6, 0x137));
+        assert!(!layout_fits(2, 0x5));
+        assert!(!layout_fits(1, 0x3));
+        assert_eq!(layout_name(0x3f), "5.1");
+        assert_eq!(layout_name(0x137), "0x137");
+    }
+
+    #[test]
     fn profiles_match_as_encoders_and_ffmpeg_name_them() {
         for (codec, promised, found) in [
             ("h264", "high", "High"),
