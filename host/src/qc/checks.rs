@@ -556,6 +556,42 @@ pub fn spec_checks(
     (b.checks, thumbnails)
 }
 
+/// WAVE channel masks of the layouts the mix makes.
+const MASK_MONO: u64 = 0x4;
+const MASK_STEREO: u64 = 0x3;
+/// FFmpeg's "5.1" (back surrounds) and "5.1(side)": both L R C LFE Ls Rs.
+const MASK_51: u64 = 0x3f;
+const MASK_51_SIDE: u64 = 0x60f;
+
+fn layout_name(mask: u64) -> String {
+    match mask {
+        MASK_MONO => "mono".into(),
+        MASK_STEREO => "stereo".into(),
+        MASK_51 => "5.1".into(),
+        MASK_51_SIDE => "5.1(side)".into(),
+        m => format!("0x{m:x}"),
+    }
+}
+
+fn expected_layouts(channels: u32) -> String {
+    match channels {
+        1 => "mono (FC, 0x4) or front left alone (0x1)".into(),
+        2 => "stereo (FL FR, 0x3)".into(),
+        6 => "5.1 (FL FR FC LFE BL BR, 0x3f) or 5.1(side) (0x60f)".into(),
+        n => format!("a layout of {n} channels"),
+    }
+}
+
+/// Whether a declared channel mask is the layout of a mix of `channels`.
+pub fn layout_fits(channels: u32, mask: u64) -> bool {
+    match channels {
+        1 => mask == MASK_MONO || mask == 0x1,
+        2 => mask == MASK_STEREO,
+        6 => mask == MASK_51 || mask == MASK_51_SIDE,
+        n => mask.count_ones() == n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,41 +655,5 @@ mod tests {
         assert_eq!(decodes_as(Some("prores"), "yuv422p10le"), None);
         assert_eq!(decodes_as(Some("dnxhd"), "yuv444p10le"), None);
         assert_eq!(decodes_as(None, "yuv444p10le"), None);
-    }
-}
-
-/// WAVE channel masks of the layouts the mix makes.
-const MASK_MONO: u64 = 0x4;
-const MASK_STEREO: u64 = 0x3;
-/// FFmpeg's "5.1" (back surrounds) and "5.1(side)": both L R C LFE Ls Rs.
-const MASK_51: u64 = 0x3f;
-const MASK_51_SIDE: u64 = 0x60f;
-
-fn layout_name(mask: u64) -> String {
-    match mask {
-        MASK_MONO => "mono".into(),
-        MASK_STEREO => "stereo".into(),
-        MASK_51 => "5.1".into(),
-        MASK_51_SIDE => "5.1(side)".into(),
-        m => format!("0x{m:x}"),
-    }
-}
-
-fn expected_layouts(channels: u32) -> String {
-    match channels {
-        1 => "mono (FC, 0x4) or front left alone (0x1)".into(),
-        2 => "stereo (FL FR, 0x3)".into(),
-        6 => "5.1 (FL FR FC LFE BL BR, 0x3f) or 5.1(side) (0x60f)".into(),
-        n => format!("a layout of {n} channels"),
-    }
-}
-
-/// Whether a declared channel mask is the layout of a mix of `channels`.
-pub fn layout_fits(channels: u32, mask: u64) -> bool {
-    match channels {
-        1 => mask == MASK_MONO || mask == 0x1,
-        2 => mask == MASK_STEREO,
-        6 => mask == MASK_51 || mask == MASK_51_SIDE,
-        n => mask.count_ones() == n,
     }
 }
