@@ -14,13 +14,17 @@
 //! - applies gain, the clip's pan (or balance) and its linear fades, which
 //!   start at the clip's first sample and end at its last.
 //!
-//! Why rubato and not the plugin's swresample: swresample with its defaults
-//! (a 32-tap Kaiser β 9 filter, cutoff 0.97) leaves images and aliases near
-//! −90 dB and its settings are the plugin's business, not the mix's. In the
-//! host the conversion is the same whatever plugin decodes, and the unit
-//! tests below hold it to numbers: a 1 kHz tone keeps its level within
-//! 0.01 dB and its frequency, a 20 kHz tone leaves nothing else above
-//! −90 dBFS, and 44.1 / 96 kHz inputs land on the right samples.
+//! Why rubato and not the plugin's swresample: the plugin opens swresample
+//! with its defaults (a 32-tap filter, Kaiser β 9, cutoff 0.97), and
+//! measured the same way as the tests below (FFmpeg 5.1's `aresample`,
+//! which shares those defaults), a −6 dBFS 20 kHz tone taken from 44.1 to
+//! 48 kHz comes out 0.5 dB low with an image at 23.9 kHz at −31 dBFS.
+//! rubato's FFT resampler keeps that tone at −6.02 dBFS with nothing else
+//! above −155 dBFS. Converting in the host also keeps the mix the same
+//! whatever plugin decodes. The unit tests below hold it to numbers: a
+//! 1 kHz tone keeps its level within 0.01 dB, its frequency and its phase
+//! (no delay), a 20 kHz tone leaves nothing else above −90 dBFS, a 30 kHz
+//! tone at 96 kHz leaves no alias, and a click lands on its sample.
 
 use crate::manifest::model::{AudioSource, Canvas, Manifest};
 use crate::plugins::Registry;
