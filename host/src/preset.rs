@@ -1668,9 +1668,19 @@ impl Checker<'_> {
             8_000..=192_000,
             sr_expected,
         )? as u32;
-        let ch_expected = "1 (mono) or 2 (stereo)";
+        let ch_expected = "1 (mono), 2 (stereo) or 6 (5.1: L R C LFE Ls Rs)";
         let channels = *self.required(&a.channels, &["audio", "channels"], ch_expected)?;
-        let channels = self.int(channels, &["audio", "channels"], 1..=2, ch_expected)? as u32;
+        let channels = match channels {
+            1 | 2 | 6 => channels as u32,
+            3..=5 => {
+                return Err(self.bad(
+                    &["audio", "channels"],
+                    "is not a channel count the mix lays out",
+                    ch_expected,
+                ))
+            }
+            _ => self.int(channels, &["audio", "channels"], 1..=2, ch_expected)? as u32,
+        };
         let bit_rate = a
             .bit_rate
             .map(|b| {
@@ -1700,6 +1710,31 @@ mod tests {
 
     fn table(src: &str) -> toml::Table {
         toml::from_str(src).unwrap()
+    }
+
+    #[test]
+    fn audio_channels_are_mono_stereo_or_five_one() {
+        let lib = PresetLibrary::builtin();
+        // A 5.1 master: any preset with its audio made 6 channels.
+        let p = lib
+            .resolve("master/prores-422-hq", &table("audio.channels = 6"))
+            .unwrap();
+        assert_eq!(p.audio.unwrap().channels, 6);
+        let p = lib
+            .resolve("web/h264-1080p", &table("audio.channels = 1"))
+            .unwrap();
+        assert_eq!(p.audio.unwrap().channels, 1);
+        for (n, why) in [
+            (4, "is not a channel count the mix lays out"),
+            (8, "is out of range"),
+        ] {
+            let e = lib
+                .resolve("web/h264-1080p", &table(&format!("audio.channels = {n}")))
+                .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("audio.channels"), "{e}");
+            let text = e.to_string();
+            assert!(text.contains(why) && text.contains("6 (5.1"), "{text}");
+        }
     }
 
     #[test]

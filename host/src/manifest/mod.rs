@@ -57,7 +57,10 @@
 //!                             #   (both SDR, BT.709 transfer)
 //! background = "#000000"      # optional "#rrggbb" or "#rrggbbaa", default opaque black
 //! sample_rate = 48000         # optional, 8000 to 192000, default 48000
-//! channels = 2                # optional, 1 or 2, default 2
+//! channels = 2                # optional, 1 (mono), 2 (stereo) or 6 (5.1: L R C LFE Ls Rs),
+//!                             #   default 2
+//! layout = "stereo"           # optional, "mono", "stereo" or "5.1": the same as channels
+//!                             #   (when both are given they must agree)
 //!
 //! [[video]]                   # a track; later tracks are composited above earlier ones
 //! name = "V1"                 # optional, default V1, V2, …
@@ -138,6 +141,14 @@
 //! level = -20.0               # sine only, peak dBFS, -120 to 0, default -20
 //! duration = "10s"            # start / in / duration / out as for video
 //! gain_db = 0.0               # -96 to 24, default 0
+//! fade_in = "1s"              # optional times, default 0: linear fades from silence at the
+//! fade_out = "12f"            #   clip's first sample and to silence at its last; together
+//!                             #   at most the clip's length
+//! pan = 0.0                   # -1 (left) to 1 (right), default 0. Mono sources pan with a
+//!                             #   constant-power law (-3 dB each side at 0) into the front
+//!                             #   L/R; stereo and 5.1 sources (and the sine generator, the
+//!                             #   same tone in L and R) are balanced: the far side is
+//!                             #   turned down, the near side kept. Refused on a mono canvas.
 //!
 //! [[deliverable]]             # at least one, unless the watch root has default presets:
 //!                             #   then none delivers one per default preset, named after
@@ -827,6 +838,79 @@ preset = "web/h264-1080p"
         assert!(
             e.to_string()
                 .contains("gives the deliverable name \"h264-1080p\", as the default preset web/h264-1080p does"),
+            "{e}"
+        );
+    }
+
+    /// GOOD with `canvas` lines added to [canvas] (after line 7) and one
+    /// 4 s sine clip whose extra fields `clip` start at line 23 (24 when
+    /// `canvas` is one line).
+    fn with_audio(canvas: &str, clip: &str) -> String {
+        let src = GOOD.replace(
+            "colour_space = \"bt709\"\n",
+            &format!("colour_space = \"bt709\"\n{canvas}"),
+        );
+        format!(
+            "{src}\n[[audio]]\n[[audio.clip]]\ngenerator = \"sine\"\nduration = \"4s\"\n{clip}\n"
+        )
+    }
+
+    #[test]
+    fn audio_fades_and_pan() {
+        let m = parse_str(&with_audio(
+            "",
+            "fade_in = \"1s\"\nfade_out = \"12f\"\npan = -0.5",
+        ))
+        .unwrap();
+        let c = &m.audio[0].clips[0];
+        assert_eq!(
+            (c.frames, c.fade_in, c.fade_out, c.pan),
+            (100, 25, 12, -0.5)
+        );
+        // No fades, centre: the defaults.
+        let m = parse_str(&with_audio("", "")).unwrap();
+        let c = &m.audio[0].clips[0];
+        assert_eq!((c.fade_in, c.fade_out, c.pan), (0, 0, 0.0));
+        // Fades may meet, not overlap.
+        parse_str(&with_audio("", "fade_in = \"2s\"\nfade_out = \"2s\"")).unwrap();
+        let e = err(&with_audio("", "fade_in = \"3s\"\nfade_out = \"2s\""));
+        check(&e, 24, 12, "audio[0].clip[0].fade_out", Some("\"2s\""));
+        assert!(e.to_string().contains("at most 25 frames"), "{e}");
+        let e = err(&with_audio("", "fade_in = \"5s\""));
+        check(&e, 23, 11, "audio[0].clip[0].fade_in", Some("\"5s\""));
+        assert!(
+            e.to_string().contains("the clip's length, 100 frames"),
+            "{e}"
+        );
+        let e = err(&with_audio("", "fade_in = \"1x\""));
+        check(&e, 23, 11, "audio[0].clip[0].fade_in", Some("\"1x\""));
+        // Pan: -1..1, and not on a mono canvas.
+        let e = err(&with_audio("", "pan = 1.5"));
+        check(&e, 23, 7, "audio[0].clip[0].pan", Some("1.5"));
+        let e = err(&with_audio("channels = 1\n", "pan = 0.25"));
+        check(&e, 24, 7, "audio[0].clip[0].pan", Some("0.25"));
+        assert!(e.to_string().contains("mono canvas"), "{e}");
+        parse_str(&with_audio("channels = 1\n", "pan = 0.0")).unwrap();
+    }
+
+    #[test]
+    fn canvas_channels_and_layout() {
+        let channels = |canvas: &str| parse_str(&with_audio(canvas, "")).map(|m| m.canvas.channels);
+        assert_eq!(channels("").unwrap(), 2);
+        assert_eq!(channels("channels = 6\n").unwrap(), 6);
+        assert_eq!(channels("layout = \"5.1\"\n").unwrap(), 6);
+        assert_eq!(channels("layout = \"mono\"\n").unwrap(), 1);
+        assert_eq!(channels("channels = 2\nlayout = \"stereo\"\n").unwrap(), 2);
+        let e = channels("channels = 4\n").unwrap_err();
+        check(&e, 8, 12, "canvas.channels", Some("4"));
+        assert!(e.to_string().contains("6 (5.1"), "{e}");
+        let e = channels("layout = \"7.1\"\n").unwrap_err();
+        check(&e, 8, 10, "canvas.layout", Some("\"7.1\""));
+        let e = channels("channels = 2\nlayout = \"5.1\"\n").unwrap_err();
+        check(&e, 9, 10, "canvas.layout", Some("\"5.1\""));
+        assert!(
+            e.to_string()
+                .contains("has 6 channels but canvas.channels is 2"),
             "{e}"
         );
     }

@@ -109,6 +109,8 @@ pub struct RawCanvas {
     pub background: Option<Spanned<String>>,
     pub sample_rate: Option<Spanned<i64>>,
     pub channels: Option<Spanned<i64>>,
+    /// "mono", "stereo" or "5.1": another way to say `channels`.
+    pub layout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,6 +342,9 @@ pub struct RawAudioClip {
     pub duration: Option<RawTime>,
     pub out: Option<RawTime>,
     pub gain_db: Option<Spanned<f64>>,
+    pub fade_in: Option<RawTime>,
+    pub fade_out: Option<RawTime>,
+    pub pan: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

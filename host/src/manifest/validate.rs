@@ -32,6 +32,19 @@ pub const MAX_PRIORITY: u8 = 100;
 const DIMENSION_EXPECTED: &str = "an even integer from 16 to 8192";
 const COLOUR_EXPECTED: &str = "a colour \"#rrggbb\" or \"#rrggbbaa\" (hex digits)";
 const GAIN_EXPECTED: &str = "a gain in dB from -96 to 24";
+const CHANNELS_EXPECTED: &str = "1 (mono), 2 (stereo) or 6 (5.1: L R C LFE Ls Rs)";
+const LAYOUT_EXPECTED: &str = "\"mono\", \"stereo\" or \"5.1\"";
+const PAN_EXPECTED: &str = "a pan from -1 (left) through 0 (centre) to 1 (right)";
+
+/// The channel count of a canvas layout name.
+fn layout_channels(name: &str) -> Option<u32> {
+    match name {
+        "mono" => Some(1),
+        "stereo" => Some(2),
+        "5.1" => Some(6),
+        _ => None,
+    }
+}
 const MAX_CANVAS_SECONDS: u64 = 24 * 3600;
 /// Largest |position| in canvas pixels: far beyond any canvas (8192), small
 /// enough that f32 still has sub-pixel precision.
@@ -493,10 +506,7 @@ impl Validator<'_> {
             )? as u32,
             None => 48_000,
         };
-        let channels = match &c.channels {
-            Some(ch) => self.int_in(ch, "canvas.channels", 1..=2, "1 (mono) or 2 (stereo)")? as u32,
-            None => 2,
-        };
+        let channels = self.canvas_channels(&c)?;
         Ok(Canvas {
             width,
             height,
@@ -507,6 +517,47 @@ impl Validator<'_> {
             sample_rate,
             channels,
         })
+    }
+
+    /// `channels` and/or `layout` → 1, 2 or 6 (5.1); they must agree when
+    /// both are given.
+    fn canvas_channels(&self, c: &RawCanvas) -> Result<u32, InputError> {
+        let from_count = match &c.channels {
+            Some(ch) => {
+                let n = *ch.get_ref();
+                if !matches!(n, 1 | 2 | 6) {
+                    let why = if (3..=5).contains(&n) || n == 8 {
+                        "is not a channel count the mix lays out"
+                    } else {
+                        "is out of range"
+                    };
+                    return Err(self.bad(ch.span(), "canvas.channels", why, CHANNELS_EXPECTED));
+                }
+                Some(n as u32)
+            }
+            None => None,
+        };
+        let from_layout = match &c.layout {
+            Some(l) => Some(layout_channels(l.get_ref()).ok_or_else(|| {
+                self.bad(
+                    l.span(),
+                    "canvas.layout",
+                    "is not a supported layout",
+                    LAYOUT_EXPECTED,
+                )
+            })?),
+            None => None,
+        };
+        match (from_count, from_layout, &c.layout) {
+            (Some(n), Some(m), Some(l)) if n != m => Err(self.bad(
+                l.span(),
+                "canvas.layout",
+                format!("has {m} channels but canvas.channels is {n}"),
+                format!("a layout of {n} channels, or no layout (channels alone says it)"),
+            )),
+            (Some(n), _, _) | (None, Some(n), _) => Ok(n),
+            (None, None, _) => Ok(2),
+        }
     }
 
     fn track_name(
@@ -1426,6 +1477,22 @@ impl Validator<'_> {
             Some(g) => self.float_in(g, &field("gain_db"), -96.0..=24.0, GAIN_EXPECTED)?,
             None => 0.0,
         };
+        let (fade_in, fade_out) = self.fades(&prefix, &c, canvas, timing.frames)?;
+        let pan = match &c.pan {
+            Some(p) => {
+                let pan = self.float_in(p, &field("pan"), -1.0..=1.0, PAN_EXPECTED)?;
+                if canvas.channels == 1 && pan != 0.0 {
+                    return Err(self.bad(
+                        p.span(),
+                        field("pan"),
+                        "pans a clip on a mono canvas (canvas.channels = 1), where it has no effect",
+                        "no pan (or 0) on a mono canvas, or canvas.channels = 2 or 6",
+                    ));
+                }
+                pan as f32
+            }
+            None => 0.0,
+        };
         Ok(Placed {
             index: ci,
             clip: AudioClip {
@@ -1434,9 +1501,9 @@ impl Validator<'_> {
                 frames: timing.frames,
                 in_point: timing.in_point,
                 gain_db,
-                fade_in: 0,
-                fade_out: 0,
-                pan: 0.0,
+                fade_in,
+                fade_out,
+                pan,
             },
             start: timing.start,
             frames: timing.frames,
@@ -1445,6 +1512,52 @@ impl Validator<'_> {
             transition: None,
             transition_span: None,
         })
+    }
+
+    /// `fade_in` / `fade_out` → frames; together they fit in the clip.
+    fn fades(
+        &self,
+        prefix: &str,
+        c: &RawAudioClip,
+        canvas: &Canvas,
+        clip_frames: u64,
+    ) -> Result<(u64, u64), InputError> {
+        let rate = canvas.frame_rate;
+        let frames = |t: &Option<RawTime>, name: &str| -> Result<u64, InputError> {
+            match t {
+                Some(t) => Ok(self
+                    .time(t, &format!("{prefix}.{name}"), rate)?
+                    .to_frames(rate)),
+                None => Ok(0),
+            }
+        };
+        let fade_in = frames(&c.fade_in, "fade_in")?;
+        let fade_out = frames(&c.fade_out, "fade_out")?;
+        if fade_in + fade_out > clip_frames {
+            // Point at the fade that makes the sum too long.
+            let (t, name, other) = match (&c.fade_out, &c.fade_in) {
+                (Some(t), _) if fade_out > 0 => (t, "fade_out", fade_in),
+                (_, Some(t)) => (t, "fade_in", fade_out),
+                (Some(t), None) => (t, "fade_out", 0),
+                (None, None) => unreachable!("no fades make no frames"),
+            };
+            let mine = if name == "fade_in" { fade_in } else { fade_out };
+            let expected = if other > 0 {
+                format!(
+                    "at most {} frames (the clip is {clip_frames} frames and the other fade takes {other})",
+                    clip_frames - other.min(clip_frames)
+                )
+            } else {
+                format!("at most the clip's length, {clip_frames} frames")
+            };
+            return Err(self.bad(
+                t.span(),
+                format!("{prefix}.{name}"),
+                format!("is {mine} frames, longer than the clip leaves for it"),
+                expected,
+            ));
+        }
+        Ok((fade_in, fade_out))
     }
 
     /// start / in / duration / out → frames on the timeline, checked against

@@ -462,6 +462,24 @@ pub fn spec_checks(
                 p.channels == n && analysed && silent.is_empty(),
                 &[],
             );
+            // A file that names its layout must name the one the mix made;
+            // one that names none (MXF, raw PCM) is read in the default
+            // order for its count, which is the mix's.
+            if p.channel_layout != 0 {
+                b.push(
+                    "audio.layout",
+                    None,
+                    q.audio.severity,
+                    "audio channel layout (WAVE channel mask) the file declares",
+                    json!({
+                        "layout_mask": format!("0x{:x}", p.channel_layout),
+                        "layout": layout_name(p.channel_layout),
+                    }),
+                    format!("= {}", expected_layouts(n)),
+                    layout_fits(n, p.channel_layout),
+                    &[],
+                );
+            }
         }
     }
     if let Some(bits) = bit_depth.filter(|_| e.audio.is_some() || p.sample_rate > 0) {
@@ -538,9 +556,60 @@ pub fn spec_checks(
     (b.checks, thumbnails)
 }
 
+/// WAVE channel masks of the layouts the mix makes.
+const MASK_MONO: u64 = 0x4;
+const MASK_STEREO: u64 = 0x3;
+/// FFmpeg's "5.1" (back surrounds) and "5.1(side)": both L R C LFE Ls Rs.
+const MASK_51: u64 = 0x3f;
+const MASK_51_SIDE: u64 = 0x60f;
+
+fn layout_name(mask: u64) -> String {
+    match mask {
+        MASK_MONO => "mono".into(),
+        MASK_STEREO => "stereo".into(),
+        MASK_51 => "5.1".into(),
+        MASK_51_SIDE => "5.1(side)".into(),
+        m => format!("0x{m:x}"),
+    }
+}
+
+fn expected_layouts(channels: u32) -> String {
+    match channels {
+        1 => "mono (FC, 0x4) or front left alone (0x1)".into(),
+        2 => "stereo (FL FR, 0x3)".into(),
+        6 => "5.1 (FL FR FC LFE BL BR, 0x3f) or 5.1(side) (0x60f)".into(),
+        n => format!("a layout of {n} channels"),
+    }
+}
+
+/// Whether a declared channel mask is the layout of a mix of `channels`.
+pub fn layout_fits(channels: u32, mask: u64) -> bool {
+    match channels {
+        1 => mask == MASK_MONO || mask == 0x1,
+        2 => mask == MASK_STEREO,
+        6 => mask == MASK_51 || mask == MASK_51_SIDE,
+        n => mask.count_ones() == n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layouts_fit_the_mix_channel_count() {
+        assert!(layout_fits(1, 0x4));
+        assert!(layout_fits(2, 0x3));
+        assert!(layout_fits(6, 0x3f));
+        assert!(layout_fits(6, 0x60f));
+        // 6 channels that are not 5.1 (hexagonal: FL FR FC BL BR BC), and
+        // a "stereo" that is really L + centre.
+        assert!(!layout_fits(6, 0x137));
+        assert!(!layout_fits(2, 0x5));
+        assert!(!layout_fits(1, 0x3));
+        assert_eq!(layout_name(0x3f), "5.1");
+        assert_eq!(layout_name(0x137), "0x137");
+    }
 
     #[test]
     fn profiles_match_as_encoders_and_ffmpeg_name_them() {

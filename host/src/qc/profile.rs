@@ -261,6 +261,7 @@ pub const CHECK_IDS: &[&str] = &[
     "audio.sample_rate",
     "audio.bit_depth",
     "audio.channels",
+    "audio.layout",
     "audio.silence",
     "timecode.start",
 ];
