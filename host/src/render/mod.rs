@@ -8,6 +8,7 @@
 //! and static generators (bars, solids) are drawn once and copied.
 
 pub mod audio;
+pub mod gpu;
 pub mod image;
 pub mod plan;
 
