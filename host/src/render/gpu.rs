@@ -1792,6 +1792,14 @@ mod tests {
                     "{w}x{h} {what}: {:.1} ms/frame",
                     t.elapsed().as_secs_f64() * 1e3 / 3.0
                 );
+                let t = std::time::Instant::now();
+                for _ in 0..3 {
+                    g.render(&p, &srcs, &[]).unwrap();
+                }
+                println!(
+                    "{w}x{h} {what}, no readback: {:.1} ms/frame",
+                    t.elapsed().as_secs_f64() * 1e3 / 3.0
+                );
             }
         }
     }
