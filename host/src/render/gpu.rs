@@ -955,7 +955,7 @@ fn matrix_coefficients(tag: u32) -> Option<(f32, f32)> {
     Some(match tag {
         1 => (0.2126, 0.0722),
         5 | 6 => (0.299, 0.114),
-        9 | 10 => (0.2627, 0.0593),
+        9 => (0.2627, 0.0593),
         _ => return None,
     })
 }
