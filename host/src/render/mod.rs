@@ -9,6 +9,7 @@
 
 pub mod audio;
 pub mod colour;
+pub mod gpu;
 pub mod image;
 pub mod plan;
 pub mod timeline;
