@@ -9,7 +9,10 @@
 
 pub mod audio;
 pub mod colour;
+pub mod convert;
+pub mod cpu;
 pub mod image;
+pub mod lut;
 pub mod plan;
 
 use crate::manifest::model::{Manifest, VideoClip, VideoSource};
