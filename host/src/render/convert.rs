@@ -617,13 +617,9 @@ mod tests {
             512.0 + 896.0 * (e[2] - yy) / (2.0 * (1.0 - kb)),
             512.0 + 896.0 * (e[0] - yy) / (2.0 * (1.0 - kr)),
         ];
-        for p in 0..3 {
+        for (p, want) in want.iter().enumerate() {
             let got = sample(&y, p, 1) as f64;
-            assert!(
-                (got - want[p]).abs() <= 1.0,
-                "plane {p}: {got} vs {}",
-                want[p]
-            );
+            assert!((got - want).abs() <= 1.0, "plane {p}: {got} vs {want}");
         }
     }
 
@@ -654,10 +650,10 @@ mod tests {
         assert_eq!([sample(&y, 0, 0), sample(&y, 1, 0)], [1023, 512]);
         // Alpha: full range whatever the colour range, never dithered; a
         // transparent pixel is black.
-        for (pf, max) in [(pix::YUVA444P10, 1023), (pix::YUVA444P12, 4095)] {
+        for (pf, max) in [(pix::YUVA444P10, 1023u32), (pix::YUVA444P12, 4095)] {
             let y = convert(&img, Primaries::Bt709, &fmt(4, 1, pf, BT709, true));
             let a: Vec<u32> = (0..4).map(|i| sample(&y, 3, i)).collect();
-            assert_eq!(a, [max, max, (max + 1) / 2, 0]);
+            assert_eq!(a, [max, max, max.div_ceil(2), 0]);
             assert_eq!(
                 sample(&y, 0, 2),
                 940 * (max + 1) / 1024,

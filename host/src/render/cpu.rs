@@ -606,7 +606,7 @@ mod tests {
         // Translate by (+3, +2): canvas (x, y) shows source (x − 3, y − 2).
         let mut l = layer(0, 8, 8);
         l.inverse = [1.0, 0.0, -3.0, 0.0, 1.0, -2.0];
-        let out = draw(&plan(8, 8, bg, vec![l], 1), &[src.clone()]);
+        let out = draw(&plan(8, 8, bg, vec![l], 1), std::slice::from_ref(&src));
         for y in 0..8 {
             for x in 0..8 {
                 let want = if x >= 3 && y >= 2 {
@@ -621,7 +621,7 @@ mod tests {
         // at the edges.
         let mut l = layer(0, 8, 8);
         l.inverse = [0.5, 0.0, 0.0, 0.0, 0.5, 0.0];
-        let out = draw(&plan(16, 16, bg, vec![l], 1), &[src.clone()]);
+        let out = draw(&plan(16, 16, bg, vec![l], 1), std::slice::from_ref(&src));
         for x in 0..16 {
             let want = (x as f32 / 2.0 - 0.25).clamp(0.0, 7.0);
             assert!(
@@ -633,7 +633,7 @@ mod tests {
         // Rotate 90° clockwise: canvas (x, y) shows source (y, 7 − x).
         let mut l = layer(0, 8, 8);
         l.inverse = [0.0, 1.0, 0.0, -1.0, 0.0, 8.0];
-        let out = draw(&plan(8, 8, bg, vec![l], 1), &[src.clone()]);
+        let out = draw(&plan(8, 8, bg, vec![l], 1), std::slice::from_ref(&src));
         for y in 0..8 {
             for x in 0..8 {
                 assert_eq!(out.data[y * 8 + x], src.data[(7 - x) * 8 + y], "({x}, {y})");
@@ -643,7 +643,7 @@ mod tests {
         // clamp to the crop's texels.
         let mut l = layer(0, 8, 8);
         l.crop = [2.0, 1.0, 6.0, 7.0];
-        let out = draw(&plan(8, 8, bg, vec![l], 1), &[src.clone()]);
+        let out = draw(&plan(8, 8, bg, vec![l], 1), std::slice::from_ref(&src));
         for y in 0..8 {
             for x in 0..8 {
                 let inside = (2..6).contains(&x) && (1..7).contains(&y);
@@ -755,13 +755,21 @@ mod tests {
         };
         let p = copy_plan(&canvas, Transfer::Bt709, 7);
         let mut fast = CpuRenderer::new(Primaries::Bt709);
-        assert!(fast.passthrough(&p, &[canvas.clone()]).is_some());
-        let a = fast.render(&p, &[canvas.clone()], &[f]).unwrap();
+        assert!(fast
+            .passthrough(&p, std::slice::from_ref(&canvas))
+            .is_some());
+        let a = fast
+            .render(&p, std::slice::from_ref(&canvas), &[f])
+            .unwrap();
         let b = CpuRenderer::without_fast_paths(Primaries::Bt709)
-            .render(&p, &[canvas.clone()], &[f])
+            .render(&p, std::slice::from_ref(&canvas), &[f])
             .unwrap();
         assert_eq!(a, b);
         assert_eq!(a[0], convert::convert(&canvas, Primaries::Bt709, &f));
-        assert_eq!(fast.render_linear(&p, &[canvas.clone()]).unwrap(), *canvas);
+        assert_eq!(
+            fast.render_linear(&p, std::slice::from_ref(&canvas))
+                .unwrap(),
+            *canvas
+        );
     }
 }
