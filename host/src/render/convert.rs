@@ -131,7 +131,7 @@ fn oetf64(t: Transfer, l: f64) -> f64 {
 }
 
 /// Linear light → encoded value clamped to `[0, 1]` (step 4), by the table.
-#[inline]
+#[inline(always)]
 fn oetf_clamped(table: &[f32], l: f32) -> f32 {
     // NaN fails both comparisons and ends as 0.
     let l = if l > 0.0 { l.min(1.0) } else { 0.0 };
@@ -194,7 +194,7 @@ impl Target {
     }
 
     /// Steps 2–4: premultiplied linear → R'G'B' in `[0, 1]`.
-    #[inline]
+    #[inline(always)]
     fn encoded(&self, p: [f32; 4]) -> [f32; 3] {
         let a = p[3];
         let mut c = if a > 0.0 {
@@ -206,7 +206,13 @@ impl Target {
         if let Some(m) = &self.matrix {
             c = colour::apply(m, c);
         }
-        c.map(|v| oetf_clamped(self.oetf, v))
+        // Written out: `array::map` is not inlined here and cost a third of
+        // the conversion.
+        [
+            oetf_clamped(self.oetf, c[0]),
+            oetf_clamped(self.oetf, c[1]),
+            oetf_clamped(self.oetf, c[2]),
+        ]
     }
 
     /// Step 5: R'G'B' → unquantized (Y, Cb, Cr) codes.
