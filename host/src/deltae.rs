@@ -10,7 +10,9 @@
 //!   Chroma is the sample whose block holds the pixel (4:2:0 and 4:2:2
 //!   chroma is not interpolated: the host's converter makes it as the mean
 //!   of that block);
-//! - the render is full-range BT.709 R'G'B' already (8-bit RGBA).
+//! - the render's reference is R'G'B' already: its linear canvas at the
+//!   grid, resampled to the delivery's size and encoded by the delivery's
+//!   primaries and transfer (`render::convert::reference_rgb`).
 //!
 //! Then R'G'B' is clipped to [0, 1] (a display clips too), linearized by the
 //! BT.1886 EOTF with Lw = 1, Lb = 0 (γ 2.4), taken to XYZ with the BT.709
@@ -26,7 +28,6 @@
 //! edge of its bin.
 
 use crate::quality::{Picture, Plane};
-use crate::render::image::Rgba8;
 use deliver_plugin_api::abi::ColorTags;
 use std::sync::OnceLock;
 
@@ -90,28 +91,6 @@ impl Grid {
             h = self.height
         )
     }
-}
-
-/// The render's R'G'B' at the grid's pixels: what the validator keeps of a
-/// rendered frame instead of the frame.
-pub fn sample_rgba(src: &Rgba8, grid: &Grid) -> Vec<[u8; 3]> {
-    let w = src.width as usize;
-    let mut out = Vec::with_capacity(grid.len());
-    for y in (0..grid.height).step_by(grid.step) {
-        let row = &src.data[y * w * 4..(y + 1) * w * 4];
-        out.extend(
-            row.chunks_exact(4 * grid.step)
-                .map(|p| [p[0], p[1], p[2]])
-                .chain(
-                    // A last, partial block.
-                    (!grid.width.is_multiple_of(grid.step)).then(|| {
-                        let x = (grid.cols() - 1) * grid.step;
-                        [row[x * 4], row[x * 4 + 1], row[x * 4 + 2]]
-                    }),
-                ),
-        );
-    }
-    out
 }
 
 /// CIELAB (L*, a*, b*).
@@ -215,11 +194,6 @@ fn eotf_table() -> &'static [f32; 4097] {
     })
 }
 
-fn eotf8_table() -> &'static [f32; 256] {
-    static T: OnceLock<[f32; 256]> = OnceLock::new();
-    T.get_or_init(|| std::array::from_fn(|i| (i as f64 / 255.0).powf(2.4) as f32))
-}
-
 #[inline]
 fn eotf(t: &[f32; 4097], v: f32) -> f32 {
     let x = v.clamp(0.0, 1.0) * 4096.0;
@@ -317,14 +291,15 @@ fn lab_batches(
     }
 }
 
-/// CIELAB of full-range 8-bit R'G'B' samples.
-pub fn lab_of_rgb8(samples: &[[u8; 3]], out: &mut Vec<Lab>) {
-    let t = eotf8_table();
+/// CIELAB of R'G'B' samples (nominally in `[0, 1]`; clipped like a
+/// display).
+pub fn lab_of_rgb(samples: &[[f32; 3]], out: &mut Vec<Lab>) {
+    let t = eotf_table();
     lab_batches(samples.len(), out, |start, r, g, b| {
         for (i, p) in samples[start..start + r.len()].iter().enumerate() {
-            r[i] = t[p[0] as usize];
-            g[i] = t[p[1] as usize];
-            b[i] = t[p[2] as usize];
+            r[i] = eotf(t, p[0]);
+            g[i] = eotf(t, p[1]);
+            b[i] = eotf(t, p[2]);
         }
     });
 }
@@ -692,7 +667,7 @@ mod tests {
     #[test]
     fn white_and_grey_are_neutral() {
         let mut lab = Vec::new();
-        lab_of_rgb8(&[[255, 255, 255], [128, 128, 128], [0, 0, 0]], &mut lab);
+        lab_of_rgb(&[[1.0; 3], [0.5; 3], [0.0; 3]], &mut lab);
         assert!((lab[0][0] - 100.0).abs() < 1e-3, "{:?}", lab[0]);
         for l in &lab {
             assert!(l[1].abs() < 1e-3 && l[2].abs() < 1e-3, "{l:?}");

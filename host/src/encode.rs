@@ -18,9 +18,7 @@ use crate::plugins::{Choice, Registry};
 use crate::preset::{HardwarePolicy, Preset};
 use crate::qc;
 use crate::quality::{self, Picture, Plane, Series};
-use crate::render::image::{
-    alpha_to_8bit, hash_view, plane_size, resize_bilinear, rgba_to_yuv, Rgba8, Yuv,
-};
+use crate::render::image::{alpha_to_8bit, hash_view, plane_size, Yuv};
 use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Severity, Verdict};
 use crate::segments::{SegmentReader, SegmentWriter, Segments};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -41,7 +39,16 @@ pub const LIMITER_RELEASE_MS: f64 = 50.0;
 /// What the render sends to every deliverable, per timeline frame.
 pub struct Chunk {
     pub index: u64,
-    pub frame: Arc<Rgba8>,
+    /// The frame converted to the deliverable's format (shared by the
+    /// deliverables with the same format).
+    pub picture: Arc<Yuv>,
+    /// The ΔE reference: the render's linear canvas at the deliverable's
+    /// ΔE grid (`deltae::Grid` of its size), resampled to its size and
+    /// encoded by its primaries and transfer, R'G'B' in `[0, 1]` before the
+    /// Y'CbCr matrix, subsampling and quantization (`convert::reference_rgb`).
+    /// So ΔE measures everything the delivery does to the render: the
+    /// conversion, its rounding and subsampling, and the codec.
+    pub reference: Arc<Vec<[f32; 3]>>,
     /// The unnormalized mix for this frame's samples (interleaved).
     pub audio: Arc<Vec<f32>>,
 }
@@ -560,12 +567,12 @@ fn options_toml(t: &toml::Table) -> String {
 }
 
 /// A reference picture for the validator: the converted frame that was
-/// encoded, and the render's R'G'B' at the ΔE grid (not the whole RGBA
-/// frame: up to 64 of these wait in the queue while the encoder's
-/// look-ahead fills).
+/// encoded, and the render's R'G'B' at the ΔE grid (not the whole canvas:
+/// up to 64 of these wait in the queue while the encoder's look-ahead
+/// fills).
 struct Reference {
     yuv: Arc<Yuv>,
-    rgb: Vec<[u8; 3]>,
+    rgb: Arc<Vec<[f32; 3]>>,
 }
 
 enum VMsg {
@@ -584,7 +591,7 @@ struct Validated {
 
 /// How far the decoded alpha plane is from the render's alpha, in the
 /// render's 8-bit code values (the encoded plane is the render's alpha
-/// scaled without loss, see `rgba_to_yuv`).
+/// scaled to full range at the format's depth, see `render::convert`).
 #[derive(Debug, Default, Clone, Copy)]
 struct AlphaMatch {
     frames: u64,
@@ -766,7 +773,7 @@ fn validate_stream(
                     if de.conv.as_ref().is_none_or(|c| c.0 != v.color) {
                         let conv = YuvToRgb::new(v.color, v.height, l.bit_depth);
                         let method = format!(
-                            "{}; reference: the render, full-range BT.709 R'G'B' (8-bit RGBA scaled to the delivery size); delivery: {} (by its decoded tags); {}",
+                            "{}; reference: the render's linear canvas resampled to the delivery size and encoded with the deliverable's primaries and transfer (R'G'B' before the Y'CbCr matrix, subsampling and quantization); delivery: {} (by its decoded tags); {}",
                             grid.describe(),
                             conv.describe(),
                             deltae::PIPELINE
@@ -774,7 +781,16 @@ fn validate_stream(
                         de.conv = Some((v.color, conv, method));
                     }
                     let (_, conv, method) = de.conv.as_ref().expect("set above");
-                    deltae::lab_of_rgb8(&r.rgb, &mut de.lab_ref);
+                    if r.rgb.len() != grid.len() {
+                        return Err(format!(
+                            "ΔE reference has {} samples, the {}x{} grid {}",
+                            r.rgb.len(),
+                            v.width,
+                            v.height,
+                            grid.len()
+                        ));
+                    }
+                    deltae::lab_of_rgb(&r.rgb, &mut de.lab_ref);
                     deltae::lab_of_picture(
                         &d,
                         (l.chroma_shift_x, l.chroma_shift_y),
@@ -1489,26 +1505,26 @@ fn encode(
         m.canvas.frame_rate.den as i32,
         m.canvas.frame_rate.num as i32,
     );
-    let mut scaled = Rgba8::new(p.width, p.height);
-    let grid = deltae::Grid::new(p.width as usize, p.height as usize);
     let result = (|| -> Result<(), String> {
         for chunk in rx {
             if cancel.load(Ordering::Relaxed) {
                 break;
             }
-            let src: &Rgba8 = if chunk.frame.width == p.width && chunk.frame.height == p.height {
-                &chunk.frame
-            } else {
-                resize_bilinear(&chunk.frame, &mut scaled);
-                &scaled
-            };
-            let mut yuv = Yuv::new(p.width, p.height, p.pix_fmt, p.color);
-            rgba_to_yuv(src, &mut yuv);
-            let yuv = Arc::new(yuv);
-            let rgb = deltae::sample_rgba(src, &grid);
+            let yuv = chunk.picture.clone();
+            if (yuv.width, yuv.height, yuv.pix_fmt) != (p.width, p.height, p.pix_fmt) {
+                return Err(format!(
+                    "the render sent a {}x{} {} picture for a {}x{} {} deliverable",
+                    yuv.width,
+                    yuv.height,
+                    pix::name(yuv.pix_fmt).unwrap_or("?"),
+                    p.width,
+                    p.height,
+                    pix::name(p.pix_fmt).unwrap_or("?")
+                ));
+            }
             vtx.send(VMsg::Ref(Reference {
                 yuv: yuv.clone(),
-                rgb,
+                rgb: chunk.reference.clone(),
             }))
             .map_err(|_| "validator stopped".to_owned())?;
             match segments.as_mut() {
@@ -1873,6 +1889,7 @@ fn verify_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::image::{rgba_to_yuv, Rgba8};
 
     fn encoder(implementation: &str, hardware: bool, rank: i32) -> CapabilityInfo {
         CapabilityInfo {

@@ -4,11 +4,14 @@
 use crate::encode::{self, Chunk, Plan};
 use crate::loudness::{Analysis, Measurement, Meter};
 use crate::manifest::model::Manifest;
+use crate::manifest::model::{Primaries, Transfer};
 use crate::manifest::InputError;
 use crate::plugins::Registry;
 use crate::preset::PresetLibrary;
 use crate::render::audio::{sample_of_frame, total_samples, AudioMixer};
-use crate::render::{Compositor, Rgba8};
+use crate::render::cpu::{copy_plan, CpuRenderer};
+use crate::render::plan::{LinearImage, OutputFormat, Renderer};
+use crate::render::{colour, convert, Compositor, Rgba8, Yuv};
 use crate::report::{
     self, DeliverableReport, ErrorReport, HostInfo, JobReport, RenderReport, Verdict,
 };
@@ -62,6 +65,8 @@ pub enum JobError {
     Render(#[from] crate::render::RenderError),
     #[error("audio: {0}")]
     Audio(String),
+    #[error("renderer: {0}")]
+    Renderer(String),
     #[error("job cancelled")]
     Cancelled,
 }
@@ -73,6 +78,7 @@ impl JobError {
             JobError::Plan(_) => ("preset", None),
             JobError::Render(_) => ("render", None),
             JobError::Audio(_) => ("render", None),
+            JobError::Renderer(_) => ("render", None),
             JobError::Cancelled => ("cancelled", None),
         };
         ErrorReport {
@@ -367,6 +373,94 @@ fn segments_of(seg: &Segmenting, plan: &Plan, m: &Manifest, out_dir: &Path) -> O
     )
 }
 
+/// The canvas's colour: manifest v1 composites BT.709 8-bit sources in
+/// BT.709.
+const CANVAS_PRIMARIES: Primaries = Primaries::Bt709;
+const CANVAS_TRANSFER: Transfer = Transfer::Bt709;
+
+/// The picture formats the deliverables need, each once, and for each plan
+/// the index of its format. Formats are checked here, so that a tag the
+/// conversion cannot honour fails the job before anything is encoded.
+fn output_formats(plans: &[Plan]) -> Result<(Vec<OutputFormat>, Vec<usize>), JobError> {
+    let mut formats: Vec<OutputFormat> = Vec::new();
+    let mut index = Vec::with_capacity(plans.len());
+    for p in plans {
+        let f = OutputFormat {
+            width: p.width,
+            height: p.height,
+            pix_fmt: p.pix_fmt,
+            primaries: p.color.primaries,
+            transfer: p.color.transfer,
+            matrix: p.color.matrix,
+            range: p.color.range,
+            // Ordered dither at every depth: no banding on gradients, and
+            // values already on a code (flat fields, bars) stay on it.
+            dither: true,
+        };
+        convert::check(&f).map_err(|message| encode::PlanError {
+            name: p.name.clone(),
+            preset: p.preset.id.clone(),
+            file: p.preset.file.display().to_string(),
+            message,
+        })?;
+        index.push(match formats.iter().position(|g| *g == f) {
+            Some(i) => i,
+            None => {
+                formats.push(f);
+                formats.len() - 1
+            }
+        });
+    }
+    Ok((formats, index))
+}
+
+/// The linear canvas of frame `n`: the compositor's 8-bit BT.709 frame,
+/// linearized. (Where the timeline's frame plans take over, this becomes
+/// `renderer.render_linear(&plan, &sources)`, or the plan goes straight to
+/// `renderer.render` in [`render_frame`].)
+fn canvas_frame(
+    compositor: &mut Compositor<'_>,
+    n: u64,
+    width: u32,
+    height: u32,
+) -> Result<LinearImage, JobError> {
+    let mut frame = Rgba8::new(width, height);
+    compositor.render(n, &mut frame)?;
+    Ok(colour::linearize_rgba8(
+        &frame.data,
+        width,
+        height,
+        CANVAS_TRANSFER,
+        CANVAS_PRIMARIES,
+        CANVAS_PRIMARIES,
+    ))
+}
+
+/// One frame as every format needs it: the converted picture, and the ΔE
+/// reference (the canvas at the format's ΔE grid, encoded by the format's
+/// primaries and transfer; see `encode::Chunk`).
+#[allow(clippy::type_complexity)]
+fn render_frame(
+    renderer: &mut dyn Renderer,
+    canvas: LinearImage,
+    n: u64,
+    formats: &[OutputFormat],
+) -> Result<(Vec<Arc<Yuv>>, Vec<Arc<Vec<[f32; 3]>>>), JobError> {
+    let canvas = Arc::new(canvas);
+    let plan = copy_plan(&canvas, CANVAS_TRANSFER, n);
+    let pictures = renderer
+        .render(&plan, std::slice::from_ref(&canvas), formats)
+        .map_err(JobError::Renderer)?;
+    let references = formats
+        .iter()
+        .map(|f| {
+            let step = crate::deltae::Grid::new(f.width as usize, f.height as usize).step;
+            Arc::new(convert::reference_rgb(&canvas, CANVAS_PRIMARIES, f, step))
+        })
+        .collect();
+    Ok((pictures.into_iter().map(Arc::new).collect(), references))
+}
+
 /// Runs a validated manifest: plans every deliverable, renders once, encodes
 /// and validates each, renames the valid outputs from `*.partial` to their
 /// final names, and returns the report (not yet written).
@@ -444,6 +538,8 @@ fn run_inner(
         programme.as_ref(),
         opts.isolation,
     )?;
+    let (formats, format_of) = output_formats(&plans)?;
+    let mut renderer: Box<dyn Renderer> = Box::new(CpuRenderer::new(CANVAS_PRIMARIES));
     let c = &m.canvas;
     let total = c.frames;
     let render_start = Instant::now();
@@ -512,26 +608,30 @@ fn run_inner(
                 cancelled = true;
                 break;
             }
-            let mut frame = Rgba8::new(c.width, c.height);
-            if let Err(e) = compositor.render(n, &mut frame) {
-                render_err = Some(JobError::Render(e));
-                break;
-            }
+            let frame = canvas_frame(&mut compositor, n, c.width, c.height)
+                .and_then(|canvas| render_frame(renderer.as_mut(), canvas, n, &formats));
+            let (pictures, references) = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    render_err = Some(e);
+                    break;
+                }
+            };
             let (a, b) = (sample_of_frame(c, n), sample_of_frame(c, n + 1));
             let mut audio = vec![0f32; ((b - a) * c.channels as u64) as usize];
             if let Err(e) = mixer.render(a, &mut audio) {
                 render_err = Some(JobError::Audio(e));
                 break;
             }
-            let frame = Arc::new(frame);
             let audio = Arc::new(audio);
-            for tx in senders.iter_mut() {
+            for (tx, &f) in senders.iter_mut().zip(&format_of) {
                 // A deliverable whose encoder failed has dropped its receiver;
                 // the others go on, and its report carries the error.
                 if let Some(t) = tx {
                     if t.send(Chunk {
                         index: n,
-                        frame: frame.clone(),
+                        picture: pictures[f].clone(),
+                        reference: references[f].clone(),
                         audio: audio.clone(),
                     })
                     .is_err()

@@ -129,41 +129,6 @@ pub fn hash_view(v: &VideoView<'_>) -> u64 {
     h.digest()
 }
 
-/// Bilinear resize of an RGBA frame. Good for the moderate ratios of v1
-/// deliverables (UHD↔HD↔720p); large downscales want an area filter, which
-/// comes with the colour-managed scaler.
-pub fn resize_bilinear(src: &Rgba8, dst: &mut Rgba8) {
-    let (sw, sh) = (src.width as usize, src.height as usize);
-    let (dw, dh) = (dst.width as usize, dst.height as usize);
-    if sw == dw && sh == dh {
-        dst.data.copy_from_slice(&src.data);
-        return;
-    }
-    // 16.16 fixed point, sampling at pixel centres.
-    let fx = |d: usize, sd: usize, dd: usize| -> (usize, u32) {
-        let pos = ((d as f64 + 0.5) * sd as f64 / dd as f64 - 0.5).max(0.0);
-        let i = (pos.floor() as usize).min(sd - 1);
-        let f = ((pos - i as f64) * 256.0) as u32;
-        (i, f.min(256))
-    };
-    let xs: Vec<(usize, u32)> = (0..dw).map(|x| fx(x, sw, dw)).collect();
-    for y in 0..dh {
-        let (y0, wy) = fx(y, sh, dh);
-        let y1 = (y0 + 1).min(sh - 1);
-        let r0 = &src.data[y0 * sw * 4..(y0 + 1) * sw * 4];
-        let r1 = &src.data[y1 * sw * 4..(y1 + 1) * sw * 4];
-        let out = &mut dst.data[y * dw * 4..(y + 1) * dw * 4];
-        for (x, &(x0, wx)) in xs.iter().enumerate() {
-            let x1 = (x0 + 1).min(sw - 1);
-            for c in 0..4 {
-                let a = r0[x0 * 4 + c] as u32 * (256 - wx) + r0[x1 * 4 + c] as u32 * wx;
-                let b = r1[x0 * 4 + c] as u32 * (256 - wx) + r1[x1 * 4 + c] as u32 * wx;
-                out[x * 4 + c] = ((a * (256 - wy) + b * wy + 32768) >> 16) as u8;
-            }
-        }
-    }
-}
-
 /// RGB → Y'CbCr coefficients for a matrix and range, as 16.16 fixed point.
 struct Coeffs {
     y: [i32; 3],
@@ -205,8 +170,10 @@ fn coeffs(matrix: u32, range: u32, depth: u32) -> Coeffs {
     }
 }
 
-/// Converts RGBA to the frame's YUV format (chroma is the mean of the
-/// co-sited block, i.e. centre siting). Formats with an alpha plane get the
+/// Converts 8-bit RGBA to the frame's YUV format in integer arithmetic:
+/// the converter before colour management, kept as the reference that
+/// `render::convert` must match within one code for 8-bit BT.709 (chroma is
+/// the mean of the co-sited block, i.e. centre siting). Formats with an alpha plane get the
 /// render's alpha, full range at their depth (FFmpeg's convention for
 /// alpha, whatever the colour range): `round(a · (2^bits − 1) / 255)`, so
 /// the render's 8-bit value is recovered exactly. Others drop alpha.
@@ -434,14 +401,5 @@ mod tests {
         }
         let cb = ((k.cb[0] * r + k.cb[1] * g + k.cb[2] * b) / 4 + 32768) >> 16;
         assert_eq!(fast.planes[1][cy * 32 + cx] as i32, cb + 128);
-    }
-
-    #[test]
-    fn resize_keeps_flat_fields_flat() {
-        let mut src = Rgba8::new(64, 36);
-        src.fill([10, 200, 30, 255]);
-        let mut dst = Rgba8::new(40, 20);
-        resize_bilinear(&src, &mut dst);
-        assert!(dst.data.chunks(4).all(|p| p == [10, 200, 30, 255]));
     }
 }

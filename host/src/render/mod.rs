@@ -10,7 +10,10 @@
 pub mod audio;
 pub mod colour;
 pub mod gpu;
+pub mod convert;
+pub mod cpu;
 pub mod image;
+pub mod lut;
 pub mod plan;
 pub mod timeline;
 

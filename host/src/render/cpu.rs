@@ -1,0 +1,775 @@
+//! The CPU reference renderer: the per-pixel rules of `render::plan`,
+//! literally, on every core (rows split into bands), and the conversion of
+//! `render::convert`.
+//!
+//! Fast paths give bit-identical results to the general kernel:
+//! - a layer whose inverse is an integer translation fetches texels instead
+//!   of interpolating (the bilinear weights are exactly 0 and 1, and the
+//!   interpolation is written as `a + (b − a)·f`, so `f = 0` returns `a`);
+//! - layers below the topmost one that hides everything (Normal, opacity 1,
+//!   no mix, an opaque source, every pixel centre inside its crop) are not
+//!   evaluated: `s + b·(1 − 1)` is `s`;
+//! - a plan that is one such layer, untransformed, the size of the canvas,
+//!   over a transparent background, is its source: [`Renderer::render`]
+//!   converts the source without drawing (the job pipeline's path while the
+//!   old compositor draws the canvas).
+
+use crate::manifest::model::{BlendMode, Primaries, Transfer};
+use crate::render::colour::{eotf, oetf};
+use crate::render::convert;
+use crate::render::image::Yuv;
+use crate::render::plan::{
+    ColourOps, FramePlan, LayerOp, LinearImage, Lut3d, MixKind, OutputFormat, Renderer, SourceKey,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The reference renderer. It keeps, per source key, whether the source is
+/// opaque everywhere (for the occlusion fast path).
+pub struct CpuRenderer {
+    canvas_primaries: Primaries,
+    opaque: HashMap<SourceKey, bool>,
+    fast_paths: bool,
+}
+
+impl CpuRenderer {
+    /// A renderer for a canvas in `canvas_primaries` (the frame plan does
+    /// not carry them; conversion needs them).
+    pub fn new(canvas_primaries: Primaries) -> Self {
+        CpuRenderer {
+            canvas_primaries,
+            opaque: HashMap::new(),
+            fast_paths: true,
+        }
+    }
+
+    /// The same renderer with every fast path off (tests prove the fast
+    /// paths change nothing).
+    pub fn without_fast_paths(canvas_primaries: Primaries) -> Self {
+        CpuRenderer {
+            fast_paths: false,
+            ..CpuRenderer::new(canvas_primaries)
+        }
+    }
+
+    /// Draws a plan into a new linear canvas.
+    ///
+    /// # Panics
+    /// When a layer names a source or LUT index the plan does not have (the
+    /// timeline builds plans; a wrong index is a bug there).
+    pub fn draw(&mut self, plan: &FramePlan, sources: &[Arc<LinearImage>]) -> LinearImage {
+        let layers: Vec<Prepared<'_>> = plan
+            .layers
+            .iter()
+            .map(|l| Prepared::new(l, &sources[l.source], &plan.luts, self.fast_paths))
+            .collect();
+        let start = if self.fast_paths {
+            self.first_visible(plan, sources)
+        } else {
+            0
+        };
+        let mut out = LinearImage::new(plan.width, plan.height);
+        let (w, h) = (plan.width as usize, plan.height as usize);
+        if w == 0 || h == 0 {
+            return out;
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(h);
+        let rows_per = h.div_ceil(threads);
+        let ctx = Kernel {
+            plan,
+            layers: &layers,
+            start,
+        };
+        let ctx = &ctx;
+        let draw = move |k: usize, band: &mut [[f32; 4]]| {
+            for (r, row) in band.chunks_mut(w).enumerate() {
+                let y = k * rows_per + r;
+                for (x, px) in row.iter_mut().enumerate() {
+                    *px = ctx.pixel(x, y);
+                }
+            }
+        };
+        let mut bands = out.data.chunks_mut(rows_per * w).enumerate();
+        let first = bands.next();
+        std::thread::scope(|scope| {
+            for (k, band) in bands {
+                scope.spawn(move || draw(k, band));
+            }
+            // This thread draws a band too.
+            if let Some((k, band)) = first {
+                draw(k, band);
+            }
+        });
+        out
+    }
+
+    /// Index of the layer to start from: the topmost that hides all below.
+    fn first_visible(&mut self, plan: &FramePlan, sources: &[Arc<LinearImage>]) -> usize {
+        // Forget sources no longer drawn (media keys change every frame).
+        let live: std::collections::HashSet<SourceKey> = plan.sources.iter().copied().collect();
+        self.opaque.retain(|k, _| live.contains(k));
+        let n = plan.layers.len();
+        for i in (0..n).rev() {
+            let l = &plan.layers[i];
+            let paired = l.mix.is_some() || plan.layers.get(i + 1).is_some_and(|u| u.mix.is_some());
+            if paired || l.blend != BlendMode::Normal || l.opacity != 1.0 {
+                continue;
+            }
+            if !covers(l, plan.width, plan.height) {
+                continue;
+            }
+            let src = &sources[l.source];
+            let opaque = match plan.sources.get(l.source) {
+                Some(k) => *self
+                    .opaque
+                    .entry(*k)
+                    .or_insert_with(|| src.data.iter().all(|p| p[3] == 1.0)),
+                None => src.data.iter().all(|p| p[3] == 1.0),
+            };
+            if opaque {
+                return i;
+            }
+        }
+        0
+    }
+
+    /// The source itself when the plan is a plain copy of it (see the
+    /// module docs).
+    fn passthrough<'s>(
+        &self,
+        plan: &FramePlan,
+        sources: &'s [Arc<LinearImage>],
+    ) -> Option<&'s LinearImage> {
+        let [l] = plan.layers.as_slice() else {
+            return None;
+        };
+        let src = sources.get(l.source)?;
+        let plain = self.fast_paths
+            && plan.background == [0.0; 4]
+            && l.mix.is_none()
+            && l.blend == BlendMode::Normal
+            && l.opacity == 1.0
+            && l.colour.identity
+            && l.inverse == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+            && (src.width, src.height) == (plan.width, plan.height)
+            && l.crop[0] <= 0.0
+            && l.crop[1] <= 0.0
+            && l.crop[2] >= plan.width as f32
+            && l.crop[3] >= plan.height as f32;
+        plain.then_some(&**src)
+    }
+}
+
+/// Whether every pixel centre of a `w × h` canvas maps inside the layer's
+/// crop: the crop is convex and the map affine, so the four corner centres
+/// decide.
+fn covers(l: &LayerOp, w: u32, h: u32) -> bool {
+    let m = &l.inverse;
+    let [cl, ct, cr, cb] = l.crop;
+    [
+        (0.5, 0.5),
+        (w as f32 - 0.5, 0.5),
+        (0.5, h as f32 - 0.5),
+        (w as f32 - 0.5, h as f32 - 0.5),
+    ]
+    .iter()
+    .all(|&(x, y)| {
+        let u = m[0] * x + m[1] * y + m[2];
+        let v = m[3] * x + m[4] * y + m[5];
+        u >= cl && u < cr && v >= ct && v < cb
+    })
+}
+
+/// A layer with what its shading needs looked up once.
+struct Prepared<'a> {
+    op: &'a LayerOp,
+    src: &'a LinearImage,
+    lut: Option<&'a Lut3d>,
+    /// The inverse is a translation by whole pixels: fetch, do not filter.
+    integer: bool,
+    /// Texel index bounds: the crop's texels, inside the image.
+    tx: (i64, i64),
+    ty: (i64, i64),
+}
+
+impl<'a> Prepared<'a> {
+    fn new(op: &'a LayerOp, src: &'a LinearImage, luts: &'a [Lut3d], fast: bool) -> Self {
+        let m = &op.inverse;
+        let integer = fast
+            && m[0] == 1.0
+            && m[1] == 0.0
+            && m[3] == 0.0
+            && m[4] == 1.0
+            && m[2].fract() == 0.0
+            && m[5].fract() == 0.0;
+        let [l, t, r, b] = op.crop;
+        let (w, h) = (src.width as i64, src.height as i64);
+        let bound = |lo: f32, hi: f32, n: i64| {
+            let a = (lo.floor() as i64).max(0);
+            let z = (hi.ceil() as i64 - 1).min(n - 1);
+            (a, z)
+        };
+        Prepared {
+            op,
+            src,
+            lut: op.colour.lut.map(|i| &luts[i]),
+            integer,
+            tx: bound(l, r, w),
+            ty: bound(t, b, h),
+        }
+    }
+
+    #[inline]
+    fn texel(&self, x: i64, y: i64) -> [f32; 4] {
+        let x = x.clamp(self.tx.0, self.tx.1) as usize;
+        let y = y.clamp(self.ty.0, self.ty.1) as usize;
+        self.src.data[y * self.src.width as usize + x]
+    }
+
+    /// `shade(L)` of the module docs at canvas pixel `(x, y)`.
+    #[inline]
+    fn shade(&self, x: usize, y: usize, transfer: Transfer) -> [f32; 4] {
+        let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+        let m = &self.op.inverse;
+        let u = m[0] * px + m[1] * py + m[2];
+        let v = m[3] * px + m[4] * py + m[5];
+        let [cl, ct, cr, cb] = self.op.crop;
+        // Written so that NaN coordinates are outside too.
+        if !(u >= cl && u < cr && v >= ct && v < cb)
+            || self.tx.0 > self.tx.1
+            || self.ty.0 > self.ty.1
+        {
+            return [0.0; 4];
+        }
+        let (su, sv) = (u - 0.5, v - 0.5);
+        let (fu, fv) = (su.floor(), sv.floor());
+        let (x0, y0) = (fu as i64, fv as i64);
+        let mut c = if self.integer {
+            self.texel(x0, y0)
+        } else {
+            let (fx, fy) = (su - fu, sv - fv);
+            let lerp = |a: [f32; 4], b: [f32; 4], f: f32| -> [f32; 4] {
+                std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
+            };
+            let top = lerp(self.texel(x0, y0), self.texel(x0 + 1, y0), fx);
+            let bot = lerp(self.texel(x0, y0 + 1), self.texel(x0 + 1, y0 + 1), fx);
+            lerp(top, bot, fy)
+        };
+        if !self.op.colour.identity {
+            c = colour_ops(c, &self.op.colour, transfer, self.lut);
+        }
+        let o = self.op.opacity;
+        c.map(|v| v * o)
+    }
+}
+
+/// [`ColourOps`] on one premultiplied colour (module docs of `plan`).
+#[inline]
+pub fn colour_ops(c: [f32; 4], ops: &ColourOps, t: Transfer, lut: Option<&Lut3d>) -> [f32; 4] {
+    let a = c[3];
+    if a == 0.0 {
+        return c;
+    }
+    let mut e: [f32; 3] = std::array::from_fn(|i| {
+        let lin = c[i] / a * ops.exposure_gain;
+        let e = oetf(t, lin.max(0.0));
+        let e = ops.gain[i] * (e + ops.lift[i] * (1.0 - e));
+        e.max(0.0).powf(1.0 / ops.gamma[i])
+    });
+    let y = 0.2126 * e[0] + 0.7152 * e[1] + 0.0722 * e[2];
+    e = e.map(|v| y + (v - y) * ops.saturation);
+    if let Some(l) = lut {
+        e = l.apply(e.map(|v| v.clamp(0.0, 1.0)));
+    }
+    [eotf(t, e[0]) * a, eotf(t, e[1]) * a, eotf(t, e[2]) * a, a]
+}
+
+/// `blend_op(b, s, mode)` of the module docs.
+#[inline]
+pub fn blend(b: [f32; 4], s: [f32; 4], mode: BlendMode) -> [f32; 4] {
+    let (a_s, a_b) = (s[3], b[3]);
+    match mode {
+        BlendMode::Normal => std::array::from_fn(|i| s[i] + b[i] * (1.0 - a_s)),
+        BlendMode::Add => [s[0] + b[0], s[1] + b[1], s[2] + b[2], (a_s + a_b).min(1.0)],
+        BlendMode::Multiply | BlendMode::Screen => {
+            let straight = |p: [f32; 4], a: f32, i: usize| if a > 0.0 { p[i] / a } else { 0.0 };
+            let mut o = [0.0; 4];
+            for i in 0..3 {
+                let (cs, cb) = (straight(s, a_s, i), straight(b, a_b, i));
+                let mixed = if mode == BlendMode::Multiply {
+                    cb * cs
+                } else {
+                    cb + cs - cb * cs
+                };
+                o[i] = s[i] * (1.0 - a_b) + b[i] * (1.0 - a_s) + a_s * a_b * mixed;
+            }
+            o[3] = a_s + a_b * (1.0 - a_s);
+            o
+        }
+    }
+}
+
+/// `mix_factor(m, x, y)` of the module docs.
+#[inline]
+pub fn mix_factor(kind: MixKind, t: f32, x: usize, y: usize, w: u32, h: u32) -> f32 {
+    match kind {
+        MixKind::Dissolve | MixKind::Dip(_) => t,
+        MixKind::Wipe { dir, softness } => {
+            let p = [
+                (x as f32 + 0.5) / w as f32 - 0.5,
+                (y as f32 + 0.5) / h as f32 - 0.5,
+            ];
+            let span = dir[0].abs() + dir[1].abs();
+            let q = (p[0] * dir[0] + p[1] * dir[1] + span / 2.0) / span;
+            if softness > 0.0 {
+                ((t * (1.0 + softness) - q) / softness).clamp(0.0, 1.0)
+            } else if q < t {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// The per-pixel loop of the module docs.
+struct Kernel<'a> {
+    plan: &'a FramePlan,
+    layers: &'a [Prepared<'a>],
+    start: usize,
+}
+
+impl Kernel<'_> {
+    #[inline]
+    fn pixel(&self, x: usize, y: usize) -> [f32; 4] {
+        let plan = self.plan;
+        let mut acc = plan.background;
+        let mut i = self.start;
+        let n = self.layers.len();
+        while i < n {
+            let mut c = self.layers[i].shade(x, y, plan.transfer);
+            let mut mode = self.layers[i].op.blend;
+            if let Some(m) = self.layers.get(i + 1).and_then(|l| l.op.mix) {
+                let d = self.layers[i + 1].shade(x, y, plan.transfer);
+                let t = mix_factor(m.kind, m.t, x, y, plan.width, plan.height);
+                c = match m.kind {
+                    MixKind::Dissolve | MixKind::Wipe { .. } => {
+                        std::array::from_fn(|k| c[k] * (1.0 - t) + d[k] * t)
+                    }
+                    MixKind::Dip(col) => {
+                        if t < 0.5 {
+                            std::array::from_fn(|k| c[k] * (1.0 - 2.0 * t) + col[k] * 2.0 * t)
+                        } else {
+                            std::array::from_fn(|k| {
+                                col[k] * (2.0 - 2.0 * t) + d[k] * (2.0 * t - 1.0)
+                            })
+                        }
+                    }
+                };
+                mode = self.layers[i + 1].op.blend;
+                i += 1;
+            }
+            acc = blend(acc, c, mode);
+            i += 1;
+        }
+        acc
+    }
+}
+
+impl Renderer for CpuRenderer {
+    fn name(&self) -> String {
+        "cpu".to_owned()
+    }
+
+    fn render(
+        &mut self,
+        plan: &FramePlan,
+        sources: &[Arc<LinearImage>],
+        outputs: &[OutputFormat],
+    ) -> Result<Vec<Yuv>, String> {
+        let drawn;
+        let canvas = match self.passthrough(plan, sources) {
+            Some(src) => src,
+            None => {
+                drawn = self.draw(plan, sources);
+                &drawn
+            }
+        };
+        Ok(outputs
+            .iter()
+            .map(|f| convert::convert(canvas, self.canvas_primaries, f))
+            .collect())
+    }
+
+    fn render_linear(
+        &mut self,
+        plan: &FramePlan,
+        sources: &[Arc<LinearImage>],
+    ) -> Result<LinearImage, String> {
+        Ok(self.draw(plan, sources))
+    }
+}
+
+/// A plan that draws `canvas` as it is (one untransformed layer over a
+/// transparent background): how a canvas made elsewhere (the compositor of
+/// manifest v1) reaches a [`Renderer`]'s conversion. `generation` tells
+/// renderers that cache sources by key that the pixels are new (the frame
+/// number will do).
+pub fn copy_plan(canvas: &LinearImage, transfer: Transfer, generation: u64) -> FramePlan {
+    FramePlan {
+        width: canvas.width,
+        height: canvas.height,
+        background: [0.0; 4],
+        layers: vec![LayerOp {
+            source: 0,
+            inverse: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            crop: [0.0, 0.0, canvas.width as f32, canvas.height as f32],
+            opacity: 1.0,
+            blend: BlendMode::Normal,
+            colour: ColourOps::IDENTITY,
+            mix: None,
+        }],
+        sources: vec![SourceKey {
+            id: (usize::MAX, usize::MAX),
+            generation,
+        }],
+        transfer,
+        luts: Arc::new(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::plan::Mix;
+
+    fn layer(source: usize, w: u32, h: u32) -> LayerOp {
+        LayerOp {
+            source,
+            inverse: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            crop: [0.0, 0.0, w as f32, h as f32],
+            opacity: 1.0,
+            blend: BlendMode::Normal,
+            colour: ColourOps::IDENTITY,
+            mix: None,
+        }
+    }
+
+    fn plan(
+        w: u32,
+        h: u32,
+        background: [f32; 4],
+        layers: Vec<LayerOp>,
+        n_sources: usize,
+    ) -> FramePlan {
+        FramePlan {
+            width: w,
+            height: h,
+            background,
+            layers,
+            sources: (0..n_sources)
+                .map(|i| SourceKey {
+                    id: (0, i),
+                    generation: 0,
+                })
+                .collect(),
+            transfer: Transfer::Bt709,
+            luts: Arc::new(Vec::new()),
+        }
+    }
+
+    fn solid(w: u32, h: u32, c: [f32; 4]) -> Arc<LinearImage> {
+        Arc::new(LinearImage::filled(w, h, c))
+    }
+
+    /// A source whose pixel (x, y) is `[x, y, x·y/100, 1]` (each pixel tells
+    /// where it came from).
+    fn coords(w: u32, h: u32) -> Arc<LinearImage> {
+        let mut img = LinearImage::new(w, h);
+        for (i, p) in img.data.iter_mut().enumerate() {
+            let (x, y) = ((i % w as usize) as f32, (i / w as usize) as f32);
+            *p = [x, y, x * y / 100.0, 1.0];
+        }
+        Arc::new(img)
+    }
+
+    fn draw(p: &FramePlan, s: &[Arc<LinearImage>]) -> LinearImage {
+        let fast = CpuRenderer::new(Primaries::Bt709).draw(p, s);
+        let slow = CpuRenderer::without_fast_paths(Primaries::Bt709).draw(p, s);
+        assert_eq!(fast, slow, "fast paths must not change a value");
+        fast
+    }
+
+    fn close(a: [f32; 4], b: [f32; 4], tol: f32) -> bool {
+        (0..4).all(|i| (a[i] - b[i]).abs() <= tol)
+    }
+
+    #[test]
+    fn blend_modes_follow_their_formulas() {
+        let b = [0.2, 0.4, 0.1, 0.8];
+        let s = [0.3, 0.1, 0.25, 0.5];
+        let (cs, cb) = ([0.6f32, 0.2, 0.5], [0.25f32, 0.5, 0.125]);
+        let w3c = |f: &dyn Fn(f32, f32) -> f32| {
+            let mut o = [0.0; 4];
+            for i in 0..3 {
+                o[i] = s[i] * (1.0 - b[3]) + b[i] * (1.0 - s[3]) + s[3] * b[3] * f(cb[i], cs[i]);
+            }
+            o[3] = s[3] + b[3] * (1.0 - s[3]);
+            o
+        };
+        let want = [
+            (
+                BlendMode::Normal,
+                [
+                    0.3 + 0.2 * 0.5,
+                    0.1 + 0.4 * 0.5,
+                    0.25 + 0.1 * 0.5,
+                    0.5 + 0.8 * 0.5,
+                ],
+            ),
+            (BlendMode::Add, [0.5, 0.5, 0.35, 1.0]),
+            (BlendMode::Multiply, w3c(&|b, s| b * s)),
+            (BlendMode::Screen, w3c(&|b, s| b + s - b * s)),
+        ];
+        for (mode, want) in want {
+            let mut l = layer(0, 4, 4);
+            l.blend = mode;
+            let out = draw(&plan(4, 4, b, vec![l], 1), &[solid(4, 4, s)]);
+            assert!(
+                out.data.iter().all(|p| close(*p, want, 1e-6)),
+                "{mode:?}: {:?} vs {want:?}",
+                out.data[0]
+            );
+        }
+    }
+
+    fn pair(kind: MixKind, t: f32) -> (FramePlan, Vec<Arc<LinearImage>>) {
+        let a = [0.8, 0.2, 0.1, 1.0];
+        let b = [0.0, 0.4, 0.6, 1.0];
+        let mut l1 = layer(1, 8, 8);
+        l1.mix = Some(Mix { kind, t });
+        (
+            plan(8, 8, [0.0; 4], vec![layer(0, 8, 8), l1], 2),
+            vec![solid(8, 8, a), solid(8, 8, b)],
+        )
+    }
+
+    #[test]
+    fn dissolve_dip_and_wipes() {
+        let (p, s) = pair(MixKind::Dissolve, 0.5);
+        let out = draw(&p, &s);
+        assert!(out
+            .data
+            .iter()
+            .all(|px| close(*px, [0.4, 0.3, 0.35, 1.0], 1e-6)));
+        let k = [0.1, 0.1, 0.1, 1.0];
+        let (p, s) = pair(MixKind::Dip(k), 0.5);
+        assert!(draw(&p, &s).data.iter().all(|px| close(*px, k, 1e-6)));
+        // A hard wipe at t = 0.5: the incoming clip on the side the edge
+        // starts from, split at the middle.
+        let (a, b) = (s[0].data[0], s[1].data[0]);
+        for (dir, along_x) in [([1.0, 0.0], true), ([0.0, 1.0], false)] {
+            let (p, s) = pair(MixKind::Wipe { dir, softness: 0.0 }, 0.5);
+            let out = draw(&p, &s);
+            for y in 0..8 {
+                for x in 0..8 {
+                    let pos = if along_x { x } else { y };
+                    let want = if pos < 4 { b } else { a };
+                    assert_eq!(out.data[y * 8 + x], want, "dir {dir:?} ({x}, {y})");
+                }
+            }
+        }
+        // A soft wipe ramps across its softness.
+        let (p, s) = pair(
+            MixKind::Wipe {
+                dir: [1.0, 0.0],
+                softness: 0.5,
+            },
+            0.5,
+        );
+        let out = draw(&p, &s);
+        let first = out.data[0];
+        let last = out.data[7];
+        assert!(
+            close(first, b, 1e-6) && close(last, a, 1e-6),
+            "{first:?} {last:?}"
+        );
+        assert!(out.data[3][2] > a[2] && out.data[3][2] < b[2]);
+    }
+
+    #[test]
+    fn geometry_lands_on_the_expected_pixels() {
+        let bg = [0.0, 0.0, 0.0, 0.0];
+        let src = coords(8, 8);
+        // Translate by (+3, +2): canvas (x, y) shows source (x − 3, y − 2).
+        let mut l = layer(0, 8, 8);
+        l.inverse = [1.0, 0.0, -3.0, 0.0, 1.0, -2.0];
+        let out = draw(&plan(8, 8, bg, vec![l], 1), std::slice::from_ref(&src));
+        for y in 0..8 {
+            for x in 0..8 {
+                let want = if x >= 3 && y >= 2 {
+                    src.data[(y - 2) * 8 + x - 3]
+                } else {
+                    bg
+                };
+                assert_eq!(out.data[y * 8 + x], want, "({x}, {y})");
+            }
+        }
+        // Scale ×2 about the origin: bilinear between texel centres, clamped
+        // at the edges.
+        let mut l = layer(0, 8, 8);
+        l.inverse = [0.5, 0.0, 0.0, 0.0, 0.5, 0.0];
+        let out = draw(&plan(16, 16, bg, vec![l], 1), std::slice::from_ref(&src));
+        for x in 0..16 {
+            let want = (x as f32 / 2.0 - 0.25).clamp(0.0, 7.0);
+            assert!(
+                (out.data[5 * 16 + x][0] - want).abs() < 1e-6,
+                "x {x}: {:?}",
+                out.data[5 * 16 + x]
+            );
+        }
+        // Rotate 90° clockwise: canvas (x, y) shows source (y, 7 − x).
+        let mut l = layer(0, 8, 8);
+        l.inverse = [0.0, 1.0, 0.0, -1.0, 0.0, 8.0];
+        let out = draw(&plan(8, 8, bg, vec![l], 1), std::slice::from_ref(&src));
+        for y in 0..8 {
+            for x in 0..8 {
+                assert_eq!(out.data[y * 8 + x], src.data[(7 - x) * 8 + y], "({x}, {y})");
+            }
+        }
+        // Crop: outside it the layer is transparent; inside, bilinear taps
+        // clamp to the crop's texels.
+        let mut l = layer(0, 8, 8);
+        l.crop = [2.0, 1.0, 6.0, 7.0];
+        let out = draw(&plan(8, 8, bg, vec![l], 1), std::slice::from_ref(&src));
+        for y in 0..8 {
+            for x in 0..8 {
+                let inside = (2..6).contains(&x) && (1..7).contains(&y);
+                let want = if inside { src.data[y * 8 + x] } else { bg };
+                assert_eq!(out.data[y * 8 + x], want, "({x}, {y})");
+            }
+        }
+        let mut l = layer(0, 8, 8);
+        l.inverse = [0.5, 0.0, 0.0, 0.0, 0.5, 0.0];
+        l.crop = [1.0, 0.0, 3.0, 8.0];
+        let out = draw(&plan(16, 16, bg, vec![l], 1), &[src]);
+        // Canvas x = 2: u = 1.25, inside; its left tap (texel 0) clamps to
+        // texel 1.
+        assert_eq!(out.data[16 * 4 + 2][0], 1.0);
+        assert_eq!(out.data[16 * 4 + 1], bg);
+        assert_eq!(out.data[16 * 4 + 6], bg);
+    }
+
+    fn graded(ops: ColourOps, c: [f32; 4], luts: Vec<Lut3d>) -> [f32; 4] {
+        let mut l = layer(0, 2, 2);
+        l.colour = ops;
+        let mut p = plan(2, 2, [0.0; 4], vec![l], 1);
+        p.luts = Arc::new(luts);
+        draw(&p, &[solid(2, 2, c)]).data[0]
+    }
+
+    #[test]
+    fn colour_operations() {
+        let c = [0.1, 0.2, 0.3, 0.5];
+        // Exposure +1 doubles linear values (through the OETF and back).
+        let ops = ColourOps {
+            identity: false,
+            exposure_gain: 2.0,
+            ..ColourOps::IDENTITY
+        };
+        let o = graded(ops, c, vec![]);
+        assert!(close(o, [0.2, 0.4, 0.6, 0.5], 1e-5), "{o:?}");
+        // Saturation 0: grey (equal channels), alpha kept.
+        let ops = ColourOps {
+            identity: false,
+            saturation: 0.0,
+            ..ColourOps::IDENTITY
+        };
+        let o = graded(ops, c, vec![]);
+        assert!(
+            (o[0] - o[1]).abs() < 1e-7 && (o[1] - o[2]).abs() < 1e-7 && o[3] == 0.5,
+            "{o:?}"
+        );
+        // The grey is the BT.709 luma of the encoded colour.
+        let e = c.map(|v| oetf(Transfer::Bt709, v / 0.5));
+        let y = 0.2126 * e[0] + 0.7152 * e[1] + 0.0722 * e[2];
+        assert!((o[0] - eotf(Transfer::Bt709, y) * 0.5).abs() < 1e-6);
+        // An identity LUT changes nothing.
+        let ops = ColourOps {
+            identity: false,
+            lut: Some(0),
+            ..ColourOps::IDENTITY
+        };
+        let o = graded(ops, c, vec![Lut3d::from_fn(17, |c| c)]);
+        assert!(close(o, c, 1e-5), "{o:?}");
+        // A channel-swap LUT swaps (encoded values, so linear ones too).
+        let ops = ColourOps {
+            identity: false,
+            lut: Some(0),
+            ..ColourOps::IDENTITY
+        };
+        let o = graded(ops, c, vec![Lut3d::from_fn(2, |[r, g, b]| [b, r, g])]);
+        assert!(close(o, [0.3, 0.1, 0.2, 0.5], 1e-5), "{o:?}");
+        // Lift/gamma/gain on encoded values: gain 0.5 halves them.
+        let ops = ColourOps {
+            identity: false,
+            gain: [0.5; 3],
+            ..ColourOps::IDENTITY
+        };
+        let o = graded(ops, [1.0, 1.0, 1.0, 1.0], vec![]);
+        assert!((o[0] - eotf(Transfer::Bt709, 0.5)).abs() < 1e-6, "{o:?}");
+        // Opacity scales all four components.
+        let mut l = layer(0, 2, 2);
+        l.opacity = 0.25;
+        let out = draw(&plan(2, 2, [0.0; 4], vec![l], 1), &[solid(2, 2, c)]);
+        assert!(close(out.data[0], c.map(|v| v * 0.25), 1e-7));
+    }
+
+    #[test]
+    fn an_opaque_full_layer_hides_those_below_and_a_plain_copy_converts_its_source() {
+        let under = coords(8, 8);
+        let over = solid(8, 8, [0.5, 0.25, 0.125, 1.0]);
+        let mut top = layer(1, 8, 8);
+        top.colour = ColourOps {
+            identity: false,
+            saturation: 0.5,
+            ..ColourOps::IDENTITY
+        };
+        let p = plan(8, 8, [1.0; 4], vec![layer(0, 8, 8), top], 2);
+        let mut r = CpuRenderer::new(Primaries::Bt709);
+        assert_eq!(r.first_visible(&p, &[under.clone(), over.clone()]), 1);
+        draw(&p, &[under.clone(), over]);
+        // A plain copy converts the source itself.
+        let canvas = coords(8, 8);
+        let f = OutputFormat {
+            width: 8,
+            height: 8,
+            pix_fmt: deliver_plugin_api::abi::pix::YUV420P10,
+            primaries: 1,
+            transfer: 1,
+            matrix: 1,
+            range: 1,
+            dither: true,
+        };
+        let p = copy_plan(&canvas, Transfer::Bt709, 7);
+        let mut fast = CpuRenderer::new(Primaries::Bt709);
+        assert!(fast
+            .passthrough(&p, std::slice::from_ref(&canvas))
+            .is_some());
+        let a = fast
+            .render(&p, std::slice::from_ref(&canvas), &[f])
+            .unwrap();
+        let b = CpuRenderer::without_fast_paths(Primaries::Bt709)
+            .render(&p, std::slice::from_ref(&canvas), &[f])
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a[0], convert::convert(&canvas, Primaries::Bt709, &f));
+        assert_eq!(
+            fast.render_linear(&p, std::slice::from_ref(&canvas))
+                .unwrap(),
+            *canvas
+        );
+    }
+}
