@@ -118,9 +118,10 @@ pub struct Settings {
     pub plugin_rescan: Duration,
 }
 
-/// Whether a file in `incoming/` is a composition this host takes.
+/// Whether a file in `incoming/` is a composition this host takes: a TOML
+/// manifest or an OpenTimelineIO timeline.
 pub fn is_manifest(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "toml")
+    p.extension().is_some_and(|e| e == "toml") || manifest::is_otio(p)
 }
 
 /// A claimed manifest, ready to run.

@@ -123,6 +123,7 @@ pub fn error_report(
         render: None,
         deliverables: Vec::new(),
         error: Some(err.to_report()),
+        warnings: Vec::new(),
     }
 }
 
@@ -403,6 +404,7 @@ pub fn run(m: &Manifest, reg: &Registry, presets: &PresetLibrary, opts: &JobOpti
         render,
         deliverables,
         error,
+        warnings: m.warnings.clone(),
     }
 }
 

@@ -113,6 +113,7 @@
 
 pub mod error;
 pub mod model;
+pub mod otio;
 pub mod raw;
 pub mod time;
 pub mod validate;
@@ -159,6 +160,10 @@ impl Default for LoadContext {
 /// `priority` when it is an integer in range, else the default. A manifest
 /// with a bad priority is refused when it is loaded.
 pub fn peek_priority(src: &[u8]) -> u8 {
+    // An OTIO timeline is a JSON object; a TOML manifest cannot start with `{`.
+    if src.trim_ascii_start().starts_with(b"{") {
+        return otio::peek_priority(src);
+    }
     #[derive(serde::Deserialize)]
     struct Peek {
         priority: Option<i64>,
@@ -170,6 +175,13 @@ pub fn peek_priority(src: &[u8]) -> u8 {
         .and_then(|p| u8::try_from(p).ok())
         .filter(|p| *p <= validate::MAX_PRIORITY)
         .unwrap_or(validate::DEFAULT_PRIORITY)
+}
+
+/// Whether `path` names an OpenTimelineIO timeline (`.otio`), read by
+/// [`otio`] rather than as a TOML manifest.
+pub fn is_otio(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("otio"))
 }
 
 /// Reads and validates the manifest at `path`, reading at most
@@ -206,6 +218,9 @@ pub fn load(path: &Path, ctx: &LoadContext) -> Result<Manifest, InputError> {
 ///
 /// As [`load`].
 pub fn parse(src: &[u8], path: &Path, ctx: &LoadContext) -> Result<Manifest, InputError> {
+    if is_otio(path) {
+        return otio::parse(src, path, ctx);
+    }
     if src.len() as u64 > ctx.max_bytes {
         return Err(too_large(path, Some(src.len() as u64), ctx.max_bytes));
     }
@@ -679,7 +694,10 @@ preset = "web/h264-1080p"
         let m = parse_str(&ok).unwrap();
         assert_eq!(
             m.video[0].clips[1].transition_in,
-            Some(Dissolve { frames: 25 })
+            Some(Transition {
+                kind: TransitionKind::Dissolve,
+                frames: 25
+            })
         );
 
         // A dissolve shorter than the overlap leaves part of it uncovered.
@@ -899,10 +917,7 @@ video.options.crf = 18
                             // 5.5 s × 29.97 = 164.835 → 165
                             frames: 165,
                             in_point: 0.0,
-                            opacity: 1.0,
-                            position: [0.0, 0.0],
-                            scale: 1.0,
-                            transition_in: None,
+                            ..VideoClip::new(VideoSource::Bars, 0, 165)
                         },
                         VideoClip {
                             source: VideoSource::Media { path: media },
@@ -911,11 +926,12 @@ video.options.crf = 18
                             // (7 - 2) s × 29.97 = 149.85 → 150
                             frames: 150,
                             in_point: 2.0,
-                            opacity: 1.0,
-                            position: [0.0, 0.0],
-                            scale: 1.0,
                             // the bars end at 165 = 150 + 15: the overlap is the dissolve
-                            transition_in: Some(Dissolve { frames: 15 }),
+                            transition_in: Some(Transition {
+                                kind: TransitionKind::Dissolve,
+                                frames: 15,
+                            }),
+                            ..VideoClip::new(VideoSource::Bars, 0, 0)
                         },
                     ],
                 },
@@ -929,10 +945,10 @@ video.options.crf = 18
                         // 0.5 s × 29.97 = 14.985 → 15
                         frames: 15,
                         in_point: 0.0,
-                        opacity: 0.5,
-                        position: [10.0, -20.5],
-                        scale: 0.25,
-                        transition_in: None,
+                        opacity: Param::constant(0.5),
+                        position: [Param::constant(10.0), Param::constant(-20.5)],
+                        scale: Param::constant(0.25),
+                        ..VideoClip::new(VideoSource::Bars, 0, 0)
                     }],
                 },
             ],
@@ -949,6 +965,9 @@ video.options.crf = 18
                         frames: 30,
                         in_point: 0.0,
                         gain_db: 0.0,
+                        fade_in: 0,
+                        fade_out: 0,
+                        pan: 0.0,
                     },
                     AudioClip {
                         source: AudioSource::Media { path: music },
@@ -957,6 +976,9 @@ video.options.crf = 18
                         frames: 300,
                         in_point: 1.5,
                         gain_db: 2.5,
+                        fade_in: 0,
+                        fade_out: 0,
+                        pan: 0.0,
                     },
                 ],
             }],
@@ -974,6 +996,7 @@ video.options.crf = 18
                     line: 54,
                 },
             ],
+            warnings: Vec::new(),
         };
         assert_eq!(m, expected);
 

@@ -89,16 +89,16 @@ struct Validator<'a> {
 }
 
 /// Where media may come from, canonicalized once per manifest.
-struct MediaRoots {
+pub(crate) struct MediaRoots {
     /// Canonical base directory relative media paths resolve against.
-    base: PathBuf,
+    pub(crate) base: PathBuf,
     canonical: Vec<PathBuf>,
     /// The roots as configured, for messages.
-    shown: String,
+    pub(crate) shown: String,
 }
 
 impl MediaRoots {
-    fn new(base: &Path, configured: &[PathBuf]) -> Self {
+    pub(crate) fn new(base: &Path, configured: &[PathBuf]) -> Self {
         let base = absolute(base);
         let configured: Vec<PathBuf> = if configured.is_empty() {
             vec![base.clone()]
@@ -124,7 +124,7 @@ impl MediaRoots {
         }
     }
 
-    fn contains(&self, path: &Path) -> bool {
+    pub(crate) fn contains(&self, path: &Path) -> bool {
         self.canonical.iter().any(|r| path.starts_with(r))
     }
 }
@@ -356,6 +356,7 @@ impl Validator<'_> {
                 video,
                 audio,
                 deliverables: self.default_deliverables()?,
+                warnings: Vec::new(),
             });
         }
         let mut deliverables = Vec::with_capacity(raw.deliverable.len());
@@ -386,6 +387,7 @@ impl Validator<'_> {
             video,
             audio,
             deliverables,
+            warnings: Vec::new(),
         })
     }
 
@@ -1321,7 +1323,7 @@ pub(crate) fn valid_preset_id(id: &str) -> bool {
         })
 }
 
-fn valid_manifest_name(s: &str) -> bool {
+pub(crate) fn valid_manifest_name(s: &str) -> bool {
     let n = s.chars().count();
     (1..=100).contains(&n)
         && !s.starts_with('.')
@@ -1330,7 +1332,7 @@ fn valid_manifest_name(s: &str) -> bool {
 }
 
 /// The file stem, with anything that would not be a usable name replaced.
-fn default_manifest_name(path: &Path) -> String {
+pub(crate) fn default_manifest_name(path: &Path) -> String {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
