@@ -1933,3 +1933,594 @@ fn json_error(path: &Path, e: &serde_json::Error) -> InputError {
         .at(e.line().max(1), e.column().max(1))
         .expected("an OpenTimelineIO timeline (JSON) as written by opentimelineio")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rt(value: f64, rate: f64) -> Value {
+        json!({"OTIO_SCHEMA": "RationalTime.1", "value": value, "rate": rate})
+    }
+
+    fn range(start: f64, dur: f64, rate: f64) -> Value {
+        json!({"OTIO_SCHEMA": "TimeRange.1", "start_time": rt(start, rate), "duration": rt(dur, rate)})
+    }
+
+    fn media_ref(url: &str, rate: f64) -> Value {
+        json!({"OTIO_SCHEMA": "ExternalReference.1", "target_url": url,
+               "available_range": range(0.0, 10_000.0, rate)})
+    }
+
+    fn clip(name: &str, reference: Value, start: f64, dur: f64, rate: f64) -> Value {
+        json!({"OTIO_SCHEMA": "Clip.2", "name": name, "source_range": range(start, dur, rate),
+               "effects": [], "markers": [], "enabled": true,
+               "media_references": {"DEFAULT_MEDIA": reference},
+               "active_media_reference_key": "DEFAULT_MEDIA"})
+    }
+
+    fn gap(dur: f64, rate: f64) -> Value {
+        json!({"OTIO_SCHEMA": "Gap.1", "source_range": range(0.0, dur, rate)})
+    }
+
+    fn dissolve(i: f64, o: f64, rate: f64) -> Value {
+        json!({"OTIO_SCHEMA": "Transition.1", "transition_type": "SMPTE_Dissolve",
+               "in_offset": rt(i, rate), "out_offset": rt(o, rate)})
+    }
+
+    fn track(kind: &str, children: Vec<Value>) -> Value {
+        json!({"OTIO_SCHEMA": "Track.1", "name": "", "kind": kind, "children": children,
+               "source_range": null, "effects": [], "markers": []})
+    }
+
+    fn timeline(tracks: Vec<Value>, deliver: Value) -> Value {
+        json!({"OTIO_SCHEMA": "Timeline.1", "name": "cut", "global_start_time": null,
+               "metadata": {"deliver": deliver},
+               "tracks": {"OTIO_SCHEMA": "Stack.1", "children": tracks}})
+    }
+
+    /// A folder with (fake) media files a.mov and b.mov.
+    fn media_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.mov"), b"x").unwrap();
+        std::fs::write(d.path().join("b.mov"), b"x").unwrap();
+        d
+    }
+
+    fn canvas25() -> Value {
+        json!({"canvas": {"width": 320, "height": 180, "frame_rate": 25},
+               "deliverables": ["web/h264-1080p"]})
+    }
+
+    fn load(dir: &Path, t: &Value) -> Result<Manifest, InputError> {
+        let path = dir.join("cut.otio");
+        parse(
+            serde_json::to_string_pretty(t).unwrap().as_bytes(),
+            &path,
+            &LoadContext::default(),
+        )
+    }
+
+    #[test]
+    fn rates_become_exact_fractions() {
+        assert_eq!(exact_rate(25.0), Some(Q::int(25)));
+        assert_eq!(exact_rate(24000.0 / 1001.0), Some(Q::new(24000, 1001)));
+        assert_eq!(exact_rate(23.976023976023978), Some(Q::new(24000, 1001)));
+        assert_eq!(exact_rate(29.97002997002997), Some(Q::new(30000, 1001)));
+        assert_eq!(exact_rate(59.94005994005994), Some(Q::new(60000, 1001)));
+        assert_eq!(exact_rate(12.5), Some(Q::new(25, 2)));
+        assert_eq!(exact_rate(0.0), None);
+        assert_eq!(exact_rate(-24.0), None);
+        assert_eq!(exact_rate(f64::NAN), None);
+        // 29.97 itself is not an NTSC rate: it is 2997/100.
+        assert_eq!(exact_rate(29.97), Some(Q::new(2997, 100)));
+    }
+
+    #[test]
+    fn rounding_is_to_the_nearest_frame_halves_up() {
+        let r25 = Rate { num: 25, den: 1 };
+        // 1/50 s is half a frame at 25 fps: rounds up.
+        assert_eq!(Q::new(1, 50).to_frame(r25), 1);
+        assert_eq!(Q::new(1, 51).to_frame(r25), 0);
+        assert_eq!(Q::new(-1, 50).to_frame(r25), 0);
+        assert_eq!(Q::new(-3, 100).to_frame(r25), -1);
+    }
+
+    #[test]
+    fn ntsc_clips_conform_to_a_25_fps_canvas_without_gaps() {
+        let d = media_dir();
+        let r = 24000.0 / 1001.0;
+        // 48 frames at 23.976 = 2.002 s = 50.05 canvas frames; then 24
+        // frames = 1.001 s = 25.025 frames.
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![
+                    clip("a", media_ref("a.mov", r), 10.0, 48.0, r),
+                    clip("b", media_ref("b.mov", r), 0.0, 24.0, r),
+                ],
+            )],
+            canvas25(),
+        );
+        let m = load(d.path(), &t).unwrap();
+        let c = &m.video[0].clips;
+        assert_eq!((c[0].start, c[0].frames), (0, 50));
+        // 2.002 s → 50.05 → 50: the next clip starts where this one ends.
+        assert_eq!((c[1].start, c[1].frames), (50, 25));
+        // 75.075 → 75 frames.
+        assert_eq!(m.canvas.frames, 75);
+        assert_eq!(m.canvas.frame_rate, Rate { num: 25, den: 1 });
+        // a: source 10 frames at 24000/1001 = 0.41708 s.
+        assert!((c[0].in_point - 10.0 * 1001.0 / 24000.0).abs() < 1e-12);
+        // b starts at exactly 2.002 s but is shown from canvas frame 50 =
+        // 2.0 s: its in-point moves back by the 0.002 s of rounding.
+        assert!((c[1].in_point - 0.0).abs() < 1e-12, "{}", c[1].in_point);
+        assert_eq!(m.name, "cut");
+        assert_eq!(m.deliverables[0].preset, "web/h264-1080p");
+        assert_eq!(m.deliverables[0].name, "web_h264-1080p");
+        assert!(matches!(c[0].source, VideoSource::Media { .. }));
+        assert_eq!(c[0].fit, Fit::Fit);
+    }
+
+    #[test]
+    fn in_point_moves_with_start_rounding() {
+        let d = media_dir();
+        // A 30 fps clip after a 1-frame (at 30) gap: starts at 1/30 s =
+        // 0.8333 canvas frames → frame 1 (= 0.04 s), so it is shown 0.00667 s
+        // late: its in-point moves forward by that much.
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![
+                    gap(1.0, 30.0),
+                    clip("a", media_ref("a.mov", 30.0), 30.0, 60.0, 30.0),
+                ],
+            )],
+            canvas25(),
+        );
+        let m = load(d.path(), &t).unwrap();
+        let c = &m.video[0].clips[0];
+        assert_eq!(c.start, 1);
+        // 61/30 s = 50.83 → 51: 50 frames.
+        assert_eq!(c.frames, 50);
+        assert!(
+            (c.in_point - (1.0 + (0.04 - 1.0 / 30.0))).abs() < 1e-12,
+            "{}",
+            c.in_point
+        );
+    }
+
+    #[test]
+    fn dissolve_overlaps_both_clips_around_the_cut() {
+        let d = media_dir();
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![
+                    clip("a", media_ref("a.mov", 25.0), 0.0, 50.0, 25.0),
+                    dissolve(5.0, 7.0, 25.0),
+                    clip("b", media_ref("b.mov", 25.0), 25.0, 50.0, 25.0),
+                ],
+            )],
+            canvas25(),
+        );
+        let m = load(d.path(), &t).unwrap();
+        let c = &m.video[0].clips;
+        // The outgoing clip runs out_offset (7) past the cut at 50.
+        assert_eq!((c[0].start, c[0].frames), (0, 57));
+        // The incoming one starts in_offset (5) before it, its source 5 frames earlier.
+        assert_eq!((c[1].start, c[1].frames), (45, 55));
+        assert!((c[1].in_point - 0.8).abs() < 1e-12);
+        assert_eq!(
+            c[1].transition_in,
+            Some(Transition {
+                kind: TransitionKind::Dissolve,
+                frames: 12
+            })
+        );
+        // The previous clip covers the transition: 45 + 12 = 57.
+        assert_eq!(c[0].start + c[0].frames, c[1].start + 12);
+        assert_eq!(m.canvas.frames, 100);
+
+        // Without head handle, the incoming clip cannot start earlier.
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![
+                    clip("a", media_ref("a.mov", 25.0), 0.0, 50.0, 25.0),
+                    dissolve(5.0, 7.0, 25.0),
+                    clip("b", media_ref("b.mov", 25.0), 2.0, 50.0, 25.0),
+                ],
+            )],
+            canvas25(),
+        );
+        let e = load(d.path(), &t).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("\"b\""), "{text}");
+        assert!(text.contains("before its in-point"), "{text}");
+        assert_eq!(e.field.as_deref(), Some("tracks.children[0].children[1]"));
+    }
+
+    #[test]
+    fn dissolve_from_and_to_a_gap_fades_through_the_background() {
+        let d = media_dir();
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![
+                    gap(10.0, 25.0),
+                    dissolve(2.0, 2.0, 25.0),
+                    clip("a", media_ref("a.mov", 25.0), 25.0, 20.0, 25.0),
+                    dissolve(3.0, 3.0, 25.0),
+                    gap(10.0, 25.0),
+                ],
+            )],
+            canvas25(),
+        );
+        let m = load(d.path(), &t).unwrap();
+        let c = &m.video[0].clips[0];
+        assert_eq!((c.start, c.frames), (8, 25));
+        assert_eq!(c.transition_in.as_ref().map(|t| t.frames), Some(4));
+        // Fades out over the last 6 frames.
+        assert_eq!(c.opacity.at(18.0), 1.0);
+        assert_eq!(c.opacity.at(25.0), 0.0);
+        assert!((c.opacity.at(22.0) - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nested_stacks_and_tracks_flatten_with_their_trims() {
+        let d = media_dir();
+        // A nested stack of two tracks, trimmed to its frames 10..40, after
+        // a 20-frame clip.
+        let inner = json!({"OTIO_SCHEMA": "Stack.1", "name": "comp",
+        "source_range": range(10.0, 30.0, 25.0),
+        "children": [
+            track("Video", vec![clip("bg", media_ref("a.mov", 25.0), 100.0, 50.0, 25.0)]),
+            track("Video", vec![gap(20.0, 25.0),
+                clip("fg", json!({"OTIO_SCHEMA": "GeneratorReference.1",
+                    "generator_kind": "SolidColor", "parameters": {"color": "#ff000080"}}),
+                    0.0, 100.0, 25.0)]),
+        ]});
+        let mut outer = track(
+            "Video",
+            vec![clip("a", media_ref("b.mov", 25.0), 0.0, 20.0, 25.0), inner],
+        );
+        outer["name"] = json!("main");
+        let t = timeline(vec![outer], canvas25());
+        let m = load(d.path(), &t).unwrap();
+        assert_eq!(m.video.len(), 2, "{:#?}", m.video);
+        assert_eq!(m.video[0].name, "main");
+        assert_eq!(m.video[1].name, "main.2");
+        let base = &m.video[0].clips;
+        assert_eq!((base[0].start, base[0].frames), (0, 20));
+        // bg: inner frames 10..40 of a clip at 0..50 → outer 20..50, source from 100 + 10.
+        assert_eq!((base[1].start, base[1].frames), (20, 30));
+        assert!((base[1].in_point - 110.0 / 25.0).abs() < 1e-12);
+        // fg: inner 20..120 trimmed to 20..40 → outer 30..50.
+        let fg = &m.video[1].clips[0];
+        assert_eq!((fg.start, fg.frames), (30, 20));
+        assert_eq!(
+            fg.source,
+            VideoSource::Solid {
+                color: Rgba([255, 0, 0, 128])
+            }
+        );
+        assert_eq!(m.canvas.frames, 50);
+    }
+
+    #[test]
+    fn track_source_range_trims_the_track() {
+        let d = media_dir();
+        let mut tr = track(
+            "Video",
+            vec![
+                clip("a", media_ref("a.mov", 25.0), 0.0, 30.0, 25.0),
+                clip("b", media_ref("b.mov", 25.0), 0.0, 30.0, 25.0),
+            ],
+        );
+        tr["source_range"] = range(20.0, 20.0, 25.0);
+        let m = load(d.path(), &timeline(vec![tr], canvas25())).unwrap();
+        let c = &m.video[0].clips;
+        assert_eq!((c[0].start, c[0].frames), (0, 10));
+        assert!((c[0].in_point - 20.0 / 25.0).abs() < 1e-12);
+        assert_eq!((c[1].start, c[1].frames), (10, 10));
+        assert_eq!(m.canvas.frames, 20);
+    }
+
+    #[test]
+    fn time_warps_markers_and_audio() {
+        let d = media_dir();
+        let mut a = clip("slow", media_ref("a.mov", 25.0), 0.0, 25.0, 25.0);
+        a["effects"] = json!([{"OTIO_SCHEMA": "LinearTimeWarp.1", "effect_name": "LinearTimeWarp",
+                               "time_scalar": 0.5}]);
+        a["markers"] = json!([{"OTIO_SCHEMA": "Marker.2", "name": "check this"}]);
+        let mut b = clip("held", media_ref("b.mov", 25.0), 10.0, 25.0, 25.0);
+        b["effects"] = json!([{"OTIO_SCHEMA": "FreezeFrame.1", "effect_name": "FreezeFrame",
+                               "time_scalar": 0.0}]);
+        let t = timeline(
+            vec![
+                track("Video", vec![a, b]),
+                track(
+                    "Audio",
+                    vec![
+                        gap(5.0, 25.0),
+                        clip("snd", media_ref("a.mov", 25.0), 0.0, 40.0, 25.0),
+                    ],
+                ),
+            ],
+            canvas25(),
+        );
+        let m = load(d.path(), &t).unwrap();
+        assert_eq!(m.video[0].clips[0].speed, 0.5);
+        assert_eq!(m.video[0].clips[1].speed, 0.0);
+        assert!((m.video[0].clips[1].in_point - 0.4).abs() < 1e-12);
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert!(m.warnings[0].contains("check this"), "{:?}", m.warnings);
+        assert!(
+            m.warnings[0].contains("tracks.children[0].children[0]"),
+            "{:?}",
+            m.warnings
+        );
+        let snd = &m.audio[0].clips[0];
+        assert_eq!((snd.start, snd.frames), (5, 40));
+        assert_eq!(m.audio[0].name, "A1");
+        assert_eq!(m.video[0].name, "V1");
+        assert_eq!(m.canvas.frames, 50);
+    }
+
+    #[test]
+    fn unknown_schema_names_it_and_its_path() {
+        let d = media_dir();
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![
+                    clip("a", media_ref("a.mov", 25.0), 0.0, 25.0, 25.0),
+                    json!({"OTIO_SCHEMA": "SerializableCollection.1", "children": []}),
+                ],
+            )],
+            canvas25(),
+        );
+        let e = load(d.path(), &t).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("tracks.children[0].children[1]"));
+        let text = e.to_string();
+        assert!(
+            text.contains("schema \"SerializableCollection.1\" is not one this host reads"),
+            "{text}"
+        );
+        assert!(
+            text.starts_with(&format!(
+                "{}: field `tracks.children[0].children[1]`",
+                d.path().join("cut.otio").display()
+            )),
+            "{text}"
+        );
+
+        // An unknown effect names its schema and the clip.
+        let mut a = clip("graded", media_ref("a.mov", 25.0), 0.0, 25.0, 25.0);
+        a["effects"] = json!([{"OTIO_SCHEMA": "Effect.1", "effect_name": "Blur"}]);
+        let e = load(
+            d.path(),
+            &timeline(vec![track("Video", vec![a])], canvas25()),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("effect Effect.1 (effect_name \"Blur\")"),
+            "{text}"
+        );
+        assert!(text.contains("\"graded\""), "{text}");
+        assert_eq!(
+            e.field.as_deref(),
+            Some("tracks.children[0].children[0].effects[0]")
+        );
+
+        // A missing reference names the clip.
+        let a = clip(
+            "offline",
+            json!({"OTIO_SCHEMA": "MissingReference.1"}),
+            0.0,
+            25.0,
+            25.0,
+        );
+        let e = load(
+            d.path(),
+            &timeline(vec![track("Video", vec![a])], canvas25()),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("clip \"offline\""), "{text}");
+        assert!(text.contains("MissingReference"), "{text}");
+    }
+
+    #[test]
+    fn media_paths_follow_the_manifest_rules() {
+        let d = media_dir();
+        let root = d.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("in.mov"), b"x").unwrap();
+        let with = |url: &str| {
+            timeline(
+                vec![track(
+                    "Video",
+                    vec![clip("c", media_ref(url, 25.0), 0.0, 25.0, 25.0)],
+                )],
+                canvas25(),
+            )
+        };
+        let path = root.join("cut.otio");
+        let ctx = LoadContext {
+            media_roots: vec![root.clone()],
+            ..LoadContext::default()
+        };
+        let run = |t: &Value| parse(t.to_string().as_bytes(), &path, &ctx);
+        let canon = std::fs::canonicalize(root.join("in.mov")).unwrap();
+        for ok in [
+            "in.mov".to_owned(),
+            format!("file://{}", canon.display()),
+            format!("file://localhost{}", canon.display()).replace("in.mov", "%69n.mov"),
+        ] {
+            let m = run(&with(&ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(
+                m.video[0].clips[0].source,
+                VideoSource::Media {
+                    path: canon.clone()
+                }
+            );
+        }
+        let e = run(&with("missing.mov")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("\"missing.mov\" names a file that does not exist"),
+            "{text}"
+        );
+        assert!(text.contains("clip \"c\""), "{text}");
+        assert_eq!(
+            e.field.as_deref(),
+            Some("tracks.children[0].children[0].media_references.DEFAULT_MEDIA.target_url")
+        );
+        for outside in ["../a.mov", "../nope.mov", "file:///etc/passwd"] {
+            let e = run(&with(outside)).unwrap_err();
+            assert!(e.to_string().contains("is outside the media roots"), "{e}");
+        }
+        let e = run(&with("https://example.com/a.mov")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("URL scheme \"https\" is not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn json_syntax_errors_give_line_and_column() {
+        let d = media_dir();
+        let src = "{\n  \"OTIO_SCHEMA\": \"Timeline.1\",\n  \"tracks\": [1, 2,,]\n}\n";
+        let path = d.path().join("bad.otio");
+        let e = parse(src.as_bytes(), &path, &LoadContext::default()).unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(19)), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:3:19: JSON syntax error", path.display())),
+            "{e}"
+        );
+        let e = parse(
+            b"{\"OTIO_SCHEMA\": \"Timeline.1\"",
+            &path,
+            &LoadContext::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("the file ends early"), "{e}");
+        let e = parse(
+            b"{\"OTIO_SCHEMA\": \"Clip.2\"}",
+            &path,
+            &LoadContext::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("schema \"Clip.2\" is not one"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn canvas_and_deliverables_defaults() {
+        let d = media_dir();
+        let r = 30000.0 / 1001.0;
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![clip("a", media_ref("a.mov", r), 0.0, 60.0, r)],
+            )],
+            json!({}),
+        );
+        // No deliverables and no defaults: refused, saying how to name some.
+        let e = load(d.path(), &t).unwrap_err();
+        assert!(e.to_string().contains("names no deliverables"), "{e}");
+        let ctx = LoadContext {
+            default_presets: vec!["web/h264-720p".into()],
+            ..LoadContext::default()
+        };
+        let m = parse(t.to_string().as_bytes(), &d.path().join("x.otio"), &ctx).unwrap();
+        assert_eq!((m.canvas.width, m.canvas.height), DEFAULT_SIZE);
+        assert_eq!(
+            m.canvas.frame_rate,
+            Rate {
+                num: 30000,
+                den: 1001
+            }
+        );
+        assert_eq!(m.canvas.frames, 60);
+        assert_eq!(m.deliverables[0].name, "h264-720p");
+        assert_eq!(m.name, "x");
+
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![clip("a", media_ref("a.mov", 25.0), 0.0, 25.0, 25.0)],
+            )],
+            json!({"name": "promo", "priority": 80,
+                   "canvas": {"width": 640, "height": 360, "frame_rate": "30000/1001", "background": "#102030"},
+                   "deliverables": ["web/h264-720p", {"preset": "web/h264-1080p", "name": "hd",
+                                                       "overrides": {"video": {"options": {"crf": 18}}}}]}),
+        );
+        let m = load(d.path(), &t).unwrap();
+        assert_eq!((m.name.as_str(), m.priority), ("promo", 80));
+        assert_eq!(m.canvas.background, Rgba([0x10, 0x20, 0x30, 255]));
+        // 1 s at 29.97 = 29.97 → 30 frames.
+        assert_eq!(m.canvas.frames, 30);
+        assert_eq!(m.deliverables[1].name, "hd");
+        assert_eq!(
+            m.deliverables[1].overrides,
+            toml::from_str::<toml::Table>("video.options.crf = 18").unwrap()
+        );
+        assert_eq!(peek_priority(t.to_string().as_bytes()), 80);
+
+        let mut bad = t.clone();
+        bad["metadata"]["deliver"]["canvas"]["frame_rate"] = json!(29.97);
+        let e = load(d.path(), &bad).unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("metadata.deliver.canvas.frame_rate")
+        );
+        assert!(e.to_string().contains("30000/1001"), "{e}");
+        let mut bad = t.clone();
+        bad["metadata"]["deliver"]["canvas"]["width"] = json!(641);
+        let e = load(d.path(), &bad).unwrap_err();
+        assert!(e.to_string().contains("is odd"), "{e}");
+    }
+
+    #[test]
+    fn image_sequences_name_their_frames() {
+        let d = media_dir();
+        let seq_dir = d.path().join("seq");
+        std::fs::create_dir(&seq_dir).unwrap();
+        for n in 1001..1011 {
+            std::fs::write(seq_dir.join(format!("f.{n:04}.png")), b"x").unwrap();
+        }
+        let seq = json!({"OTIO_SCHEMA": "ImageSequenceReference.1", "target_url_base": "seq/",
+            "name_prefix": "f.", "name_suffix": ".png", "start_frame": 1001, "frame_step": 1,
+            "rate": 25.0, "frame_zero_padding": 4, "missing_frame_policy": "error",
+            "available_range": range(0.0, 10.0, 25.0)});
+        let t = timeline(
+            vec![track("Video", vec![clip("s", seq.clone(), 2.0, 8.0, 25.0)])],
+            canvas25(),
+        );
+        let m = load(d.path(), &t).unwrap();
+        let VideoSource::ImageSequence(s) = &m.video[0].clips[0].source else {
+            panic!("{:?}", m.video[0].clips[0].source);
+        };
+        let c = &m.video[0].clips[0];
+        assert_eq!(s.number_at(c.in_point), 1003);
+        assert_eq!(
+            s.path(1003),
+            std::fs::canonicalize(&seq_dir).unwrap().join("f.1003.png")
+        );
+        // Frames past the last image are refused, naming the file.
+        let t = timeline(
+            vec![track("Video", vec![clip("s", seq, 2.0, 9.0, 25.0)])],
+            canvas25(),
+        );
+        let e = load(d.path(), &t).unwrap_err();
+        assert!(e.to_string().contains("f.1011.png"), "{e}");
+    }
+}
