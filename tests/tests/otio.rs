@@ -217,12 +217,14 @@ fn make_media(dir: &Path) {
     ]);
 }
 
-fn write_cut(dir: &Path) -> PathBuf {
-    let otio = dir.join("cut.otio");
+/// Writes `cut.otio` with `cut.py` into `at`, for media in `media`.
+fn write_cut_at(at: &Path, media: &Path, absolute: bool) -> PathBuf {
+    let otio = at.join("cut.otio");
     let out = Command::new(otio_python())
         .arg(script("cut.py"))
         .arg(&otio)
-        .arg(dir)
+        .arg(media)
+        .args(absolute.then_some("--absolute"))
         .output()
         .unwrap();
     assert!(
@@ -231,6 +233,10 @@ fn write_cut(dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     otio
+}
+
+fn write_cut(dir: &Path) -> PathBuf {
+    write_cut_at(dir, dir, false)
 }
 
 #[test]
@@ -352,4 +358,28 @@ fn bad_timelines_name_the_schema_and_the_media() {
     let o = deliver(&plugins).arg("check").arg(&otio).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("320x180 @ 25/1 fps, 158 frames"));
+}
+
+#[test]
+fn a_watch_host_takes_otio_timelines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let media = root.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    make_media(&media);
+    // Written outside the root, then dropped in: URLs are absolute, inside
+    // the root (a watch root's default media root).
+    let otio = write_cut_at(tmp.path(), &media, true);
+    let plugins = plugin_dir(tmp.path(), &[]);
+    let mut host = Host::start(&root, &plugins, &[]);
+    host.drop_file("cut.otio", &std::fs::read(&otio).unwrap());
+    let (job, state, report) = host.wait_job("cut", std::time::Duration::from_secs(240));
+    assert_eq!(state, "done", "{report:#}");
+    assert!(
+        format!("{}", report["warnings"]).contains("check grade"),
+        "{report:#}"
+    );
+    let d = &report["deliverables"][0];
+    let file = job.join(Path::new(d["file"].as_str().unwrap()).file_name().unwrap());
+    assert_eq!(decode(&file).len(), 158);
 }
