@@ -46,6 +46,9 @@
 //! priority = 50               # optional, 0 to 100, default 50. A watch host starts the
 //!                             #   queued manifests of a root highest priority first (after
 //!                             #   the roots' own priorities, see `watch_config`)
+//! timeline = "cut.otio"       # optional: an OpenTimelineIO timeline (inside the media roots)
+//!                             #   supplies the canvas and tracks; then no [canvas], [[video]]
+//!                             #   or [[audio]] here. See [`otio`].
 //!
 //! [canvas]
 //! width = 1920                # required, even, 16 to 8192

@@ -95,20 +95,20 @@ impl Q {
         Q { num: n, den: 1 }
     }
 
-    pub fn add(self, o: Q) -> Q {
+    pub fn plus(self, o: Q) -> Q {
         Q::new(self.num * o.den + o.num * self.den, self.den * o.den)
     }
 
-    pub fn sub(self, o: Q) -> Q {
+    pub fn minus(self, o: Q) -> Q {
         Q::new(self.num * o.den - o.num * self.den, self.den * o.den)
     }
 
-    pub fn mul(self, o: Q) -> Q {
+    pub fn times(self, o: Q) -> Q {
         Q::new(self.num * o.num, self.den * o.den)
     }
 
     /// `self / o`; `o` must not be zero.
-    pub fn div(self, o: Q) -> Q {
+    pub fn over(self, o: Q) -> Q {
         Q::new(self.num * o.den, self.den * o.num)
     }
 
@@ -143,7 +143,7 @@ impl Q {
 
     /// The canvas frame nearest to this time, halves rounded up.
     pub fn to_frame(self, rate: Rate) -> i128 {
-        self.mul(Q::new(rate.num.into(), rate.den.into()))
+        self.times(Q::new(rate.num.into(), rate.den.into()))
             .round_half_up()
     }
 
@@ -251,22 +251,22 @@ impl Piece {
             return None;
         }
         if let Some(d) = self.dissolve_in {
-            let dend = self.start.add(d);
-            self.dissolve_in = (dend > start).then(|| dend.sub(start));
+            let dend = self.start.plus(d);
+            self.dissolve_in = (dend > start).then(|| dend.minus(start));
         }
         if let Some(f) = self.fade_out {
-            let fstart = self.end.sub(f);
-            self.fade_out = (fstart < end).then(|| end.sub(fstart.max(start)));
+            let fstart = self.end.minus(f);
+            self.fade_out = (fstart < end).then(|| end.minus(fstart.max(start)));
         }
-        self.src = self.src.add(start.sub(self.start).mul(self.speed));
+        self.src = self.src.plus(start.minus(self.start).times(self.speed));
         self.start = start;
         self.end = end;
         Some(self)
     }
 
     fn shifted(mut self, by: Q) -> Piece {
-        self.start = self.start.add(by);
-        self.end = self.end.add(by);
+        self.start = self.start.plus(by);
+        self.end = self.end.plus(by);
         self
     }
 }
@@ -281,7 +281,7 @@ struct Layer {
 
 /// Something placed on a track: how long it is and what it holds.
 enum Item {
-    Clip(Piece, Kind),
+    Clip(Box<Piece>, Kind),
     Gap,
     Nested(Vec<Layer>),
     Transition { in_offset: Q, out_offset: Q },
@@ -375,7 +375,7 @@ impl Reader<'_> {
             .value(value.to_string())
             .expected("a finite number")
         })?;
-        Ok(Some((value_q.div(rate_q), rate_q)))
+        Ok(Some((value_q.over(rate_q), rate_q)))
     }
 
     /// A `TimeRange`: (start seconds, duration seconds, rate of the duration).
@@ -475,7 +475,7 @@ impl Reader<'_> {
                         Item::Clip(p, kind) => vec![Layer {
                             kind,
                             name: Self::name_of(c),
-                            pieces: vec![p],
+                            pieces: vec![*p],
                         }],
                         _ => Vec::new(),
                     };
@@ -521,7 +521,7 @@ impl Reader<'_> {
         else {
             return Ok((layers, duration));
         };
-        let end = start.add(dur);
+        let end = start.plus(dur);
         let layers = layers
             .into_iter()
             .map(|l| Layer {
@@ -529,7 +529,7 @@ impl Reader<'_> {
                     .pieces
                     .into_iter()
                     .filter_map(|p| p.trimmed(start, end))
-                    .map(|p| p.shifted(Q::ZERO.sub(start)))
+                    .map(|p| p.shifted(Q::ZERO.minus(start)))
                     .collect(),
                 ..l
             })
@@ -606,7 +606,7 @@ impl Reader<'_> {
                 _ => return Err(self.unknown_schema(c, &cpath, KNOWN_ITEMS)),
             };
             items.push((item, t, d, cpath));
-            t = t.add(d);
+            t = t.plus(d);
         }
         let duration = t;
         // Second pass: transitions reach into their neighbours.
@@ -626,7 +626,7 @@ impl Reader<'_> {
                     .err(&tpath, "a transition at the start or end of a track has nothing to dissolve between")
                     .expected("a transition between two items of the track"));
             };
-            let total = in_offset.add(out_offset);
+            let total = in_offset.plus(out_offset);
             let (before, after) = items.split_at_mut(next);
             match (&mut before[prev].0, &mut after[0].0) {
                 (Item::Transition { .. }, _) | (_, Item::Transition { .. }) => {
@@ -687,7 +687,7 @@ impl Reader<'_> {
             match item {
                 Item::Clip(p, k) => {
                     let j = slot(k, 0, &mut layers);
-                    layers[j].pieces.push(p.shifted(start));
+                    layers[j].pieces.push((*p).shifted(start));
                 }
                 Item::Nested(nested) => {
                     let mut ordinals: HashMap<Kind, usize> = HashMap::new();
@@ -707,8 +707,8 @@ impl Reader<'_> {
     }
 
     fn extend_head(&self, p: &mut Piece, by: Q, tpath: &str) -> Result<(), InputError> {
-        p.start = p.start.sub(by);
-        p.src = p.src.sub(by.mul(p.speed));
+        p.start = p.start.minus(by);
+        p.src = p.src.minus(by.times(p.speed));
         if p.src.is_negative() && matches!(p.source, Source::Media(_) | Source::Sequence(_)) {
             return Err(self
                 .err(
@@ -718,7 +718,7 @@ impl Reader<'_> {
                          of media before its in-point",
                         by.as_f64(),
                         p.what,
-                        p.src.add(by.mul(p.speed)).as_f64()
+                        p.src.plus(by.times(p.speed)).as_f64()
                     ),
                 )
                 .expected("an in_offset no longer than the incoming clip's head handle"));
@@ -727,7 +727,7 @@ impl Reader<'_> {
     }
 
     fn extend_tail(&self, p: &mut Piece, by: Q, _tpath: &str) -> Result<(), InputError> {
-        p.end = p.end.add(by);
+        p.end = p.end.plus(by);
         Ok(())
     }
 
@@ -871,7 +871,7 @@ impl Reader<'_> {
             }
         };
         let speed = self.speed(v, path, &what, kind)?;
-        let src = sr_start.sub(media_start);
+        let src = sr_start.minus(media_start);
         if src.is_negative() && matches!(source, Source::Media(_) | Source::Sequence(_)) {
             return Err(self
                 .err(
@@ -903,7 +903,7 @@ impl Reader<'_> {
             fade_out: None,
             what,
         };
-        Ok((Item::Clip(piece, kind), sr_dur))
+        Ok((Item::Clip(Box::new(piece), kind), sr_dur))
     }
 
     fn speed(&self, v: &Value, path: &str, what: &str, kind: Kind) -> Result<Q, InputError> {
@@ -926,7 +926,7 @@ impl Reader<'_> {
                             .value(s.to_string())
                             .expected("a time_scalar of 0 or more"));
                     };
-                    speed = speed.mul(q);
+                    speed = speed.times(q);
                 }
                 Some(("FreezeFrame", 1)) => speed = Q::ZERO,
                 _ => {
@@ -1512,18 +1512,21 @@ fn frames_of(p: &Piece, canvas: &Canvas) -> Option<(u64, u64, u64, u64)> {
         return None;
     }
     let d = p.dissolve_in.map_or(0, |d| {
-        clamp(p.start.add(d).to_frame(rate)).saturating_sub(s)
+        clamp(p.start.plus(d).to_frame(rate)).saturating_sub(s)
     });
-    let f = p
-        .fade_out
-        .map_or(0, |f| e.saturating_sub(clamp(p.end.sub(f).to_frame(rate))));
+    let f = p.fade_out.map_or(0, |f| {
+        e.saturating_sub(clamp(p.end.minus(f).to_frame(rate)))
+    });
     Some((s, e, d.min(e - s), f.min(e - s)))
 }
 
 /// The source in-point for the rounded start: moved by the rounding.
 fn in_point(p: &Piece, s: u64, rate: Rate) -> f64 {
     let start = Q::new(i128::from(s) * i128::from(rate.den), rate.num.into());
-    p.src.add(start.sub(p.start).mul(p.speed)).as_f64().max(0.0)
+    p.src
+        .plus(start.minus(p.start).times(p.speed))
+        .as_f64()
+        .max(0.0)
 }
 
 fn video_clip(p: &Piece, canvas: &Canvas, warnings: &mut Vec<String>) -> Option<VideoClip> {
@@ -1713,7 +1716,7 @@ fn canvas(r: &Reader<'_>, meta: Option<&Value>, duration: Q) -> Result<Canvas, I
     )? as u32;
     let channels = int("channels", 2, 1..=2, "1 (mono) or 2 (stereo)")? as u32;
     let frames = duration.to_frame(frame_rate);
-    let max = i128::from(24 * 3600 * frame_rate.num / frame_rate.den);
+    let max = 24 * 3600 * i128::from(frame_rate.num) / i128::from(frame_rate.den);
     if frames < 1 || frames > max {
         return Err(r
             .err(
@@ -2522,5 +2525,59 @@ mod tests {
         );
         let e = load(d.path(), &t).unwrap_err();
         assert!(e.to_string().contains("f.1011.png"), "{e}");
+    }
+
+    #[test]
+    fn a_toml_manifest_takes_canvas_and_tracks_from_a_timeline() {
+        let d = media_dir();
+        let mut a = clip("a", media_ref("a.mov", 25.0), 0.0, 25.0, 25.0);
+        a["markers"] = json!([{"OTIO_SCHEMA": "Marker.2", "name": "note"}]);
+        let t = timeline(
+            vec![track("Video", vec![a])],
+            json!({"canvas": {"width": 640, "height": 360}}),
+        );
+        std::fs::create_dir(d.path().join("edit")).unwrap();
+        std::fs::write(d.path().join("edit/cut.otio"), t.to_string()).unwrap();
+        // The timeline names a.mov relative to its own folder: put it there.
+        std::fs::write(d.path().join("edit/a.mov"), b"x").unwrap();
+        let toml = "version = 1\nname = \"promo\"\ntimeline = \"edit/cut.otio\"\n\n[[deliverable]]\npreset = \"web/h264-720p\"\n";
+        let path = d.path().join("m.toml");
+        let m = super::super::parse(toml.as_bytes(), &path, &LoadContext::default()).unwrap();
+        assert_eq!(
+            (m.canvas.width, m.canvas.height, m.canvas.frames),
+            (640, 360, 25)
+        );
+        assert_eq!(m.name, "promo");
+        assert_eq!(m.deliverables[0].preset, "web/h264-720p");
+        assert_eq!(
+            m.video[0].clips[0].source,
+            VideoSource::Media {
+                path: std::fs::canonicalize(d.path().join("edit/a.mov")).unwrap()
+            }
+        );
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+
+        // Not both a timeline and a canvas.
+        let both = toml.replace("[[deliverable]]", "[canvas]\nwidth = 16\n\n[[deliverable]]");
+        let e = super::super::parse(both.as_bytes(), &path, &LoadContext::default()).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(5), Some("canvas")),
+            "{e}"
+        );
+        // A timeline outside the roots is refused like media.
+        let outside = toml.replace("edit/cut.otio", "../cut.otio");
+        let e =
+            super::super::parse(outside.as_bytes(), &path, &LoadContext::default()).unwrap_err();
+        assert!(e.to_string().contains("outside the media roots"), "{e}");
+        assert_eq!((e.line, e.column), (Some(3), Some(12)), "{e}");
+        // Errors inside the timeline name the timeline file.
+        std::fs::write(d.path().join("edit/cut.otio"), "{").unwrap();
+        let e = super::super::parse(toml.as_bytes(), &path, &LoadContext::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("edit/cut.otio:1:1: the file ends early"),
+            "{e}"
+        );
     }
 }
