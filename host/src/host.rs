@@ -800,6 +800,9 @@ fn process(shared: &Shared, reg: &'static Registry, job: &Submit) -> Outcome {
         base_dir: Some(shared.root.incoming().to_owned()),
         max_bytes: MAX_MANIFEST_BYTES,
         default_presets: shared.config.presets.clone(),
+        probe: Some(manifest::MediaProbe(Arc::new(move |p: &Path| {
+            crate::render::probe_size(reg, p)
+        }))),
     };
     let load = || {
         crate::rejected::claimed_metadata(&job.claimed)

@@ -930,13 +930,13 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             media_root,
             preset,
         } => {
-            let ctx = load_context(path, media_root, preset);
+            let reg = registry(cli);
+            let ctx = load_context(path, media_root, preset, reg);
             let m = manifest::load(path, &ctx)?;
             for w in &m.warnings {
                 eprintln!("warning: {}: {w}", path.display());
             }
             let lib = presets(cli)?;
-            let reg = registry(cli);
             for d in &m.deliverables {
                 // Field by field, with the preset file's line: what the
                 // plan below would refuse in one sentence.
@@ -978,7 +978,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
         } => {
             let reg = registry(cli);
             let lib = presets(cli)?;
-            let ctx = load_context(path, media_root, preset);
+            let ctx = load_context(path, media_root, preset, reg);
             let m = manifest::load(path, &ctx)?;
             for w in &m.warnings {
                 eprintln!("warning: {}: {w}", path.display());
@@ -1093,7 +1093,12 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
 /// A timeline that names no deliverables and gets no `--preset`.
 const TIMELINE_DEFAULT_PRESET: &str = "web/h264-1080p";
 
-fn load_context(manifest: &Path, media_root: &[PathBuf], presets: &[String]) -> LoadContext {
+fn load_context(
+    manifest: &Path,
+    media_root: &[PathBuf],
+    presets: &[String],
+    reg: &'static Registry,
+) -> LoadContext {
     let default_presets = if presets.is_empty() && manifest::is_otio(manifest) {
         vec![TIMELINE_DEFAULT_PRESET.to_owned()]
     } else {
@@ -1112,6 +1117,9 @@ fn load_context(manifest: &Path, media_root: &[PathBuf], presets: &[String]) -> 
         base_dir: None,
         max_bytes: host::MAX_MANIFEST_BYTES,
         default_presets,
+        probe: Some(manifest::MediaProbe(Arc::new(move |p: &Path| {
+            deliver::render::probe_size(reg, p)
+        }))),
     }
 }
 

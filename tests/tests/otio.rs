@@ -358,6 +358,18 @@ fn bad_timelines_name_the_schema_and_the_media() {
     let o = deliver(&plugins).arg("check").arg(&otio).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("320x180 @ 25/1 fps, 158 frames"));
+
+    // Without a canvas size, the first video clip's (read by the plugin) is used.
+    let mut t = good.clone();
+    let canvas = t["metadata"]["deliver"]["canvas"].as_object_mut().unwrap();
+    canvas.remove("width");
+    canvas.remove("height");
+    let p = dir.join("probed.otio");
+    std::fs::write(&p, serde_json::to_string_pretty(&t).unwrap()).unwrap();
+    let o = deliver(&plugins).arg("check").arg(&p).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("320x180 @ 25/1 fps, 158 frames"), "{out}");
 }
 
 #[test]

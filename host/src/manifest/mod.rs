@@ -141,7 +141,30 @@ pub struct LoadContext {
     /// (a watch root's `presets`): one deliverable per preset, named after
     /// the id's last component. Empty: a manifest must name deliverables.
     pub default_presets: Vec<String>,
+    /// Reads a medium's picture size, for an OTIO timeline that names no
+    /// canvas size (its first video clip's size is used); `None`: such a
+    /// timeline gets [`otio::DEFAULT_SIZE`].
+    pub probe: Option<MediaProbe>,
 }
+
+/// A medium's picture size (width, height), read by the host's decoder
+/// plugins; `None` when the file cannot be read.
+#[derive(Clone)]
+pub struct MediaProbe(pub std::sync::Arc<dyn Fn(&Path) -> Option<(u32, u32)> + Send + Sync>);
+
+impl std::fmt::Debug for MediaProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MediaProbe")
+    }
+}
+
+impl PartialEq for MediaProbe {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MediaProbe {}
 
 /// 1 MiB: a manifest is a page of text; anything near this size is a mistake
 /// or an attack.
@@ -154,6 +177,7 @@ impl Default for LoadContext {
             base_dir: None,
             max_bytes: DEFAULT_MAX_BYTES,
             default_presets: Vec::new(),
+            probe: None,
         }
     }
 }

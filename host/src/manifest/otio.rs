@@ -36,8 +36,10 @@
 //!
 //! `metadata.deliver.canvas` as in a TOML manifest (`width`, `height`,
 //! `frame_rate`, `background`, `sample_rate`, `channels`, `colour_space`;
-//! not `duration`, which is the timeline's). Without it: 1920×1080 at the
-//! rate of the first video clip (its `source_range`, else its media's
+//! not `duration`, which is the timeline's). Without a size: the first
+//! video clip's picture size, read through the decoder plugins
+//! ([`LoadContext::probe`]; rounded up to even), else 1920×1080. Without a
+//! rate: the first video clip's (its `source_range`, else its media's
 //! `available_range`), 25 fps if there is none. Media are fitted into the
 //! canvas ([`Fit::Fit`]), as an editing system conforms a source to its
 //! sequence.
@@ -293,6 +295,8 @@ struct Reader<'a> {
     warnings: Vec<String>,
     /// Rate of the first video clip, for the default canvas.
     first_rate: Option<Q>,
+    /// The first video clip's media file (or first image), for the default canvas size.
+    first_media: Option<PathBuf>,
 }
 
 fn schema_of(v: &Value) -> Option<(&str, u32)> {
@@ -870,6 +874,13 @@ impl Reader<'_> {
                 ))
             }
         };
+        if kind == Kind::Video && self.first_media.is_none() {
+            self.first_media = match &source {
+                Source::Media(p) => Some(p.clone()),
+                Source::Sequence(seq) => Some(seq.path(seq.start_frame)),
+                _ => None,
+            };
+        }
         let speed = self.speed(v, path, &what, kind)?;
         let src = sr_start.minus(media_start);
         if src.is_negative() && matches!(source, Source::Media(_) | Source::Sequence(_)) {
@@ -1351,6 +1362,7 @@ pub fn parse_timeline(
                 roots: MediaRoots::new(Path::new("."), &[]),
                 warnings: Vec::new(),
                 first_rate: None,
+                first_media: None,
             };
             return Err(r.unknown_schema(
                 &root,
@@ -1371,6 +1383,7 @@ pub fn parse_timeline(
         roots: MediaRoots::new(&base, &ctx.media_roots),
         warnings: Vec::new(),
         first_rate: None,
+        first_media: None,
     };
     let deliver = root
         .pointer("/metadata/deliver")
@@ -1395,7 +1408,17 @@ pub fn parse_timeline(
             ));
         }
     }
-    let canvas = canvas(&r, deliver.get("canvas"), duration)?;
+    let probed = r
+        .first_media
+        .as_deref()
+        .zip(ctx.probe.as_ref())
+        .and_then(|(p, probe)| (probe.0)(p))
+        // Even, in range: what a canvas may be.
+        .map(|(w, h)| {
+            let even = |n: u32| (n.div_ceil(2) * 2).clamp(16, 8192);
+            (even(w), even(h))
+        });
+    let canvas = canvas(&r, deliver.get("canvas"), duration, probed)?;
     let mut video = Vec::new();
     let mut audio = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
@@ -1600,7 +1623,13 @@ fn audio_clip(p: &Piece, canvas: &Canvas, warnings: &mut Vec<String>) -> Option<
     })
 }
 
-fn canvas(r: &Reader<'_>, meta: Option<&Value>, duration: Q) -> Result<Canvas, InputError> {
+fn canvas(
+    r: &Reader<'_>,
+    meta: Option<&Value>,
+    duration: Q,
+    probed: Option<(u32, u32)>,
+) -> Result<Canvas, InputError> {
+    let size = probed.unwrap_or(DEFAULT_SIZE);
     let empty = serde_json::Map::new();
     let m = match meta {
         Some(v) => r.obj(v, "metadata.deliver.canvas")?,
@@ -1642,8 +1671,8 @@ fn canvas(r: &Reader<'_>, meta: Option<&Value>, duration: Q) -> Result<Canvas, I
         }
     };
     const DIM: &str = "an even integer from 16 to 8192";
-    let width = int("width", DEFAULT_SIZE.0.into(), 16..=8192, DIM)?;
-    let height = int("height", DEFAULT_SIZE.1.into(), 16..=8192, DIM)?;
+    let width = int("width", size.0.into(), 16..=8192, DIM)?;
+    let height = int("height", size.1.into(), 16..=8192, DIM)?;
     for (k, v) in [("width", width), ("height", height)] {
         if v % 2 != 0 {
             return Err(r
@@ -2579,5 +2608,48 @@ mod tests {
                 .contains("edit/cut.otio:1:1: the file ends early"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_canvas_size_is_probed_from_the_first_video_clip() {
+        let d = media_dir();
+        let t = timeline(
+            vec![track(
+                "Video",
+                vec![
+                    clip(
+                        "bars",
+                        json!({"OTIO_SCHEMA": "GeneratorReference.1", "generator_kind": "SMPTEBars"}),
+                        0.0,
+                        5.0,
+                        25.0,
+                    ),
+                    clip("a", media_ref("a.mov", 25.0), 0.0, 25.0, 25.0),
+                    clip("b", media_ref("b.mov", 25.0), 0.0, 25.0, 25.0),
+                ],
+            )],
+            json!({"deliverables": ["web/h264-1080p"]}),
+        );
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let ctx = LoadContext {
+            probe: Some(super::super::MediaProbe(std::sync::Arc::new(
+                move |p: &Path| {
+                    s2.lock().unwrap().push(p.file_name().unwrap().to_owned());
+                    Some((321, 179))
+                },
+            ))),
+            ..LoadContext::default()
+        };
+        let m = parse(t.to_string().as_bytes(), &d.path().join("x.otio"), &ctx).unwrap();
+        // Odd sizes are rounded up to even ones; only the first media clip is read.
+        assert_eq!((m.canvas.width, m.canvas.height), (322, 180));
+        assert_eq!(*seen.lock().unwrap(), ["a.mov"]);
+        assert_eq!(m.video[0].clips[0].source, VideoSource::Bars);
+        // A size in the timeline wins.
+        let mut sized = t.clone();
+        sized["metadata"]["deliver"]["canvas"] = json!({"width": 640, "height": 360});
+        let m = parse(sized.to_string().as_bytes(), &d.path().join("x.otio"), &ctx).unwrap();
+        assert_eq!((m.canvas.width, m.canvas.height), (640, 360));
     }
 }

@@ -393,6 +393,13 @@ impl<'a> Compositor<'a> {
     }
 }
 
+/// The picture size of a media file, as the file decoder reads it: the
+/// [`crate::manifest::MediaProbe`] of timelines that name no canvas size.
+pub fn probe_size(reg: &Registry, path: &Path) -> Option<(u32, u32)> {
+    let (_, info) = MediaReader::open(reg, path, 0.0).ok()?;
+    (info.width > 0 && info.height > 0).then_some((info.width, info.height))
+}
+
 /// Image `number` of a sequence, decoded through the same file decoder as
 /// media files (one image file is a one-frame medium).
 fn read_image(reg: &Registry, seq: &ImageSequence, number: u64) -> Result<Rgba8, String> {
