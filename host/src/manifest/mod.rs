@@ -150,7 +150,10 @@ pub struct LoadContext {
 /// A medium's picture size (width, height), read by the host's decoder
 /// plugins; `None` when the file cannot be read.
 #[derive(Clone)]
-pub struct MediaProbe(pub std::sync::Arc<dyn Fn(&Path) -> Option<(u32, u32)> + Send + Sync>);
+pub struct MediaProbe(pub std::sync::Arc<ProbeFn>);
+
+/// What a [`MediaProbe`] calls.
+pub type ProbeFn = dyn Fn(&Path) -> Option<(u32, u32)> + Send + Sync;
 
 impl std::fmt::Debug for MediaProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
