@@ -32,3 +32,10 @@ fi
 # One profile for everything (binaries, plugins, test fixtures): encoders and
 # pixel loops are far too slow unoptimized.
 cargo build --release --workspace --locked
+
+# OpenTimelineIO, for the tests that write timelines with the reference
+# implementation (tests/otio/*.py, run by tests/tests/otio.rs).
+if ! target/otio-venv/bin/python -c "import opentimelineio" 2>/dev/null; then
+  python3 -m venv target/otio-venv
+  target/otio-venv/bin/pip install -q opentimelineio
+fi

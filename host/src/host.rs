@@ -118,9 +118,10 @@ pub struct Settings {
     pub plugin_rescan: Duration,
 }
 
-/// Whether a file in `incoming/` is a composition this host takes.
+/// Whether a file in `incoming/` is a composition this host takes: a TOML
+/// manifest or an OpenTimelineIO timeline.
 pub fn is_manifest(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "toml")
+    p.extension().is_some_and(|e| e == "toml") || manifest::is_otio(p)
 }
 
 /// A claimed manifest, ready to run.
@@ -799,6 +800,9 @@ fn process(shared: &Shared, reg: &'static Registry, job: &Submit) -> Outcome {
         base_dir: Some(shared.root.incoming().to_owned()),
         max_bytes: MAX_MANIFEST_BYTES,
         default_presets: shared.config.presets.clone(),
+        probe: Some(manifest::MediaProbe(Arc::new(move |p: &Path| {
+            crate::render::probe_size(reg, p)
+        }))),
     };
     let load = || {
         crate::rejected::claimed_metadata(&job.claimed)

@@ -132,6 +132,7 @@ pub fn error_report(
         render: None,
         deliverables: Vec::new(),
         error: Some(err.to_report()),
+        warnings: Vec::new(),
     }
 }
 
@@ -505,6 +506,7 @@ pub fn run(m: &Manifest, reg: &Registry, presets: &PresetLibrary, opts: &JobOpti
         render,
         deliverables,
         error,
+        warnings: m.warnings.clone(),
     }
 }
 

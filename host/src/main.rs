@@ -68,7 +68,7 @@ enum Cmd {
         #[arg(long, default_value_t = deliver::segments::DEFAULT_SECONDS, conflicts_with = "config")]
         segment_seconds: f64,
     },
-    /// Deliver one manifest in the foreground.
+    /// Deliver one manifest (TOML) or OpenTimelineIO timeline (.otio) in the foreground.
     Render {
         manifest: PathBuf,
         #[arg(long)]
@@ -76,12 +76,20 @@ enum Cmd {
         /// Folders media may be read from (repeatable; default: the manifest's folder).
         #[arg(long)]
         media_root: Vec<PathBuf>,
+        /// Presets delivered when the manifest or timeline names no
+        /// deliverables (repeatable; a timeline without either gets
+        /// web/h264-1080p).
+        #[arg(long)]
+        preset: Vec<String>,
     },
-    /// Validate a manifest (and its presets) without rendering.
+    /// Validate a manifest or timeline (and its presets) without rendering.
     Check {
         manifest: PathBuf,
         #[arg(long)]
         media_root: Vec<PathBuf>,
+        /// As for `render`.
+        #[arg(long)]
+        preset: Vec<String>,
     },
     /// Cancel a queued or running job of a watch host: by job id, or by the
     /// file name the manifest was dropped as. The job stops within a second
@@ -935,11 +943,15 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
         Cmd::Check {
             manifest: path,
             media_root,
+            preset,
         } => {
-            let ctx = load_context(path, media_root);
-            let m = manifest::load(path, &ctx)?;
-            let lib = presets(cli)?;
             let reg = registry(cli);
+            let ctx = load_context(path, media_root, preset, reg);
+            let m = manifest::load(path, &ctx)?;
+            for w in &m.warnings {
+                eprintln!("warning: {}: {w}", path.display());
+            }
+            let lib = presets(cli)?;
             for d in &m.deliverables {
                 // Field by field, with the preset file's line: what the
                 // plan below would refuse in one sentence.
@@ -977,11 +989,15 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             manifest: path,
             out,
             media_root,
+            preset,
         } => {
             let reg = registry(cli);
             let lib = presets(cli)?;
-            let ctx = load_context(path, media_root);
+            let ctx = load_context(path, media_root, preset, reg);
             let m = manifest::load(path, &ctx)?;
+            for w in &m.warnings {
+                eprintln!("warning: {}: {w}", path.display());
+            }
             // The job fails at planning and says so in its report; this
             // names the preset file, line and field first.
             for d in &m.deliverables {
@@ -1090,7 +1106,20 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
     }
 }
 
-fn load_context(manifest: &Path, media_root: &[PathBuf]) -> LoadContext {
+/// A timeline that names no deliverables and gets no `--preset`.
+const TIMELINE_DEFAULT_PRESET: &str = "web/h264-1080p";
+
+fn load_context(
+    manifest: &Path,
+    media_root: &[PathBuf],
+    presets: &[String],
+    reg: &'static Registry,
+) -> LoadContext {
+    let default_presets = if presets.is_empty() && manifest::is_otio(manifest) {
+        vec![TIMELINE_DEFAULT_PRESET.to_owned()]
+    } else {
+        presets.to_vec()
+    };
     LoadContext {
         media_roots: if media_root.is_empty() {
             vec![manifest
@@ -1103,7 +1132,10 @@ fn load_context(manifest: &Path, media_root: &[PathBuf]) -> LoadContext {
         },
         base_dir: None,
         max_bytes: host::MAX_MANIFEST_BYTES,
-        default_presets: Vec::new(),
+        default_presets,
+        probe: Some(manifest::MediaProbe(Arc::new(move |p: &Path| {
+            deliver::render::probe_size(reg, p)
+        }))),
     }
 }
 

@@ -295,6 +295,10 @@ pub struct JobReport {
     pub render: Option<RenderReport>,
     pub deliverables: Vec<DeliverableReport>,
     pub error: Option<ErrorReport>,
+    /// What the manifest or timeline held that was dropped as safe to
+    /// ignore (OTIO markers, say).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

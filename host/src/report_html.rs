@@ -25,6 +25,7 @@
 //!     render: None,
 //!     deliverables: vec![],
 //!     error: None,
+//!     warnings: vec![],
 //! };
 //! let html = deliver::report_html::render(&r);
 //! assert!(html.contains("promo &amp; co") && html.contains(">FAIL<"));
@@ -130,6 +131,13 @@ pub fn render(report: &JobReport) -> String {
     header(&mut o, &v);
     if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
         job_error(&mut o, e);
+    }
+    if let Some(ws) = v["warnings"].as_array().filter(|w| !w.is_empty()) {
+        o.push_str("<section id=\"input-warnings\"><h2>Input warnings</h2><ul>");
+        for w in ws {
+            let _ = write!(o, "<li>{}</li>", esc(w.as_str().unwrap_or_default()));
+        }
+        o.push_str("</ul></section>\n");
     }
     let deliverables = v["deliverables"].as_array().map_or(&[][..], Vec::as_slice);
     if !deliverables.is_empty() {

@@ -609,6 +609,7 @@ fn long_programme_with_findings(dir: &Path) -> deliver::report::JobReport {
         render: None,
         deliverables: vec![d],
         error: None,
+        warnings: Vec::new(),
     }
 }
 

@@ -46,6 +46,9 @@
 //! priority = 50               # optional, 0 to 100, default 50. A watch host starts the
 //!                             #   queued manifests of a root highest priority first (after
 //!                             #   the roots' own priorities, see `watch_config`)
+//! timeline = "cut.otio"       # optional: an OpenTimelineIO timeline (inside the media roots)
+//!                             #   supplies the canvas and tracks; then no [canvas], [[video]]
+//!                             #   or [[audio]] here. See [`otio`].
 //!
 //! [canvas]
 //! width = 1920                # required, even, 16 to 8192
@@ -171,6 +174,7 @@
 
 pub mod error;
 pub mod model;
+pub mod otio;
 pub mod raw;
 pub mod time;
 pub mod validate;
@@ -195,7 +199,33 @@ pub struct LoadContext {
     /// (a watch root's `presets`): one deliverable per preset, named after
     /// the id's last component. Empty: a manifest must name deliverables.
     pub default_presets: Vec<String>,
+    /// Reads a medium's picture size, for an OTIO timeline that names no
+    /// canvas size (its first video clip's size is used); `None`: such a
+    /// timeline gets [`otio::DEFAULT_SIZE`].
+    pub probe: Option<MediaProbe>,
 }
+
+/// A medium's picture size (width, height), read by the host's decoder
+/// plugins; `None` when the file cannot be read.
+#[derive(Clone)]
+pub struct MediaProbe(pub std::sync::Arc<ProbeFn>);
+
+/// What a [`MediaProbe`] calls.
+pub type ProbeFn = dyn Fn(&Path) -> Option<(u32, u32)> + Send + Sync;
+
+impl std::fmt::Debug for MediaProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MediaProbe")
+    }
+}
+
+impl PartialEq for MediaProbe {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MediaProbe {}
 
 /// 1 MiB: a manifest is a page of text; anything near this size is a mistake
 /// or an attack.
@@ -208,6 +238,7 @@ impl Default for LoadContext {
             base_dir: None,
             max_bytes: DEFAULT_MAX_BYTES,
             default_presets: Vec::new(),
+            probe: None,
         }
     }
 }
@@ -217,6 +248,10 @@ impl Default for LoadContext {
 /// `priority` when it is an integer in range, else the default. A manifest
 /// with a bad priority is refused when it is loaded.
 pub fn peek_priority(src: &[u8]) -> u8 {
+    // An OTIO timeline is a JSON object; a TOML manifest cannot start with `{`.
+    if src.trim_ascii_start().starts_with(b"{") {
+        return otio::peek_priority(src);
+    }
     #[derive(serde::Deserialize)]
     struct Peek {
         priority: Option<i64>,
@@ -228,6 +263,13 @@ pub fn peek_priority(src: &[u8]) -> u8 {
         .and_then(|p| u8::try_from(p).ok())
         .filter(|p| *p <= validate::MAX_PRIORITY)
         .unwrap_or(validate::DEFAULT_PRIORITY)
+}
+
+/// Whether `path` names an OpenTimelineIO timeline (`.otio`), read by
+/// [`otio`] rather than as a TOML manifest.
+pub fn is_otio(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("otio"))
 }
 
 /// Reads and validates the manifest at `path`, reading at most
@@ -264,6 +306,9 @@ pub fn load(path: &Path, ctx: &LoadContext) -> Result<Manifest, InputError> {
 ///
 /// As [`load`].
 pub fn parse(src: &[u8], path: &Path, ctx: &LoadContext) -> Result<Manifest, InputError> {
+    if is_otio(path) {
+        return otio::parse(src, path, ctx);
+    }
     if src.len() as u64 > ctx.max_bytes {
         return Err(too_large(path, Some(src.len() as u64), ctx.max_bytes));
     }
@@ -1105,6 +1150,7 @@ video.options.crf = 18
                     line: 54,
                 },
             ],
+            warnings: Vec::new(),
         };
         assert_eq!(m, expected);
 

@@ -179,6 +179,42 @@ pub enum VideoSource {
     Solid { color: Rgba },
     /// A moving test pattern (scrolling ramp with a moving box).
     Pattern,
+    /// Numbered images, one file per frame (OTIO `ImageSequenceReference`).
+    ImageSequence(ImageSequence),
+}
+
+/// A sequence of numbered image files (`frame.1001.png`, `frame.1002.png`,
+/// …) played at `rate`: source time `t` seconds shows image number
+/// `start_frame + floor(t · rate) · frame_step`. Each image is opened
+/// through the media decoder like any media file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageSequence {
+    /// The folder, canonical, inside the media roots.
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub suffix: String,
+    /// Digits of the frame number, zero-padded (0: no padding).
+    pub padding: u32,
+    pub start_frame: u64,
+    pub frame_step: u64,
+    pub rate: Rate,
+}
+
+impl ImageSequence {
+    /// Image number shown at source time `t` seconds (before the first
+    /// image: the first).
+    pub fn number_at(&self, t: f64) -> u64 {
+        // A microsecond of slack: a time computed as n / rate lands on n.
+        let index = (t * self.rate.as_f64() + 1e-6).floor().max(0.0) as u64;
+        self.start_frame + index * self.frame_step
+    }
+
+    /// The file of image number `number`.
+    pub fn path(&self, number: u64) -> PathBuf {
+        let width = self.padding as usize;
+        self.dir
+            .join(format!("{}{number:0width$}{}", self.prefix, self.suffix))
+    }
 }
 
 /// The kind of a transition into a clip from the clip before it.
@@ -368,6 +404,9 @@ pub struct Manifest {
     pub video: Vec<VideoTrack>,
     pub audio: Vec<AudioTrack>,
     pub deliverables: Vec<DeliverableRequest>,
+    /// What was read but dropped, safe to ignore (OTIO markers, say); the
+    /// job report lists them.
+    pub warnings: Vec<String>,
 }
 
 impl Manifest {

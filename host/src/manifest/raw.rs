@@ -76,6 +76,8 @@ pub struct RawManifest {
     pub version: Option<Spanned<i64>>,
     pub name: Option<Spanned<String>>,
     pub priority: Option<Spanned<i64>>,
+    /// An OpenTimelineIO timeline that supplies the canvas and tracks.
+    pub timeline: Option<Spanned<String>>,
     pub canvas: Option<Spanned<RawCanvas>>,
     #[serde(default)]
     pub video: Vec<Spanned<RawVideoTrack>>,
@@ -91,6 +93,7 @@ impl RawManifest {
         self.version.is_none()
             && self.name.is_none()
             && self.priority.is_none()
+            && self.timeline.is_none()
             && self.canvas.is_none()
             && self.video.is_empty()
             && self.audio.is_empty()

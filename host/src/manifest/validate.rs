@@ -97,6 +97,11 @@ pub fn validate(
         src,
         file: path,
         roots: MediaRoots::new(&base, &ctx.media_roots),
+        media_roots: if ctx.media_roots.is_empty() {
+            vec![base.clone()]
+        } else {
+            ctx.media_roots.clone()
+        },
         default_presets: &ctx.default_presets,
     };
     v.manifest(raw)
@@ -106,20 +111,23 @@ struct Validator<'a> {
     src: &'a str,
     file: &'a Path,
     roots: MediaRoots,
+    /// The media roots as configured (the base directory when none), for a
+    /// timeline the manifest names.
+    media_roots: Vec<PathBuf>,
     default_presets: &'a [String],
 }
 
 /// Where media may come from, canonicalized once per manifest.
-struct MediaRoots {
+pub(crate) struct MediaRoots {
     /// Canonical base directory relative media paths resolve against.
-    base: PathBuf,
+    pub(crate) base: PathBuf,
     canonical: Vec<PathBuf>,
     /// The roots as configured, for messages.
-    shown: String,
+    pub(crate) shown: String,
 }
 
 impl MediaRoots {
-    fn new(base: &Path, configured: &[PathBuf]) -> Self {
+    pub(crate) fn new(base: &Path, configured: &[PathBuf]) -> Self {
         let base = absolute(base);
         let configured: Vec<PathBuf> = if configured.is_empty() {
             vec![base.clone()]
@@ -145,7 +153,7 @@ impl MediaRoots {
         }
     }
 
-    fn contains(&self, path: &Path) -> bool {
+    pub(crate) fn contains(&self, path: &Path) -> bool {
         self.canonical.iter().any(|r| path.starts_with(r))
     }
 }
@@ -326,8 +334,10 @@ impl Validator<'_> {
             )? as u8,
             None => DEFAULT_PRIORITY,
         };
-        let canvas =
-            match raw.canvas {
+        let (canvas, video, audio, warnings) = if let Some(tl) = &raw.timeline {
+            self.timeline_parts(tl, &raw)?
+        } else {
+            let canvas = match raw.canvas {
                 Some(c) => self.canvas(c)?,
                 None => return Err(self.missing(
                     None,
@@ -336,33 +346,35 @@ impl Validator<'_> {
                 )),
             };
 
-        if raw.video.is_empty() {
-            return Err(self.missing(
-                None,
-                "video",
-                "at least one [[video]] track with a [[video.clip]]",
-            ));
-        }
-        let first_track = raw.video[0].span();
-        let video = raw
-            .video
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| self.video_track(i, t, &canvas))
-            .collect::<Result<Vec<_>, _>>()?;
-        if video.iter().all(|t| t.clips.is_empty()) {
-            return Err(self.missing(
-                Some(first_track),
-                "video[0].clip",
-                "at least one [[video.clip]] on a video track",
-            ));
-        }
-        let audio = raw
-            .audio
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| self.audio_track(i, t, &canvas))
-            .collect::<Result<Vec<_>, _>>()?;
+            if raw.video.is_empty() {
+                return Err(self.missing(
+                    None,
+                    "video",
+                    "at least one [[video]] track with a [[video.clip]]",
+                ));
+            }
+            let first_track = raw.video[0].span();
+            let video = raw
+                .video
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| self.video_track(i, t, &canvas))
+                .collect::<Result<Vec<_>, _>>()?;
+            if video.iter().all(|t| t.clips.is_empty()) {
+                return Err(self.missing(
+                    Some(first_track),
+                    "video[0].clip",
+                    "at least one [[video.clip]] on a video track",
+                ));
+            }
+            let audio = raw
+                .audio
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| self.audio_track(i, t, &canvas))
+                .collect::<Result<Vec<_>, _>>()?;
+            (canvas, video, audio, Vec::new())
+        };
 
         if raw.deliverable.is_empty() {
             if self.default_presets.is_empty() {
@@ -380,6 +392,7 @@ impl Validator<'_> {
                 video,
                 audio,
                 deliverables: self.default_deliverables()?,
+                warnings,
             });
         }
         let mut deliverables = Vec::with_capacity(raw.deliverable.len());
@@ -410,7 +423,62 @@ impl Validator<'_> {
             video,
             audio,
             deliverables,
+            warnings,
         })
+    }
+
+    /// `timeline = "cut.otio"`: the canvas and tracks of an OpenTimelineIO
+    /// timeline (a file inside the media roots, whose own media resolve
+    /// against its folder and are held to the same roots); the manifest
+    /// then names no [canvas], [[video]] or [[audio]] itself.
+    #[allow(clippy::type_complexity)]
+    fn timeline_parts(
+        &self,
+        tl: &Spanned<String>,
+        raw: &RawManifest,
+    ) -> Result<(Canvas, Vec<VideoTrack>, Vec<AudioTrack>, Vec<String>), InputError> {
+        let also = [
+            raw.canvas.as_ref().map(|c| ("canvas", c.span())),
+            raw.video.first().map(|v| ("video", v.span())),
+            raw.audio.first().map(|a| ("audio", a.span())),
+        ];
+        if let Some((field, span)) = also.into_iter().flatten().next() {
+            return Err(InputError::new(
+                self.file,
+                format!(
+                    "the manifest takes its canvas and tracks from timeline = {:?}, so it \
+                     cannot also have [{field}]",
+                    tl.get_ref()
+                ),
+            )
+            .at_byte(self.src, span.start)
+            .field(field)
+            .expected("either timeline = \"….otio\" or [canvas] with [[video]] tracks"));
+        }
+        if !super::is_otio(Path::new(tl.get_ref())) {
+            return Err(self.bad(
+                tl.span(),
+                "timeline",
+                "is not an OpenTimelineIO file",
+                "a path to a .otio file inside the media roots",
+            ));
+        }
+        let path = self.media(tl, "timeline")?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            self.bad(
+                tl.span(),
+                "timeline",
+                format!("cannot be read ({}: {e})", path.display()),
+                "a readable .otio file",
+            )
+        })?;
+        let ctx = LoadContext {
+            media_roots: self.media_roots.clone(),
+            base_dir: None,
+            ..LoadContext::default()
+        };
+        let parts = super::otio::parse_timeline(&bytes, &path, &ctx)?;
+        Ok((parts.canvas, parts.video, parts.audio, parts.warnings))
     }
 
     fn canvas(&self, c: Spanned<RawCanvas>) -> Result<Canvas, InputError> {
@@ -2024,7 +2092,7 @@ pub(crate) fn valid_preset_id(id: &str) -> bool {
         })
 }
 
-fn valid_manifest_name(s: &str) -> bool {
+pub(crate) fn valid_manifest_name(s: &str) -> bool {
     let n = s.chars().count();
     (1..=100).contains(&n)
         && !s.starts_with('.')
@@ -2033,7 +2101,7 @@ fn valid_manifest_name(s: &str) -> bool {
 }
 
 /// The file stem, with anything that would not be a usable name replaced.
-fn default_manifest_name(path: &Path) -> String {
+pub(crate) fn default_manifest_name(path: &Path) -> String {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

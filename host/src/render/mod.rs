@@ -9,15 +9,15 @@
 
 pub mod audio;
 pub mod colour;
-pub mod gpu;
 pub mod convert;
 pub mod cpu;
+pub mod gpu;
 pub mod image;
 pub mod lut;
 pub mod plan;
 pub mod timeline;
 
-use crate::manifest::model::{Manifest, VideoClip, VideoSource};
+use crate::manifest::model::{ImageSequence, Manifest, VideoClip, VideoSource};
 use crate::plugins::Registry;
 use deliver_plugin_api::abi::{self, cap, media, pix};
 use deliver_plugin_api::host::{FileDecoder, Frame};
@@ -179,6 +179,8 @@ pub struct Compositor<'a> {
     manifest: &'a Manifest,
     registry: &'a Registry,
     readers: HashMap<(usize, usize), MediaReader>,
+    /// The image on screen of each image-sequence clip, by its number.
+    images: HashMap<(usize, usize), (u64, Rgba8)>,
     statics: HashMap<StaticKey, Rgba8>,
     scratch: Rgba8,
 }
@@ -190,6 +192,7 @@ impl<'a> Compositor<'a> {
             manifest,
             registry,
             readers: HashMap::new(),
+            images: HashMap::new(),
             statics: HashMap::new(),
             scratch: Rgba8::new(w, h),
         }
@@ -203,13 +206,22 @@ impl<'a> Compositor<'a> {
     pub fn preflight(&self) -> Result<(), RenderError> {
         for track in &self.manifest.video {
             for (ci, clip) in track.clips.iter().enumerate() {
-                if let VideoSource::Media { path } = &clip.source {
+                let first_image;
+                let media = match &clip.source {
+                    VideoSource::Media { path } => Some((path, clip.in_point)),
+                    VideoSource::ImageSequence(seq) => {
+                        first_image = seq.path(seq.number_at(clip.in_point));
+                        Some((&first_image, 0.0))
+                    }
+                    _ => None,
+                };
+                if let Some((path, in_point)) = media {
                     if self.registry.find(cap::FILE_DECODE, "*", None).is_none() {
                         return Err(RenderError::NoDecoder {
                             available: self.registry.available(cap::FILE_DECODE).join(", "),
                         });
                     }
-                    MediaReader::open(self.registry, path, clip.in_point).map_err(|reason| {
+                    MediaReader::open(self.registry, path, in_point).map_err(|reason| {
                         RenderError::Open {
                             path: path.clone(),
                             track: track.name.clone(),
@@ -262,7 +274,10 @@ impl<'a> Compositor<'a> {
             VideoSource::Bars | VideoSource::Pattern => true,
             VideoSource::Solid { color } => color.0[3] == 255,
             // A media frame may carry alpha or be smaller than the canvas.
-            VideoSource::Media { .. } | VideoSource::Still { .. } | VideoSource::Title(_) => false,
+            VideoSource::Media { .. }
+            | VideoSource::ImageSequence(_)
+            | VideoSource::Still { .. }
+            | VideoSource::Title(_) => false,
         }
     }
 
@@ -285,6 +300,7 @@ impl<'a> Compositor<'a> {
         // Close readers of clips that have ended.
         let live: Vec<(usize, usize)> = layers.iter().map(|l| l.key).collect();
         self.readers.retain(|k, _| live.contains(k));
+        self.images.retain(|k, _| live.contains(k));
         for (i, l) in layers.iter().enumerate().skip(start) {
             let opaque_base = i == first;
             self.draw(n, l, out, opaque_base)?;
@@ -339,8 +355,27 @@ impl<'a> Compositor<'a> {
                     what: "stills and titles",
                 })
             }
+            VideoSource::ImageSequence(seq) => {
+                let t =
+                    clip.in_point + (n - clip.start) as f64 / c.frame_rate.as_f64() * clip.speed;
+                let number = seq.number_at(t);
+                let cached = self.images.get(&l.key).is_some_and(|(k, _)| *k == number);
+                if !cached {
+                    let img = read_image(self.registry, seq, number).map_err(|reason| {
+                        RenderError::Open {
+                            path: seq.path(number),
+                            track: self.manifest.video[l.key.0].name.clone(),
+                            clip: l.key.1,
+                            reason,
+                        }
+                    })?;
+                    self.images.insert(l.key, (number, img));
+                }
+                &self.images.get(&l.key).expect("inserted").1
+            }
             VideoSource::Media { path } => {
-                let t = clip.in_point + (n - clip.start) as f64 / c.frame_rate.as_f64();
+                let t =
+                    clip.in_point + (n - clip.start) as f64 / c.frame_rate.as_f64() * clip.speed;
                 if !self.readers.contains_key(&l.key) {
                     let track = &self.manifest.video[l.key.0];
                     let (r, _) = MediaReader::open(self.registry, path, clip.in_point).map_err(
@@ -370,6 +405,25 @@ impl<'a> Compositor<'a> {
             composite(src, out, l.position, l.scale, l.opacity);
         }
         Ok(())
+    }
+}
+
+/// The picture size of a media file, as the file decoder reads it: the
+/// [`crate::manifest::MediaProbe`] of timelines that name no canvas size.
+pub fn probe_size(reg: &Registry, path: &Path) -> Option<(u32, u32)> {
+    let (_, info) = MediaReader::open(reg, path, 0.0).ok()?;
+    (info.width > 0 && info.height > 0).then_some((info.width, info.height))
+}
+
+/// Image `number` of a sequence, decoded through the same file decoder as
+/// media files (one image file is a one-frame medium).
+fn read_image(reg: &Registry, seq: &ImageSequence, number: u64) -> Result<Rgba8, String> {
+    let path = seq.path(number);
+    let (mut r, _) = MediaReader::open(reg, &path, 0.0)?;
+    match r.read() {
+        Ok(Some((img, _))) => Ok(img),
+        Ok(None) => Err("the image file holds no picture".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -442,6 +442,13 @@ impl<'a> Timeline<'a> {
                         }
                         Some(StaticId::Title(ti, ci))
                     }
+                    VideoSource::ImageSequence(_) => {
+                        return Err(RenderError::Unsupported {
+                            track: track.name.clone(),
+                            clip: ci,
+                            what: "image sequences (drawn by the job compositor until it moves to frame plans)",
+                        })
+                    }
                     VideoSource::Bars => Some(StaticId::Bars),
                     VideoSource::Solid { color } => Some(StaticId::Solid(color.0)),
                     VideoSource::Pattern => Some(StaticId::PatternBackground),
