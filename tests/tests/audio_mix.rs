@@ -24,8 +24,8 @@ const VIDEO: &str = r#"
 codec = "h264"
 profile = "high"
 pix_fmt = "yuv420p"
-width = 160
-height = 90
+width = 320
+height = 180
 [video.options]
 crf = 28
 preset = "veryfast"
@@ -73,7 +73,7 @@ fn presets(dir: &Path) -> PathBuf {
 /// A 4 s, 160×90, 25 fps composition: `canvas` lines, then the rest.
 fn manifest(canvas: &str, rest: &str) -> String {
     format!(
-        "version = 1\n[canvas]\nwidth = 160\nheight = 90\nframe_rate = \"25\"\nduration = \"4s\"\n\
+        "version = 1\n[canvas]\nwidth = 320\nheight = 180\nframe_rate = \"25\"\nduration = \"4s\"\n\
          colour_space = \"bt709\"\n{canvas}\n{rest}\n"
     )
 }
