@@ -560,6 +560,12 @@ pub struct Isolated {
 }
 
 impl Isolated {
+    /// Whether the child died or broke the protocol: every later call
+    /// fails the same way.
+    pub fn is_dead(&self) -> bool {
+        self.dead.is_some()
+    }
+
     /// Starts a child for `library` and opens the encoder in it.
     ///
     /// # Errors

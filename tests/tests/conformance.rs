@@ -234,4 +234,19 @@ fn a_panicking_encoder_is_a_failure_and_the_runner_survives_it() {
             .any(|s| step(s) == "unknown option h264 (panic-test)"),
         "{fails:#?}"
     );
+    // The implementation that segfaults is caught by the crash probe in a
+    // child: a FAIL naming the signal, and none of its in-process steps ran
+    // (the runner would not be here to write this report if they had).
+    let crash = fails
+        .iter()
+        .find(|s| step(s) == "encode h264 (segfault-test)")
+        .unwrap_or_else(|| panic!("the segfaulting encoder is not a FAIL: {fails:#?}"));
+    assert!(detail(crash).contains("SIGSEGV"), "{crash}");
+    assert!(detail(crash).contains("frame 5"), "{crash}");
+    let all = r["steps"].as_array().unwrap();
+    assert!(
+        !all.iter()
+            .any(|s| step(s).starts_with("reopen h264 (segfault-test)")),
+        "in-process steps ran for the crashing encoder"
+    );
 }
