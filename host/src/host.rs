@@ -924,6 +924,8 @@ fn process(shared: &Shared, reg: &'static Registry, job: &Submit) -> Outcome {
             let opts = JobOptions {
                 segments,
                 isolation: shared.config.isolation,
+                // `deliver watch` refused a bad value at start.
+                renderer: crate::render::RendererChoice::from_env().unwrap_or_default(),
                 job_id: job.id.to_string(),
                 out_dir: job_dir.clone(),
                 cancel: job.cancel.clone(),

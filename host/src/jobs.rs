@@ -4,14 +4,14 @@
 use crate::encode::{self, Chunk, Plan};
 use crate::loudness::{Analysis, Measurement, Meter};
 use crate::manifest::model::Manifest;
-use crate::manifest::model::{Primaries, Transfer};
+use crate::manifest::model::Primaries;
 use crate::manifest::InputError;
 use crate::plugins::Registry;
 use crate::preset::PresetLibrary;
 use crate::render::audio::{sample_of_frame, total_samples, AudioMixer};
-use crate::render::cpu::{copy_plan, CpuRenderer};
 use crate::render::plan::{LinearImage, OutputFormat, Renderer};
-use crate::render::{colour, convert, Compositor, Rgba8, Yuv};
+use crate::render::timeline::{self, Timeline};
+use crate::render::{convert, lut, open_renderer, RendererChoice, Yuv};
 use crate::report::{
     self, DeliverableReport, ErrorReport, HostInfo, JobReport, RenderReport, Verdict,
 };
@@ -52,6 +52,8 @@ pub struct JobOptions {
     /// Where every encoder of the job runs at least (the watch root's
     /// `isolation`); a preset may still ask for a child process.
     pub isolation: crate::isolate::Isolation,
+    /// Which renderer draws the frames.
+    pub renderer: RendererChoice,
 }
 
 /// Why a job stopped before it could report on deliverables.
@@ -374,11 +376,6 @@ fn segments_of(seg: &Segmenting, plan: &Plan, m: &Manifest, out_dir: &Path) -> O
     )
 }
 
-/// The canvas's colour: manifest v1 composites BT.709 8-bit sources in
-/// BT.709.
-const CANVAS_PRIMARIES: Primaries = Primaries::Bt709;
-const CANVAS_TRANSFER: Transfer = Transfer::Bt709;
-
 /// The picture formats the deliverables need, each once, and for each plan
 /// the index of its format. Formats are checked here, so that a tag the
 /// conversion cannot honour fails the job before anything is encoded.
@@ -415,48 +412,26 @@ fn output_formats(plans: &[Plan]) -> Result<(Vec<OutputFormat>, Vec<usize>), Job
     Ok((formats, index))
 }
 
-/// The linear canvas of frame `n`: the compositor's 8-bit BT.709 frame,
-/// linearized. (Where the timeline's frame plans take over, this becomes
-/// `renderer.render_linear(&plan, &sources)`, or the plan goes straight to
-/// `renderer.render` in [`render_frame`].)
-fn canvas_frame(
-    compositor: &mut Compositor<'_>,
-    n: u64,
-    width: u32,
-    height: u32,
-) -> Result<LinearImage, JobError> {
-    let mut frame = Rgba8::new(width, height);
-    compositor.render(n, &mut frame)?;
-    Ok(colour::linearize_rgba8(
-        &frame.data,
-        width,
-        height,
-        CANVAS_TRANSFER,
-        CANVAS_PRIMARIES,
-        CANVAS_PRIMARIES,
-    ))
-}
-
-/// One frame as every format needs it: the converted picture, and the ΔE
-/// reference (the canvas at the format's ΔE grid, encoded by the format's
-/// primaries and transfer; see `encode::Chunk`).
+/// Frame `n` as every format needs it: the converted pictures, and the ΔE
+/// references (the rendered canvas at each format's ΔE grid, encoded by
+/// the format's primaries and transfer; see `encode::Chunk`).
 #[allow(clippy::type_complexity)]
 fn render_frame(
+    timeline: &mut Timeline<'_>,
     renderer: &mut dyn Renderer,
-    canvas: LinearImage,
+    canvas_primaries: Primaries,
     n: u64,
     formats: &[OutputFormat],
 ) -> Result<(Vec<Arc<Yuv>>, Vec<Arc<Vec<[f32; 3]>>>), JobError> {
-    let canvas = Arc::new(canvas);
-    let plan = copy_plan(&canvas, CANVAS_TRANSFER, n);
-    let pictures = renderer
-        .render(&plan, std::slice::from_ref(&canvas), formats)
-        .map_err(JobError::Renderer)?;
+    let (plan, sources) = timeline.frame(n)?;
+    let (pictures, canvas): (Vec<Yuv>, Arc<LinearImage>) = renderer
+        .render_with_canvas(&plan, &sources, formats)
+        .map_err(|e| JobError::Renderer(format!("{}: frame {n}: {e}", renderer.name())))?;
     let references = formats
         .iter()
         .map(|f| {
             let step = crate::deltae::Grid::new(f.width as usize, f.height as usize).step;
-            Arc::new(convert::reference_rgb(&canvas, CANVAS_PRIMARIES, f, step))
+            Arc::new(convert::reference_rgb(&canvas, canvas_primaries, f, step))
         })
         .collect();
     Ok((pictures.into_iter().map(Arc::new).collect(), references))
@@ -516,8 +491,10 @@ fn run_inner(
     presets: &PresetLibrary,
     opts: &JobOptions,
 ) -> Result<(RenderReport, Vec<DeliverableReport>), JobError> {
-    let mut compositor = Compositor::new(m, reg);
-    compositor.preflight()?;
+    // Every source is opened (and every LUT, still and font loaded) before
+    // anything is measured or encoded: a bad file fails the job here.
+    let mut timeline = Timeline::new(m, reg, &lut::load)?;
+    let (canvas_primaries, _) = timeline::canvas_colour(&m.canvas.colour_space);
     let programme = measure_programme(m, reg, &opts.cancel)?;
     if let Some(p) = &programme {
         tracing::info!(
@@ -541,7 +518,9 @@ fn run_inner(
         opts.isolation,
     )?;
     let (formats, format_of) = output_formats(&plans)?;
-    let mut renderer: Box<dyn Renderer> = Box::new(CpuRenderer::new(CANVAS_PRIMARIES));
+    let mut renderer =
+        open_renderer(opts.renderer, canvas_primaries).map_err(JobError::Renderer)?;
+    tracing::info!(renderer = %renderer.name(), "rendering {} frames", m.canvas.frames);
     let c = &m.canvas;
     let total = c.frames;
     let render_start = Instant::now();
@@ -610,8 +589,13 @@ fn run_inner(
                 cancelled = true;
                 break;
             }
-            let frame = canvas_frame(&mut compositor, n, c.width, c.height)
-                .and_then(|canvas| render_frame(renderer.as_mut(), canvas, n, &formats));
+            let frame = render_frame(
+                &mut timeline,
+                renderer.as_mut(),
+                canvas_primaries,
+                n,
+                &formats,
+            );
             let (pictures, references) = match frame {
                 Ok(f) => f,
                 Err(e) => {
@@ -665,7 +649,8 @@ fn run_inner(
         return Err(e);
     }
     let render = RenderReport {
-        renderer: "cpu",
+        renderer: renderer.name(),
+        notes: timeline.notes(),
         width: c.width,
         height: c.height,
         frame_rate: c.frame_rate.to_string(),

@@ -81,6 +81,11 @@ enum Cmd {
         /// web/h264-1080p).
         #[arg(long)]
         preset: Vec<String>,
+        /// Which renderer draws the frames: `cpu` (the reference), `gpu`
+        /// (wgpu; fails without an adapter) or `auto` (a hardware GPU when
+        /// there is one, else the CPU). Default: `DELIVER_RENDERER`, else auto.
+        #[arg(long, value_parser = parse_renderer)]
+        renderer: Option<deliver::render::RendererChoice>,
     },
     /// Validate a manifest or timeline (and its presets) without rendering.
     Check {
@@ -990,7 +995,12 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             out,
             media_root,
             preset,
+            renderer,
         } => {
+            let renderer = match renderer {
+                Some(r) => *r,
+                None => deliver::render::RendererChoice::from_env().map_err(anyhow::Error::msg)?,
+            };
             let reg = registry(cli);
             let lib = presets(cli)?;
             let ctx = load_context(path, media_root, preset, reg);
@@ -1017,6 +1027,7 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             let opts = JobOptions {
                 segments: None,
                 isolation: Default::default(),
+                renderer,
                 job_id: format!("render-{}", m.name),
                 out_dir: out.clone(),
                 cancel: Arc::new(AtomicBool::new(false)),
@@ -1052,6 +1063,8 @@ fn run(cli: &Cli) -> Result<std::process::ExitCode> {
             ready_sidecar,
             segment_seconds,
         } => {
+            // Checked before anything starts: each job reads it again.
+            deliver::render::RendererChoice::from_env().map_err(anyhow::Error::msg)?;
             // The presets first: a configuration names some of them.
             let lib = presets(cli)?;
             let config = match (root, config) {
@@ -1200,4 +1213,9 @@ fn print_summary(r: &report::JobReport, report_path: &Path) {
         }
     }
     println!("report: {}", report_path.display());
+}
+
+fn parse_renderer(s: &str) -> Result<deliver::render::RendererChoice, String> {
+    deliver::render::RendererChoice::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a renderer: expected cpu, gpu or auto"))
 }

@@ -272,7 +272,12 @@ pub struct ErrorReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RenderReport {
-    pub renderer: &'static str,
+    /// `cpu`, or `gpu (adapter, backend)`.
+    pub renderer: String,
+    /// What was assumed about sources (untagged media, stills taken as
+    /// sRGB), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub width: u32,
     pub height: u32,
     pub frame_rate: String,

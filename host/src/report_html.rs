@@ -281,6 +281,14 @@ fn header(o: &mut String, v: &Value) {
                     .map_or("—".into(), |s| format!("{s:.1}"))
             )),
         );
+        let notes = r["notes"].as_array().map_or(&[][..], Vec::as_slice);
+        if !notes.is_empty() {
+            let items: String = notes
+                .iter()
+                .map(|n| format!("<li>{}</li>", esc(&text(n))))
+                .collect();
+            fact(o, "Source assumptions", &format!("<ul>{items}</ul>"));
+        }
     }
     fact(
         o,

@@ -115,10 +115,28 @@ fn flat(c: [u8; 3]) -> Vec<u8> {
     c.iter().copied().cycle().take(FRAME).collect()
 }
 
+/// A dissolve at `t`: the mix is made in linear light (the compositor's
+/// rule), so it is taken through the BT.709 transfer of the canvas.
 fn mix(a: &[u8], b: &[u8], t: f64) -> Vec<u8> {
+    let to_linear = |v: u8| {
+        let v = v as f64 / 255.0;
+        if v < 0.081 {
+            v / 4.5
+        } else {
+            ((v + 0.099) / 1.099).powf(1.0 / 0.45)
+        }
+    };
+    let to_code = |l: f64| {
+        let v = if l < 0.018 {
+            4.5 * l
+        } else {
+            1.099 * l.powf(0.45) - 0.099
+        };
+        (v * 255.0).round().clamp(0.0, 255.0) as u8
+    };
     a.iter()
         .zip(b)
-        .map(|(&x, &y)| (x as f64 * (1.0 - t) + y as f64 * t).round() as u8)
+        .map(|(&x, &y)| to_code(to_linear(x) * (1.0 - t) + to_linear(y) * t))
         .collect()
 }
 
@@ -158,7 +176,7 @@ fn expected(s: &Sources, n: usize) -> (String, Vec<u8>, Vec<Vec<u8>>) {
             let ia = 10 + n;
             let ib = frame_at(0.8 + (n_f - 25.0) / 25.0, 30.0, 1.0);
             // Frame-centred: frame k of 11 shows b at (k + 0.5) / 11; the
-            // middle one (n = 30) is the mean of both.
+            // middle one (n = 30) is the mean of both in linear light.
             let t = (n_f - 25.0 + 0.5) / 11.0;
             (
                 format!("a[{ia}] × b[{ib}] at {t:.3}"),

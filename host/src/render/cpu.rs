@@ -141,7 +141,7 @@ impl CpuRenderer {
         &self,
         plan: &FramePlan,
         sources: &'s [Arc<LinearImage>],
-    ) -> Option<&'s LinearImage> {
+    ) -> Option<&'s Arc<LinearImage>> {
         let [l] = plan.layers.as_slice() else {
             return None;
         };
@@ -158,7 +158,7 @@ impl CpuRenderer {
             && l.crop[1] <= 0.0
             && l.crop[2] >= plan.width as f32
             && l.crop[3] >= plan.height as f32;
-        plain.then_some(&**src)
+        plain.then_some(src)
     }
 }
 
@@ -409,6 +409,23 @@ impl Renderer for CpuRenderer {
         sources: &[Arc<LinearImage>],
     ) -> Result<LinearImage, String> {
         Ok(self.draw(plan, sources))
+    }
+
+    fn render_with_canvas(
+        &mut self,
+        plan: &FramePlan,
+        sources: &[Arc<LinearImage>],
+        outputs: &[OutputFormat],
+    ) -> Result<(Vec<Yuv>, Arc<LinearImage>), String> {
+        let canvas = match self.passthrough(plan, sources) {
+            Some(src) => src.clone(),
+            None => Arc::new(self.draw(plan, sources)),
+        };
+        let pictures = outputs
+            .iter()
+            .map(|f| convert::convert(&canvas, self.canvas_primaries, f))
+            .collect();
+        Ok((pictures, canvas))
     }
 }
 

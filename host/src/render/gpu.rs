@@ -157,6 +157,8 @@ pub struct GpuRenderer {
     device: wgpu::Device,
     queue: wgpu::Queue,
     name: String,
+    adapter: String,
+    software: bool,
     max_binding: u64,
     composite: wgpu::ComputePipeline,
     resample: wgpu::ComputePipeline,
@@ -264,6 +266,8 @@ impl GpuRenderer {
             .min(limits.max_buffer_size);
         Ok(GpuRenderer {
             name: format!("gpu ({}, {})", info.name, info.backend),
+            adapter: info.name.clone(),
+            software: info.device_type == wgpu::DeviceType::Cpu,
             device,
             queue,
             max_binding,
@@ -290,6 +294,17 @@ impl GpuRenderer {
             canvas_primaries: Primaries::Bt709,
             uploads: 0,
         })
+    }
+
+    /// The adapter's name, as the driver gives it.
+    pub fn adapter_name(&self) -> &str {
+        &self.adapter
+    }
+
+    /// Whether the adapter is a software rasterizer (lavapipe, WARP,
+    /// SwiftShader): the kernels run on the CPU through it.
+    pub fn is_software(&self) -> bool {
+        self.software
     }
 
     /// Sets the canvas's primaries, which [`FramePlan`] does not carry;

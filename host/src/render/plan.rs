@@ -266,4 +266,27 @@ pub trait Renderer: Send {
         plan: &FramePlan,
         sources: &[std::sync::Arc<LinearImage>],
     ) -> Result<LinearImage, String>;
+
+    /// Draws `plan`, converts it to every output, and hands back the
+    /// linear canvas too (the job takes its ΔE reference from it). The
+    /// default draws, then converts the drawn canvas as a one-layer plan.
+    ///
+    /// # Errors
+    /// As [`Renderer::render`].
+    #[allow(clippy::type_complexity)]
+    fn render_with_canvas(
+        &mut self,
+        plan: &FramePlan,
+        sources: &[std::sync::Arc<LinearImage>],
+        outputs: &[OutputFormat],
+    ) -> Result<(Vec<crate::render::image::Yuv>, std::sync::Arc<LinearImage>), String> {
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let canvas = std::sync::Arc::new(self.render_linear(plan, sources)?);
+        // A fresh generation each time: renderers that keep sources
+        // resident by key must not take this canvas for the last one.
+        let generation = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let copy = crate::render::cpu::copy_plan(&canvas, plan.transfer, generation);
+        let pictures = self.render(&copy, std::slice::from_ref(&canvas), outputs)?;
+        Ok((pictures, canvas))
+    }
 }

@@ -52,7 +52,8 @@ use super::plan::{
 };
 use super::{bars, pattern, pattern_background, RenderError, Rgba8};
 use crate::manifest::model::{
-    Fit, Manifest, Primaries, Rate, Rgba, Title, Transfer, TransitionKind, VideoClip, VideoSource,
+    Fit, ImageSequence, Manifest, Primaries, Rate, Rgba, Title, Transfer, TransitionKind,
+    VideoClip, VideoSource,
 };
 use crate::plugins::Registry;
 
@@ -76,22 +77,29 @@ pub fn source_time(clip: &VideoClip, n: u64, rate: Rate) -> f64 {
     clip.in_point + into * f64::from(rate.den) / f64::from(rate.num) * clip.speed
 }
 
-/// Slack when comparing a source time with a frame's timestamp: container
-/// time bases round timestamps (Matroska to 1 ms), so a frame stamped up
-/// to 1 ms late still counts as on screen, but never more than a quarter
-/// of a source frame.
-fn pts_slack(source_fps: f64) -> f64 {
+/// Slack when comparing a source time with a frame's timestamp: half a
+/// tick of the stream's time base, so a frame whose timestamp the
+/// container rounded (Matroska to the nearest 1 ms) still counts as on
+/// screen at its exact time, never more than a quarter of a source frame,
+/// and no more than the rounding can explain: with a fine time base (MOV's
+/// 1/24000) a canvas time 0.5 ms before a frame's start still shows the
+/// frame before it, as a timeline of mixed rates asks.
+fn pts_slack(source_fps: f64, tick: f64) -> f64 {
+    let rounding = 0.5 * tick + 1e-7;
     if source_fps > 0.0 {
-        (0.25 / source_fps).min(1e-3)
+        (0.25 / source_fps).min(rounding)
     } else {
-        1e-3
+        rounding
     }
 }
 
 /// The index of the source frame on screen at `t` seconds for a constant
-/// frame rate starting at 0: the last frame starting at or before `t`.
-pub fn frame_on_screen(t: f64, source_fps: f64) -> u64 {
-    ((t + pts_slack(source_fps)) * source_fps).floor().max(0.0) as u64
+/// frame rate starting at 0, stamped in ticks of `tick` seconds: the last
+/// frame starting at or before `t`.
+pub fn frame_on_screen(t: f64, source_fps: f64, tick: f64) -> u64 {
+    ((t + pts_slack(source_fps, tick)) * source_fps)
+        .floor()
+        .max(0.0) as u64
 }
 
 /// An 8-bit straight-alpha colour in the canvas encoding → linear
@@ -202,6 +210,7 @@ struct MediaReader {
     path: PathBuf,
     dec: FileDecoder,
     colour: SourceColour,
+    fps: f64,
     slack: f64,
     cur: Option<(Rgba8, f64)>,
     next: Option<(Rgba8, f64)>,
@@ -243,7 +252,9 @@ impl MediaReader {
                 path: path.to_owned(),
                 dec,
                 colour: media_colour(&info),
-                slack: pts_slack(fps),
+                fps,
+                // Until a frame shows the stream's time base: a millisecond.
+                slack: pts_slack(fps, 1e-3),
                 cur: None,
                 next: None,
                 eof: false,
@@ -263,6 +274,9 @@ impl MediaReader {
                 None => return Ok(None),
                 Some(Frame::Video(v)) => {
                     let t = v.pts as f64 * v.time_base.as_f64();
+                    if v.time_base.num > 0 && v.time_base.den > 0 {
+                        self.slack = pts_slack(self.fps, v.time_base.as_f64());
+                    }
                     let mut img = Rgba8::new(v.width, v.height);
                     img.copy_from_view(&v);
                     return Ok(Some((img, t)));
@@ -298,6 +312,12 @@ impl MediaReader {
     }
 }
 
+/// The picture size of a media file, as the file decoder reads it.
+pub fn probe_size(reg: &Registry, path: &Path) -> Option<(u32, u32)> {
+    let (_, info) = MediaReader::open(reg, path, 0.0).ok()?;
+    (info.width > 0 && info.height > 0).then_some((info.width, info.height))
+}
+
 /// What a media file's pixels are, after the rules for missing tags.
 fn media_colour(info: &abi::MediaInfo) -> SourceColour {
     let fps = if info.frame_rate.den > 0 {
@@ -330,6 +350,9 @@ pub struct Timeline<'a> {
     static_end: HashMap<StaticId, u64>,
     statics: HashMap<StaticId, Arc<LinearImage>>,
     readers: HashMap<(usize, usize), MediaReader>,
+    /// Per image-sequence clip: the image number on screen, linearized,
+    /// and its generation.
+    sequences: HashMap<(usize, usize), (u64, Arc<LinearImage>, u64)>,
     /// Next generation handed to a changed media frame (one counter for all
     /// readers, so a reopened reader never repeats a generation).
     next_generation: u64,
@@ -442,12 +465,30 @@ impl<'a> Timeline<'a> {
                         }
                         Some(StaticId::Title(ti, ci))
                     }
-                    VideoSource::ImageSequence(_) => {
-                        return Err(RenderError::Unsupported {
-                            track: track.name.clone(),
-                            clip: ci,
-                            what: "image sequences (drawn by the job compositor until it moves to frame plans)",
-                        })
+                    VideoSource::ImageSequence(seq) => {
+                        if registry.find(cap::FILE_DECODE, "*", None).is_none() {
+                            return Err(RenderError::NoDecoder {
+                                available: registry.available(cap::FILE_DECODE).join(", "),
+                            });
+                        }
+                        let first = seq.path(seq.number_at(clip.in_point));
+                        let (r, _) =
+                            MediaReader::open(registry, &first, 0.0).map_err(|reason| {
+                                RenderError::Open {
+                                    path: first.clone(),
+                                    track: track.name.clone(),
+                                    clip: ci,
+                                    reason,
+                                }
+                            })?;
+                        for a in &r.colour.assumed {
+                            notes.push(format!(
+                                "track {} clip {ci} (image sequence {}): {a}",
+                                track.name,
+                                first.display()
+                            ));
+                        }
+                        None
                     }
                     VideoSource::Bars => Some(StaticId::Bars),
                     VideoSource::Solid { color } => Some(StaticId::Solid(color.0)),
@@ -476,6 +517,7 @@ impl<'a> Timeline<'a> {
             static_end,
             statics: HashMap::new(),
             readers: HashMap::new(),
+            sequences: HashMap::new(),
             next_generation: 0,
             pattern_bg: None,
             pattern_frame: None,
@@ -509,7 +551,10 @@ impl<'a> Timeline<'a> {
                 if n < clip.start || n >= clip.start + clip.frames {
                     continue;
                 }
-                if matches!(clip.source, VideoSource::Media { .. }) {
+                if matches!(
+                    clip.source,
+                    VideoSource::Media { .. } | VideoSource::ImageSequence(_)
+                ) {
                     live_media.push((ti, ci));
                 }
                 let shown = self.source(ti, ci, n)?;
@@ -551,6 +596,7 @@ impl<'a> Timeline<'a> {
         // Bounded memory: decoders of clips not on screen are closed; made-once
         // images no clip will show again are dropped.
         self.readers.retain(|k, _| live_media.contains(k));
+        self.sequences.retain(|k, _| live_media.contains(k));
         let ends = &self.static_end;
         self.statics
             .retain(|id, _| ends.get(id).is_some_and(|&end| end > n + 1));
@@ -650,6 +696,10 @@ impl<'a> Timeline<'a> {
         if let VideoSource::Media { path } = &clip.source {
             return self.media(ti, ci, path, source_time(clip, n, m.canvas.frame_rate));
         }
+        if let VideoSource::ImageSequence(seq) = &clip.source {
+            let number = seq.number_at(source_time(clip, n, m.canvas.frame_rate));
+            return self.sequence(ti, ci, seq, number);
+        }
         if let VideoSource::Pattern = clip.source {
             if let Some((pn, img)) = &self.pattern_frame {
                 if *pn == n {
@@ -735,6 +785,52 @@ impl<'a> Timeline<'a> {
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_FONT));
                 render_title(t, &self.fonts[&path], w, h, self.transfer)
             }
+        })
+    }
+
+    /// Image `number` of a sequence clip, decoded through the file decoder
+    /// (one image file is a one-frame medium) and linearized by its own
+    /// tags, once per change of number.
+    fn sequence(
+        &mut self,
+        ti: usize,
+        ci: usize,
+        seq: &ImageSequence,
+        number: u64,
+    ) -> Result<Shown, RenderError> {
+        let key = (ti, ci);
+        if self.sequences.get(&key).is_none_or(|s| s.0 != number) {
+            let path = seq.path(number);
+            let open_err = |reason: String| RenderError::Open {
+                path: path.clone(),
+                track: self.manifest.video[ti].name.clone(),
+                clip: ci,
+                reason,
+            };
+            let (mut r, _) = MediaReader::open(self.registry, &path, 0.0).map_err(open_err)?;
+            let (img, _) = r
+                .read()?
+                .ok_or_else(|| open_err("the image file holds no picture".into()))?;
+            let lin = linearize_rgba8(
+                &img.data,
+                img.width,
+                img.height,
+                r.colour.transfer,
+                r.colour.primaries,
+                self.primaries,
+            );
+            self.sequences
+                .insert(key, (number, Arc::new(lin), self.next_generation));
+            self.next_generation += 1;
+        }
+        let (_, image, generation) = self.sequences[&key].clone();
+        Ok(Shown {
+            key: SourceKey {
+                id: key,
+                generation,
+            },
+            logical: (image.width as f32, image.height as f32),
+            image,
         })
     }
 
@@ -960,13 +1056,16 @@ mod tests {
         // 24 fps shown on a 25 fps canvas: one source frame in 25 is skipped
         // (frame 24 of the canvas shows source frame 23, frame 25 shows 24).
         let shown: Vec<u64> = (0..=25)
-            .map(|n| frame_on_screen(n as f64 / 25.0, 24.0))
+            .map(|n| frame_on_screen(n as f64 / 25.0, 24.0, 1e-3))
             .collect();
         let want: Vec<u64> = (0..=25).map(|n| n * 24 / 25).collect();
         assert_eq!(shown, want);
-        // A frame stamped within the slack after the canvas time counts.
-        assert_eq!(frame_on_screen(1.0 / 24.0 - 0.0005, 24.0), 1);
-        assert_eq!(frame_on_screen(1.0 / 24.0 - 0.002, 24.0), 0);
+        // A frame stamped within half a tick after the canvas time counts
+        // (Matroska's 1 ms ticks)...
+        assert_eq!(frame_on_screen(1.0 / 24.0 - 0.0005, 24.0, 1e-3), 1);
+        assert_eq!(frame_on_screen(1.0 / 24.0 - 0.002, 24.0, 1e-3), 0);
+        // ...but with MOV's fine ticks, 0.5 ms before its start is before it.
+        assert_eq!(frame_on_screen(1.0 / 24.0 - 0.0005, 24.0, 1.0 / 24000.0), 0);
     }
 
     /// A 24 fps, 2 s RGB clip whose frame `i` is grey `4·i` (8-bit, sRGB).
@@ -1021,7 +1120,7 @@ mod tests {
                 assert_eq!(plan.layers.len(), 1);
                 assert_eq!(plan.sources.len(), 1);
                 let shown = ramp_index(&sources[0]);
-                let want = frame_on_screen(n as f64 / fps * speed, 24.0).min(47);
+                let want = frame_on_screen(n as f64 / fps * speed, 24.0, 1e-3).min(47);
                 assert_eq!(shown, want, "rate {rate} speed {speed} frame {n}");
                 // The generation changes exactly when the shown frame does.
                 let generation = plan.sources[0].generation;
@@ -1055,9 +1154,9 @@ mod tests {
         assert!(plan.layers.is_empty());
         assert!(tl.readers.is_empty());
         let (_, s) = tl.frame(12).unwrap();
-        assert_eq!(ramp_index(&s[0]), frame_on_screen(12.0 / 25.0, 24.0));
+        assert_eq!(ramp_index(&s[0]), frame_on_screen(12.0 / 25.0, 24.0, 1e-3));
         let (_, s) = tl.frame(3).unwrap();
-        assert_eq!(ramp_index(&s[0]), frame_on_screen(3.0 / 25.0, 24.0));
+        assert_eq!(ramp_index(&s[0]), frame_on_screen(3.0 / 25.0, 24.0, 1e-3));
     }
 
     #[test]
