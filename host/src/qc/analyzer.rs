@@ -7,7 +7,10 @@
 //! - every luma sample: histogram (mean, black, R 103 luma levels) and the
 //!   mean absolute difference to the previous frame (freeze);
 //! - a grid of one sample in 4×4 luma pixels (at chroma sample sites):
-//!   R'G'B' through the file's matrix (R 103 RGB levels), and the linear
+//!   R'G'B' through the file's matrix, from luma averaged over the chroma
+//!   sample's footprint (R 103 RGB levels after a low-pass at the chroma's
+//!   resolution: subsampling overshoot at hard edges is not a gamut error),
+//!   and the linear
 //!   light averaged over 32×18 screen blocks (luminance and red flashes).
 //!   Flash areas are therefore resolved to 1/576 of the screen, not per
 //!   pixel as in a certified PSE analyser.
@@ -916,7 +919,34 @@ impl Analyzer {
                     let mid = l.c_mid as u32;
                     (mid, mid)
                 };
-                let [r, g, b] = l.rgb(yv, cb, cr);
+                // R 103's low-pass before the gamut test: luma taken at
+                // the chroma's resolution (the mean over the chroma
+                // sample's footprint), so that subsampling overshoot at a
+                // hard colour edge (full-resolution luma against averaged
+                // chroma) is not counted as out of gamut.
+                let ya = if l.chroma && (l.chroma_x | l.chroma_y) != 0 {
+                    let (x0, y0) = (
+                        (x >> l.chroma_x) << l.chroma_x,
+                        (y >> l.chroma_y) << l.chroma_y,
+                    );
+                    let (nx, ny) = (1usize << l.chroma_x, 1usize << l.chroma_y);
+                    let mut sum = 0;
+                    for dy in 0..ny {
+                        for dx in 0..nx {
+                            sum += sample(
+                                &v.planes[0],
+                                (x0 + dx).min(w - 1),
+                                (y0 + dy).min(h - 1),
+                                l.bytes,
+                            );
+                        }
+                    }
+                    let n = (nx * ny) as u32;
+                    (sum + n / 2) / n
+                } else {
+                    yv
+                };
+                let [r, g, b] = l.rgb(ya, cb, cr);
                 let lo = r.min(g).min(b);
                 let hi = r.max(g).max(b);
                 rgb_lo = rgb_lo.min(lo);

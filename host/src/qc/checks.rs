@@ -306,7 +306,7 @@ pub fn spec_checks(
             "video.legal_range",
             Some(EBU_LEVELS),
             lr.severity,
-            "signal levels (EBU R 103): luma, and R'G'B' derived through the file's matrix on a grid of one sample in 4×4 pixels",
+            "signal levels (EBU R 103): luma, and R'G'B' derived through the file's matrix on a grid of one sample in 4×4 pixels, luma low-passed to the chroma's resolution",
             json!({
                 "frames_outside": lv.frames_outside,
                 "worst_luma_percent": lv.worst_luma_fraction * 100.0,
