@@ -142,6 +142,59 @@ fn oetf_clamped(table: &[f32], l: f32) -> f32 {
     (a + (b - a) * f).clamp(0.0, 1.0)
 }
 
+/// The OETF by the table for `l` in `[0, 1]` (within 1e-6 of the
+/// formula), by the formula outside it (colour operations may push linear
+/// light past 1, and must not clip there).
+#[inline]
+pub fn oetf_fast(t: Transfer, l: f32) -> f32 {
+    if (0.0..=1.0).contains(&l) {
+        oetf_clamped(oetf_table(t), l)
+    } else {
+        colour::oetf(t, l)
+    }
+}
+
+/// Samples of the EOTF table over `[0, 1]` (the EOTFs are smooth there:
+/// linear interpolation is within 1e-7 of the formula).
+const EOTF_STEPS: usize = 4096;
+
+fn eotf_table(t: Transfer) -> &'static [f32] {
+    static TABLES: [OnceLock<Vec<f32>>; 5] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let i = match t {
+        Transfer::Bt709 => 0,
+        Transfer::Srgb => 1,
+        Transfer::Linear => 2,
+        Transfer::Gamma22 => 3,
+        Transfer::Gamma28 => 4,
+    };
+    TABLES[i].get_or_init(|| {
+        (0..=EOTF_STEPS)
+            .map(|k| colour::eotf(t, k as f32 / EOTF_STEPS as f32))
+            .collect()
+    })
+}
+
+/// The EOTF by the table for `e` in `[0, 1]`, by the formula outside it.
+#[inline]
+pub fn eotf_fast(t: Transfer, e: f32) -> f32 {
+    if (0.0..=1.0).contains(&e) {
+        let table = eotf_table(t);
+        let x = e * EOTF_STEPS as f32;
+        let i = (x as usize).min(EOTF_STEPS - 1);
+        let f = x - i as f32;
+        let (a, b) = (table[i], table[i + 1]);
+        a + (b - a) * f
+    } else {
+        colour::eotf(t, e)
+    }
+}
+
 /// A format resolved into the numbers the per-pixel steps use.
 struct Target {
     matrix: Option<[[f32; 3]; 3]>,

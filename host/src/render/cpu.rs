@@ -15,7 +15,6 @@
 //!   old compositor draws the canvas).
 
 use crate::manifest::model::{BlendMode, Primaries, Transfer};
-use crate::render::colour::{eotf, oetf};
 use crate::render::convert;
 use crate::render::image::Yuv;
 use crate::render::plan::{
@@ -274,16 +273,25 @@ pub fn colour_ops(c: [f32; 4], ops: &ColourOps, t: Transfer, lut: Option<&Lut3d>
     }
     let mut e: [f32; 3] = std::array::from_fn(|i| {
         let lin = c[i] / a * ops.exposure_gain;
-        let e = oetf(t, lin.max(0.0));
-        let e = ops.gain[i] * (e + ops.lift[i] * (1.0 - e));
-        e.max(0.0).powf(1.0 / ops.gamma[i])
+        let e = convert::oetf_fast(t, lin.max(0.0));
+        let e = (ops.gain[i] * (e + ops.lift[i] * (1.0 - e))).max(0.0);
+        if ops.gamma[i] == 1.0 {
+            e
+        } else {
+            e.powf(1.0 / ops.gamma[i])
+        }
     });
     let y = 0.2126 * e[0] + 0.7152 * e[1] + 0.0722 * e[2];
     e = e.map(|v| y + (v - y) * ops.saturation);
     if let Some(l) = lut {
         e = l.apply(e.map(|v| v.clamp(0.0, 1.0)));
     }
-    [eotf(t, e[0]) * a, eotf(t, e[1]) * a, eotf(t, e[2]) * a, a]
+    [
+        convert::eotf_fast(t, e[0]) * a,
+        convert::eotf_fast(t, e[1]) * a,
+        convert::eotf_fast(t, e[2]) * a,
+        a,
+    ]
 }
 
 /// `blend_op(b, s, mode)` of the module docs.
