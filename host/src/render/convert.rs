@@ -77,14 +77,24 @@ pub fn check(f: &OutputFormat) -> Result<(), String> {
 /// pure powers' infinite slope at black becomes a finite one).
 const OETF_STEPS: usize = 4096;
 
-fn oetf_table(t: Transfer) -> &'static [f32] {
-    static TABLES: [OnceLock<Vec<f32>>; 5] = [
+/// One table per transfer, made on first use.
+type Tables = [OnceLock<Vec<f32>>; 5];
+
+const fn tables() -> Tables {
+    [
         OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
-    ];
+    ]
+}
+
+fn table_of(
+    tables: &'static Tables,
+    t: Transfer,
+    make: impl FnOnce() -> Vec<f32>,
+) -> &'static [f32] {
     let i = match t {
         Transfer::Bt709 => 0,
         Transfer::Srgb => 1,
@@ -92,7 +102,12 @@ fn oetf_table(t: Transfer) -> &'static [f32] {
         Transfer::Gamma22 => 3,
         Transfer::Gamma28 => 4,
     };
-    TABLES[i].get_or_init(|| {
+    tables[i].get_or_init(make)
+}
+
+fn oetf_table(t: Transfer) -> &'static [f32] {
+    static TABLES: Tables = tables();
+    table_of(&TABLES, t, || {
         (0..=OETF_STEPS)
             .map(|k| {
                 let s = k as f64 / OETF_STEPS as f64;
@@ -159,21 +174,8 @@ pub fn oetf_fast(t: Transfer, l: f32) -> f32 {
 const EOTF_STEPS: usize = 4096;
 
 fn eotf_table(t: Transfer) -> &'static [f32] {
-    static TABLES: [OnceLock<Vec<f32>>; 5] = [
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-    ];
-    let i = match t {
-        Transfer::Bt709 => 0,
-        Transfer::Srgb => 1,
-        Transfer::Linear => 2,
-        Transfer::Gamma22 => 3,
-        Transfer::Gamma28 => 4,
-    };
-    TABLES[i].get_or_init(|| {
+    static TABLES: Tables = tables();
+    table_of(&TABLES, t, || {
         (0..=EOTF_STEPS)
             .map(|k| colour::eotf(t, k as f32 / EOTF_STEPS as f32))
             .collect()

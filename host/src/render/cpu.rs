@@ -468,6 +468,7 @@ pub fn copy_plan(canvas: &LinearImage, transfer: Transfer, generation: u64) -> F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::colour::{eotf, oetf};
     use crate::render::plan::Mix;
 
     fn layer(source: usize, w: u32, h: u32) -> LayerOp {

@@ -312,6 +312,35 @@ impl MediaReader {
     }
 }
 
+/// Opens a media file (or an image of a sequence) once before rendering,
+/// so that a missing decoder or a bad file fails the job up front, and
+/// notes what its missing tags made the timeline assume.
+fn preflight_media(
+    registry: &Registry,
+    path: &Path,
+    at: f64,
+    track: &crate::manifest::model::VideoTrack,
+    ci: usize,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<(), RenderError> {
+    if registry.find(cap::FILE_DECODE, "*", None).is_none() {
+        return Err(RenderError::NoDecoder {
+            available: registry.available(cap::FILE_DECODE).join(", "),
+        });
+    }
+    let (r, _) = MediaReader::open(registry, path, at).map_err(|reason| RenderError::Open {
+        path: path.to_owned(),
+        track: track.name.clone(),
+        clip: ci,
+        reason,
+    })?;
+    for a in &r.colour.assumed {
+        notes.push(format!("track {} clip {ci} ({what}): {a}", track.name));
+    }
+    Ok(())
+}
+
 /// The picture size of a media file, as the file decoder reads it.
 pub fn probe_size(reg: &Registry, path: &Path) -> Option<(u32, u32)> {
     let (_, info) = MediaReader::open(reg, path, 0.0).ok()?;
@@ -411,27 +440,16 @@ impl<'a> Timeline<'a> {
                 track_colour.push(plan_colour(&clip.colour, lut));
                 let sid = match &clip.source {
                     VideoSource::Media { path } => {
-                        if registry.find(cap::FILE_DECODE, "*", None).is_none() {
-                            return Err(RenderError::NoDecoder {
-                                available: registry.available(cap::FILE_DECODE).join(", "),
-                            });
-                        }
-                        let (r, _) =
-                            MediaReader::open(registry, path, clip.in_point).map_err(|reason| {
-                                RenderError::Open {
-                                    path: path.clone(),
-                                    track: track.name.clone(),
-                                    clip: ci,
-                                    reason,
-                                }
-                            })?;
-                        for a in &r.colour.assumed {
-                            notes.push(format!(
-                                "track {} clip {ci} ({}): {a}",
-                                track.name,
-                                path.display()
-                            ));
-                        }
+                        let what = path.display().to_string();
+                        preflight_media(
+                            registry,
+                            path,
+                            clip.in_point,
+                            track,
+                            ci,
+                            &what,
+                            &mut notes,
+                        )?;
                         None
                     }
                     VideoSource::Still { path } => {
@@ -466,28 +484,9 @@ impl<'a> Timeline<'a> {
                         Some(StaticId::Title(ti, ci))
                     }
                     VideoSource::ImageSequence(seq) => {
-                        if registry.find(cap::FILE_DECODE, "*", None).is_none() {
-                            return Err(RenderError::NoDecoder {
-                                available: registry.available(cap::FILE_DECODE).join(", "),
-                            });
-                        }
                         let first = seq.path(seq.number_at(clip.in_point));
-                        let (r, _) =
-                            MediaReader::open(registry, &first, 0.0).map_err(|reason| {
-                                RenderError::Open {
-                                    path: first.clone(),
-                                    track: track.name.clone(),
-                                    clip: ci,
-                                    reason,
-                                }
-                            })?;
-                        for a in &r.colour.assumed {
-                            notes.push(format!(
-                                "track {} clip {ci} (image sequence {}): {a}",
-                                track.name,
-                                first.display()
-                            ));
-                        }
+                        let what = format!("image sequence {}", first.display());
+                        preflight_media(registry, &first, 0.0, track, ci, &what, &mut notes)?;
                         None
                     }
                     VideoSource::Bars => Some(StaticId::Bars),
