@@ -10,12 +10,15 @@ cd "$(dirname "$0")/.."
 # mesa-vulkan-drivers + libvulkan1: lavapipe, the software Vulkan the wgpu
 # renderer is tested on (the driver is only a Recommends of the loader).
 # fonts-dejavu-core: the default font of titles.
+# time: GNU time (/usr/bin/time), which the benchmarks use for each child's
+#   CPU time and peak RSS.
 # python3-venv: the OpenTimelineIO tests write timelines with the
 # `opentimelineio` package (installed from PyPI into a venv below).
 PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   pkg-config clang nasm ffmpeg chromium rsync
   mesa-vulkan-drivers libvulkan1 fonts-dejavu-core python3-venv
+  time
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
