@@ -21,9 +21,10 @@ use crate::quality::{self, Picture, Plane, Series};
 use crate::render::image::{alpha_to_8bit, hash_view, plane_size, Yuv};
 use crate::report::{Check, DeliverableReport, LoudnessReport, QualityReport, Severity, Verdict};
 use crate::segments::{SegmentReader, SegmentWriter, Segments};
+use crate::tracks::{self, TrackAudit, TrackMuxer as Muxer};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use deliver_plugin_api::abi::{self, cap, media, pix};
-use deliver_plugin_api::host::{CapabilityInfo, Frame, Muxer, PacketBuf};
+use deliver_plugin_api::host::{CapabilityInfo, Frame, PacketBuf};
 use deliver_plugin_api::plugin::{EncoderSettings, StreamInfo, VideoView};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -908,19 +909,24 @@ fn open_streams(p: &Plan, m: &Manifest) -> Result<Streams, String> {
         _ => None,
     };
     let partial = deliver_watch::partial_path(&p.output);
-    let mut mux = p
-        .muxer
-        .plugin
-        .open_muxer(
-            &partial.to_string_lossy(),
-            &p.preset.container,
-            &options_toml(&container_options(&p.preset)),
-        )
-        .map_err(|e| e.to_string())?;
-    let vidx = mux.add_stream(&vparams).map_err(|e| e.to_string())?;
+    let mut mux = Muxer::new(
+        p.muxer
+            .plugin
+            .open_muxer(
+                &partial.to_string_lossy(),
+                &p.preset.container,
+                &options_toml(&container_options(&p.preset)),
+            )
+            .map_err(|e| e.to_string())?,
+    );
+    let vidx = mux.add_stream(&vparams)?;
+    let tracks = p.preset.audio.as_ref().and_then(|a| a.tracks.as_deref());
     let aenc = match aenc {
         Some((enc, params)) => {
-            let i = mux.add_stream(&params).map_err(|e| e.to_string())?;
+            let i = match tracks {
+                Some(map) => mux.add_tracks(&params, map)?,
+                None => mux.add_stream(&params)?,
+            };
             Some((enc, i, params))
         }
         None => None,
@@ -1629,6 +1635,35 @@ fn expectations(p: &Plan, m: &Manifest) -> qc::Expect {
     }
 }
 
+/// The delivered audio is the preset's mono tracks: as many audio streams
+/// as tracks, one channel each, each carrying its channel of the programme
+/// (sample for sample the same as the first track of that channel) or
+/// digital silence.
+fn tracks_check(
+    map: &[crate::preset::Track],
+    channels: u32,
+    info: &abi::MediaInfo,
+    audit: Option<&TrackAudit>,
+) -> Check {
+    let names: Vec<&str> = map.iter().map(|t| t.name(channels)).collect();
+    let wrong = audit.map(|a| a.wrong.clone());
+    let pass = info.audio_tracks as usize == map.len()
+        && info.channels as usize == map.len()
+        && wrong.as_ref().is_some_and(|w| w.iter().all(|&n| n == 0));
+    Check::new(
+        "audio.tracks",
+        "mono audio tracks and what each carries (a channel of the programme, or digital silence); \
+         samples that depart from it, per track",
+        serde_json::json!({
+            "tracks": info.audio_tracks,
+            "channels": info.channels,
+            "wrong_samples": wrong,
+        }),
+        format!("= {} mono tracks: {}", map.len(), names.join(" ")),
+        pass,
+    )
+}
+
 /// A ΔE check: held to `max` where the profile sets one, else recorded
 /// (info severity).
 fn delta_e_check(
@@ -1726,12 +1761,22 @@ fn verify_file(
         .plugin
         .open_file(&path.to_string_lossy(), &cfg)
         .map_err(|e| format!("the delivered file does not decode: {e}"))?;
+    let pre = &p.preset;
+    // A programme laid out as mono tracks is measured as the programme (each
+    // channel from its first track), and the tracks are held to the layout.
+    let map = pre.audio.as_ref().and_then(|a| a.tracks.as_deref());
+    let laid_out = map.filter(|m| info.channels as usize == m.len());
+    let programme_channels = match (laid_out, &pre.audio) {
+        (Some(_), Some(a)) => a.channels,
+        _ => info.channels,
+    };
+    let mut audit = laid_out.map(|m| TrackAudit::new(m.len()));
+    let mut programme = Vec::new();
     let mut meter = if info.has_audio != 0 && info.sample_rate > 0 && info.channels > 0 {
-        Meter::new(info.channels, info.sample_rate).ok()
+        Meter::new(programme_channels, info.sample_rate).ok()
     } else {
         None
     };
-    let pre = &p.preset;
     let mut analyzer = qc::Analyzer::new(&pre.qc, &info);
     let mut frames = 0u64;
     let mut mismatched = 0u64;
@@ -1767,6 +1812,14 @@ fn verify_file(
                 sample_rate,
                 ..
             } => {
+                let (samples, channels) = match (laid_out, &mut audit) {
+                    (Some(m), Some(a)) if channels as usize == m.len() => {
+                        a.add(samples, m);
+                        tracks::programme_of(samples, m, programme_channels, &mut programme);
+                        (&programme[..], programme_channels)
+                    }
+                    _ => (samples, channels),
+                };
                 analyzer.audio(samples, channels, sample_rate);
                 if let Some(mt) = &mut meter {
                     mt.add(samples).map_err(|e| e.to_string())?;
@@ -1775,7 +1828,15 @@ fn verify_file(
         }
     }
     let analysis = analyzer.finish();
-    let probe = qc::probe(&info, frames);
+    let mut probe = qc::probe(&info, frames);
+    if let Some(map) = map {
+        report
+            .checks
+            .push(tracks_check(map, programme_channels, &info, audit.as_ref()));
+        if laid_out.is_some() {
+            probe.channels = programme_channels;
+        }
+    }
     let (mut checks, thumbnails) = qc::spec_checks(&analysis, &probe, &expectations(p, m), &pre.qc);
     checks.extend(qc::codec_tag_check(path, &pre.qc));
     silent_by_design(p, &mut checks);

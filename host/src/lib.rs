@@ -31,4 +31,5 @@ pub mod report;
 pub mod report_html;
 pub mod schedule;
 pub mod segments;
+pub mod tracks;
 pub mod watch_config;

@@ -88,6 +88,8 @@
 //! sample_rate = 48000           # required, 8000 to 192000
 //! channels = 2                  # required, 1 or 2
 //! bit_rate = 192000             # optional
+//! tracks = ["L", "R", "silent"] # optional, PCM in MXF/MOV only: one mono track
+//!                               # per name (a channel of the mix, or "silent")
 //! [audio.options]               # optional
 //! [loudness]                    # required
 //! target_lufs = -23.0           # -70 to 0
@@ -247,6 +249,40 @@ pub struct AudioSpec {
     pub channels: u32,
     pub bit_rate: Option<i64>,
     pub options: toml::Table,
+    /// The programme laid out as mono tracks of the file (PCM only): what
+    /// each track carries, in track order. `None`: one track of `channels`.
+    pub tracks: Option<Vec<Track>>,
+}
+
+/// What one mono audio track of a deliverable carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Track {
+    /// A channel of the programme (0-based, in the mix's order).
+    Channel(u32),
+    /// Digital silence.
+    Silent,
+}
+
+impl Track {
+    /// Channel names of a mix of `channels`, in its order.
+    pub fn names(channels: u32) -> &'static [&'static str] {
+        match channels {
+            1 => &["M"],
+            2 => &["L", "R"],
+            _ => &["L", "R", "C", "LFE", "Ls", "Rs"],
+        }
+    }
+
+    /// The name a preset writes for this track.
+    pub fn name(self, channels: u32) -> &'static str {
+        match self {
+            Track::Channel(c) => Self::names(channels)
+                .get(c as usize)
+                .copied()
+                .unwrap_or("?"),
+            Track::Silent => "silent",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -313,6 +349,7 @@ struct RawAudio {
     channels: Option<i64>,
     bit_rate: Option<i64>,
     options: Option<toml::Table>,
+    tracks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1363,6 +1400,15 @@ impl Checker<'_> {
             ));
         }
         let audio = raw.audio.as_ref().map(|a| self.audio(a)).transpose()?;
+        if audio.as_ref().is_some_and(|a| a.tracks.is_some())
+            && !matches!(container.as_str(), "mxf" | "mov")
+        {
+            return Err(self.bad(
+                &["audio", "tracks"],
+                format!("cannot be laid out in a {container} file"),
+                "no audio.tracks, or a container of \"mxf\" or \"mov\" (which carry mono PCM tracks)",
+            ));
+        }
         let l = self.required(
             &raw.loudness,
             &["loudness"],
@@ -1692,6 +1738,11 @@ impl Checker<'_> {
                 )
             })
             .transpose()?;
+        let tracks = a
+            .tracks
+            .as_ref()
+            .map(|t| self.tracks(t, &codec, channels))
+            .transpose()?;
         Ok(AudioSpec {
             codec,
             encoder,
@@ -1700,7 +1751,60 @@ impl Checker<'_> {
             channels,
             bit_rate,
             options: a.options.clone().unwrap_or_default(),
+            tracks,
         })
+    }
+
+    /// `audio.tracks`: one name per mono track, each a channel of the mix
+    /// or "silent"; every channel of the mix on at least one track.
+    fn tracks(&self, names: &[String], codec: &str, channels: u32) -> Checked<Vec<Track>> {
+        let field = &["audio", "tracks"];
+        let known = Track::names(channels);
+        let expected = format!(
+            "2 to 16 track names, each one of {} or \"silent\", every channel at least once",
+            known.join(", ")
+        );
+        if !codec.starts_with("pcm_") {
+            return Err(self.bad(
+                field,
+                format!(
+                    "needs PCM audio (audio.codec is \"{codec}\"): tracks are cut from PCM samples"
+                ),
+                "no audio.tracks, or a PCM codec such as \"pcm_s24le\"",
+            ));
+        }
+        if !(2..=16).contains(&names.len()) {
+            return Err(self.bad(field, format!("has {} tracks", names.len()), expected));
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let t = if n == "silent" {
+                Track::Silent
+            } else {
+                match known.iter().position(|k| k == n) {
+                    Some(c) => Track::Channel(c as u32),
+                    None => {
+                        return Err(self.bad(
+                            field,
+                            format!("names \"{n}\", not a channel of a {channels}-channel mix"),
+                            expected,
+                        ))
+                    }
+                }
+            };
+            out.push(t);
+        }
+        if let Some(c) = (0..channels).find(|c| !out.contains(&Track::Channel(*c))) {
+            return Err(self.bad(
+                field,
+                format!(
+                    "leaves channel {} of the mix on no track",
+                    known[c as usize]
+                ),
+                expected,
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -1734,6 +1838,57 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some("audio.channels"), "{e}");
             let text = e.to_string();
             assert!(text.contains(why) && text.contains("6 (5.1"), "{text}");
+        }
+    }
+
+    #[test]
+    fn audio_tracks_lay_out_pcm_in_mxf_and_mov_only() {
+        let lib = PresetLibrary::builtin();
+        let p = lib
+            .resolve("broadcast/xdcam-hd422-1080i25", &toml::Table::new())
+            .unwrap();
+        let t = p.audio.unwrap().tracks.unwrap();
+        assert_eq!(t.len(), 8);
+        assert_eq!(
+            &t[..3],
+            &[Track::Channel(0), Track::Channel(1), Track::Silent]
+        );
+        // A 5.1 master on six tracks plus the left and right again.
+        let o = table(
+            "audio.channels = 6\naudio.tracks = [\"L\", \"R\", \"C\", \"LFE\", \"Ls\", \"Rs\", \"L\", \"R\"]",
+        );
+        let p = lib.resolve("master/prores-422-hq", &o).unwrap();
+        assert_eq!(p.audio.unwrap().tracks.unwrap()[3], Track::Channel(3));
+        for (preset, over, why) in [
+            (
+                "master/prores-422-hq",
+                "audio.tracks = [\"L\", \"silent\"]",
+                "leaves channel R",
+            ),
+            (
+                "master/prores-422-hq",
+                "audio.tracks = [\"L\", \"R\", \"C\"]",
+                "names \"C\"",
+            ),
+            (
+                "master/prores-422-hq",
+                "audio.tracks = [\"L\"]",
+                "has 1 tracks",
+            ),
+            (
+                "web/h264-1080p",
+                "audio.tracks = [\"L\", \"R\"]",
+                "needs PCM audio",
+            ),
+            (
+                "web/h264-1080p",
+                "audio.codec = \"pcm_s24le\"\naudio.tracks = [\"L\", \"R\"]",
+                "cannot be laid out in a mp4 file",
+            ),
+        ] {
+            let e = lib.resolve(preset, &table(over)).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("audio.tracks"), "{e}");
+            assert!(e.to_string().contains(why), "{e}");
         }
     }
 

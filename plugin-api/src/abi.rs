@@ -23,7 +23,10 @@ pub const ABI_MAJOR: u32 = 1;
 ///   `audio_channel_layout` and `start_timecode`, carved out of its reserved
 ///   slots (the struct's size is unchanged). A 1.0 plugin leaves them zero,
 ///   which reads as "unknown".
-pub const ABI_MINOR: u32 = 1;
+/// - 1.2: [`MediaInfo`] gained `audio_tracks` (how many mono audio streams
+///   a file decoder presents as one programme), from the same reserved
+///   bytes. A 1.1 plugin leaves it zero: one stream.
+pub const ABI_MINOR: u32 = 2;
 
 /// The one symbol a plugin library exports, with the signature [`EntryFn`].
 pub const ENTRY_SYMBOL: &str = "deliver_plugin_entry";
@@ -551,14 +554,25 @@ pub struct MediaInfo {
     /// Start timecode ("10:00:00:00", drop-frame with `;`), NUL-padded;
     /// empty if the file carries none. Since ABI 1.1.
     pub start_timecode: [u8; 16],
+    /// The audio is this many mono streams of the file (MXF and broadcast
+    /// MOV carry a programme as one mono track per channel), decoded as one
+    /// stream of that many channels in stream order; 0 or 1: one stream.
+    /// Since ABI 1.2.
+    pub audio_tracks: u32,
     /// What is left of the 1.0 reserved slots (`[usize; 8]`): the fields
-    /// above took 32 bytes of them.
+    /// above took 36 bytes of them.
     pub reserved: [u8; MEDIA_INFO_RESERVED],
 }
 
-/// Bytes of [`MediaInfo::reserved`] left after the 1.1 fields, so that the
-/// struct keeps the size it had in ABI 1.0 on every target.
-pub const MEDIA_INFO_RESERVED: usize = 8 * std::mem::size_of::<usize>() - 32;
+/// Bytes of [`MediaInfo::reserved`] left after the 1.1 and 1.2 fields, so
+/// that the struct keeps the size it had in ABI 1.0.
+pub const MEDIA_INFO_RESERVED: usize = 8 * std::mem::size_of::<usize>() - 36;
+
+// The 1.1 and 1.2 fields fit the 1.0 reserved slots on 64-bit targets only.
+const _: () = assert!(
+    std::mem::size_of::<usize>() == 8,
+    "the deliver plugin ABI is laid out for 64-bit targets"
+);
 
 impl MediaInfo {
     pub const EMPTY: MediaInfo = MediaInfo {
@@ -588,6 +602,7 @@ impl MediaInfo {
         audio_bits: 0,
         audio_channel_layout: 0,
         start_timecode: [0; 16],
+        audio_tracks: 0,
         reserved: [0; MEDIA_INFO_RESERVED],
     };
 

@@ -125,7 +125,7 @@ fn the_example_plugin_conforms_installed_as_the_guide_says() {
 
     let listed = deliver(&dir).arg("plugins").output().unwrap();
     let text = String::from_utf8_lossy(&listed.stdout);
-    assert!(text.contains("y4m 0.1.0 (ABI 1.1)"), "{text}");
+    assert!(text.contains("y4m 0.1.0 (ABI 1.2)"), "{text}");
     assert!(text.contains("y4m-rawvideo"), "{text}");
 
     let run = plugins_check(&lib, &[]);
@@ -182,7 +182,7 @@ fn a_plugin_for_another_abi_major_fails_with_both_versions() {
         .unwrap_or_else(|| panic!("no failed load step:\n{}", run.stdout));
     assert!(fail.contains("libdeliver_fixture_plugin_abi2.so"), "{fail}");
     assert!(fail.contains("plugin ABI 2.0"), "{fail}");
-    assert!(fail.contains("host speaks ABI 1.1"), "{fail}");
+    assert!(fail.contains("host speaks ABI 1.2"), "{fail}");
 
     let run = plugins_check(&lib, &["--json"]);
     assert_eq!(run.code, Some(1));

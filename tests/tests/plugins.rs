@@ -20,11 +20,11 @@ fn plugin_for_another_abi_major_is_refused_with_file_and_versions() {
     );
     assert!(text.contains("libdeliver_plugin_abi2.so"), "{text}");
     assert!(text.contains("plugin ABI 2.0"), "{text}");
-    assert!(text.contains("host speaks ABI 1.1"), "{text}");
+    assert!(text.contains("host speaks ABI 1.2"), "{text}");
     // The good plugin still loaded, with its capabilities listed.
     assert!(text.contains("ffmpeg"), "{text}");
     assert!(text.contains("libx264"), "{text}");
-    assert!(text.contains("(ABI 1.1)"), "{text}");
+    assert!(text.contains("(ABI 1.2)"), "{text}");
 }
 
 #[test]

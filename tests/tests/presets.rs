@@ -53,6 +53,9 @@ enum Container {
 #[derive(Clone, Copy)]
 enum Audio {
     Pcm24,
+    /// Eight mono 24-bit PCM tracks: the stereo programme on 1 and 2,
+    /// digital silence on 3 to 8.
+    Pcm24Tracks8,
     Aac,
     Opus,
 }
@@ -193,17 +196,49 @@ fn run(case: &Case) {
         }
     }
 
-    let a = stream(&probe, "audio");
-    let (codec, bits) = match case.audio {
-        Audio::Pcm24 => ("pcm_s24le", Some("24")),
-        Audio::Aac => ("aac", None),
-        Audio::Opus => ("opus", None),
+    let audio: Vec<&Value> = probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == "audio")
+        .collect();
+    let (codec, bits, tracks, channels) = match case.audio {
+        Audio::Pcm24 => ("pcm_s24le", Some("24"), 1, 2),
+        Audio::Pcm24Tracks8 => ("pcm_s24le", Some("24"), 8, 1),
+        Audio::Aac => ("aac", None, 1, 2),
+        Audio::Opus => ("opus", None, 1, 2),
     };
-    assert_eq!(a["codec_name"], codec, "{}", case.preset);
-    assert_eq!(a["sample_rate"], "48000", "{}", case.preset);
-    assert_eq!(a["channels"], 2, "{}", case.preset);
-    if let Some(bits) = bits {
-        assert_eq!(a["bits_per_raw_sample"], bits, "{}", case.preset);
+    assert_eq!(audio.len(), tracks, "{}: audio streams", case.preset);
+    for a in &audio {
+        assert_eq!(a["codec_name"], codec, "{}", case.preset);
+        assert_eq!(a["sample_rate"], "48000", "{}", case.preset);
+        assert_eq!(a["channels"], channels, "{}", case.preset);
+        if let Some(bits) = bits {
+            assert_eq!(a["bits_per_raw_sample"], bits, "{}", case.preset);
+        }
+    }
+    if let Audio::Pcm24Tracks8 = case.audio {
+        // What each track carries, decoded by FFmpeg: the tone on 1 and 2
+        // (the mix is the same on both sides), zeros on 3 to 8.
+        let peaks: Vec<i32> = (0..8).map(|t| track_peak(&file, t)).collect();
+        assert!(
+            peaks[0] > 1 << 20 && peaks[0] == peaks[1],
+            "{}: {peaks:?}",
+            case.preset
+        );
+        assert_eq!(
+            &peaks[2..],
+            &[0; 6],
+            "{}: tracks 3 to 8 are silent",
+            case.preset
+        );
+        let c = d["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "audio.tracks")
+            .unwrap_or_else(|| panic!("{}: no audio.tracks check", case.preset));
+        assert_eq!(c["pass"], true, "{c}");
     }
 
     // FFmpeg decodes every packet without a complaint.
@@ -220,6 +255,40 @@ fn run(case: &Case) {
         "{}: ffmpeg -v error said something",
         case.preset
     );
+}
+
+/// The largest absolute sample of audio stream `track`, as FFmpeg decodes
+/// it to 32-bit integers.
+fn track_peak(file: &Path, track: usize) -> i32 {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args([
+            "-map",
+            &format!("0:a:{track}"),
+            "-f",
+            "s32le",
+            "-c:a",
+            "pcm_s32le",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.len() >= 4 * 48_000,
+        "track {track}: {} bytes",
+        out.stdout.len()
+    );
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]).saturating_abs())
+        .max()
+        .unwrap()
 }
 
 macro_rules! presets {
@@ -253,8 +322,8 @@ presets! {
     master_dnxhr_hq_mxf => master("master/dnxhr-hq-mxf", "dnxhd", "DNXHR HQ", "yuv422p", NO_TAG, Mxf);
     master_dnxhd_120_1080p25 => master("master/dnxhd-120-1080p25", "dnxhd", "DNXHD", "yuv422p", "AVdn", Mov);
     master_dnxhd_185x_1080p25 => master("master/dnxhd-185x-1080p25", "dnxhd", "DNXHD", "yuv422p10le", NO_TAG, Mxf);
-    broadcast_xdcam_hd422_1080i25 => Case { field_order: "tt", ..master("broadcast/xdcam-hd422-1080i25", "mpeg2video", "4:2:2", "yuv422p", NO_TAG, Mxf) };
-    broadcast_xdcam_hd422_1080p25 => master("broadcast/xdcam-hd422-1080p25", "mpeg2video", "4:2:2", "yuv422p", NO_TAG, Mxf);
+    broadcast_xdcam_hd422_1080i25 => Case { field_order: "tt", audio: Pcm24Tracks8, ..master("broadcast/xdcam-hd422-1080i25", "mpeg2video", "4:2:2", "yuv422p", NO_TAG, Mxf) };
+    broadcast_xdcam_hd422_1080p25 => Case { audio: Pcm24Tracks8, ..master("broadcast/xdcam-hd422-1080p25", "mpeg2video", "4:2:2", "yuv422p", NO_TAG, Mxf) };
     broadcast_atsc_h264_1080 => master("broadcast/atsc-h264-1080", "h264", "High", "yuv420p", "avc1", Mov);
     web_h264_1080p => Case { audio: Aac, ..master("web/h264-1080p", "h264", "High", "yuv420p", "avc1", Mp4) };
     web_h264_720p => Case { audio: Aac, size: HD, ..master("web/h264-720p", "h264", "High", "yuv420p", "avc1", Mp4) };

@@ -102,6 +102,22 @@ impl SourceLayout {
     /// # Errors
     /// A count with no known layout, or a channel the 5.1 mix has no place
     /// for (a height channel, say), named.
+    /// The layout of a decoded source, as [`of`](Self::of); a programme of
+    /// mono tracks (MXF, broadcast MOV: one track per channel) that no count
+    /// rule lays out (3 to 5, 7 or more tracks: 8-track XDCAM, 4-track
+    /// camera files) is read as tracks 1 and 2 = left and right, the others
+    /// unused, which is where broadcast layouts put the stereo programme.
+    pub fn of_tracks(info: &abi::MediaInfo) -> Result<SourceLayout, String> {
+        let n = info.channels;
+        if info.audio_tracks == n && info.audio_channel_layout == 0 && !matches!(n, 1 | 2 | 6) {
+            let mut place = vec![[0f32; 6]; n as usize];
+            place[0][L] = 1.0;
+            place[1][R] = 1.0;
+            return Ok(SourceLayout::Surround(place));
+        }
+        Self::of(n, info.audio_channel_layout)
+    }
+
     pub fn of(channels: u32, layout_mask: u64) -> Result<SourceLayout, String> {
         if channels == 1 {
             return Ok(SourceLayout::Mono);
@@ -389,8 +405,8 @@ impl AudioReader {
                 info.channels
             ));
         }
-        let layout = SourceLayout::of(info.channels, info.audio_channel_layout)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let layout =
+            SourceLayout::of_tracks(&info).map_err(|e| format!("{}: {e}", path.display()))?;
         let start_s = in_point + first as f64 / c.sample_rate as f64;
         if start_s > 0.0 {
             dec.seek((start_s * 1e6) as i64)

@@ -116,38 +116,228 @@ impl VideoTrack {
     }
 }
 
-struct AudioTrack {
+/// One audio stream of the file and its decoder.
+struct Member {
     index: usize,
     dec: decoder::Opened,
-    tb: ffi::AVRational,
     frame: frame::Audio,
-    out: AudioOut,
+    /// Decoded samples not yet merged (mono tracks only).
+    queue: VecDeque<f32>,
     eof: bool,
 }
 
+/// The file's audio: one stream, or several mono streams (one per channel,
+/// as MXF and broadcast MOV carry a programme) merged in stream order into
+/// one stream of that many channels.
+struct AudioTrack {
+    members: Vec<Member>,
+    tb: ffi::AVRational,
+    out: AudioOut,
+    eof: bool,
+    /// Merged tracks: the first track's first timestamp, the sample rate
+    /// and the samples merged since, which time the merged frames.
+    start: Option<i64>,
+    rate: i32,
+    merged_samples: i64,
+    merged: frame::Audio,
+}
+
 impl AudioTrack {
+    fn new(members: Vec<Member>, tb: ffi::AVRational, rate: i32, out: AudioOut) -> AudioTrack {
+        AudioTrack {
+            members,
+            tb,
+            out,
+            eof: false,
+            start: None,
+            rate,
+            merged_samples: 0,
+            merged: frame::Audio::empty(),
+        }
+    }
+
+    fn has(&self, stream: usize) -> Option<usize> {
+        self.members.iter().position(|m| m.index == stream)
+    }
+
     /// Takes decoded audio until some converted samples are ready; false
     /// when the decoder needs input or is drained.
     fn pull(&mut self) -> Result<bool, String> {
-        loop {
-            match receive(&mut self.dec, &mut self.frame)? {
-                Got::Frame => {
-                    if self.out.push(&self.frame, self.tb)? > 0 {
-                        return Ok(true);
+        if self.members.len() == 1 {
+            let m = &mut self.members[0];
+            loop {
+                match receive(&mut m.dec, &mut m.frame)? {
+                    Got::Frame => {
+                        if self.out.push(&m.frame, self.tb)? > 0 {
+                            return Ok(true);
+                        }
                     }
-                }
-                Got::Again => return Ok(false),
-                Got::Eof => {
-                    self.eof = true;
-                    return Ok(false);
+                    Got::Again => return Ok(false),
+                    Got::Eof => {
+                        self.eof = true;
+                        return Ok(false);
+                    }
                 }
             }
         }
+        loop {
+            for m in self.members.iter_mut().filter(|m| !m.eof) {
+                loop {
+                    match receive(&mut m.dec, &mut m.frame)? {
+                        Got::Frame => {
+                            if self.start.is_none() {
+                                // SAFETY: a decoded frame.
+                                let f = unsafe { &*m.frame.as_ptr() };
+                                let ts = if f.best_effort_timestamp != ffi::AV_NOPTS_VALUE {
+                                    f.best_effort_timestamp
+                                } else {
+                                    f.pts
+                                };
+                                self.start = Some(if ts == ffi::AV_NOPTS_VALUE { 0 } else { ts });
+                            }
+                            mono_samples(&m.frame, &mut m.queue)?;
+                        }
+                        Got::Again => break,
+                        Got::Eof => {
+                            m.eof = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            let all_eof = self.members.iter().all(|m| m.eof);
+            let ready = self.members.iter().map(|m| m.queue.len());
+            // Tracks end together in a well-made file; a short one is
+            // padded with silence at the end rather than losing the others.
+            let n = if all_eof {
+                ready.max().unwrap_or(0)
+            } else {
+                ready.min().unwrap_or(0)
+            };
+            if n == 0 {
+                if all_eof {
+                    self.eof = true;
+                }
+                return Ok(false);
+            }
+            self.merge(n)?;
+            if self.out.push(&self.merged, self.tb)? > 0 {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Moves `n` samples of every track into the merged planar frame.
+    fn merge(&mut self, n: usize) -> Result<(), String> {
+        let channels = self.members.len();
+        let tb = self.tb;
+        let pts = self.start.unwrap_or(0)
+            + rescale(
+                self.merged_samples,
+                ffi::AVRational {
+                    num: 1,
+                    den: self.rate.max(1),
+                },
+                tb,
+            );
+        // SAFETY: the frame is ours; unref resets it, get_buffer allocates
+        // `n` planar float samples per channel for the layout set.
+        unsafe {
+            let f = self.merged.as_mut_ptr();
+            ffi::av_frame_unref(f);
+            (*f).format = ffi::AVSampleFormat::AV_SAMPLE_FMT_FLTP as c_int;
+            (*f).nb_samples = n as c_int;
+            (*f).sample_rate = self.rate;
+            let l = Layout::default_for(channels as u32);
+            if ffi::av_channel_layout_copy(&mut (*f).ch_layout, &l.0) < 0 {
+                return Err("merging mono audio tracks: out of memory".into());
+            }
+            (*f).pts = pts;
+            (*f).best_effort_timestamp = pts;
+            let r = ffi::av_frame_get_buffer(f, 0);
+            if r < 0 {
+                return Err(format!("merging mono audio tracks: {}", av_code(r)));
+            }
+            for (c, m) in self.members.iter_mut().enumerate() {
+                let plane =
+                    std::slice::from_raw_parts_mut(*(*f).extended_data.add(c) as *mut f32, n);
+                for (i, v) in plane.iter_mut().enumerate() {
+                    *v = if i < m.queue.len() { m.queue[i] } else { 0.0 };
+                }
+                let take = n.min(m.queue.len());
+                m.queue.drain(..take);
+            }
+        }
+        self.merged_samples += n as i64;
+        Ok(())
+    }
+
+    fn flush_decoders(&mut self) {
+        for m in &mut self.members {
+            m.dec.flush();
+            m.eof = false;
+            m.queue.clear();
+        }
+        self.eof = false;
+        self.start = None;
+        self.merged_samples = 0;
+        self.out.reset();
     }
 
     fn view(&self) -> FrameView<'_> {
         FrameView::Audio(self.out.view())
     }
+}
+
+/// Appends a decoded mono frame's samples to `queue` as floats.
+fn mono_samples(f: &frame::Audio, queue: &mut VecDeque<f32>) -> Result<(), String> {
+    use ffi::AVSampleFormat::*;
+    // SAFETY: a decoded frame.
+    let f = unsafe { &*f.as_ptr() };
+    let n = f.nb_samples.max(0) as usize;
+    let p = f.extended_data;
+    // SAFETY: a mono frame has one plane of `n` samples in its format
+    // (packed and planar are the same for one channel).
+    unsafe {
+        let base = *p;
+        match std::mem::transmute::<c_int, ffi::AVSampleFormat>(f.format) {
+            AV_SAMPLE_FMT_U8 | AV_SAMPLE_FMT_U8P => queue.extend(
+                std::slice::from_raw_parts(base, n)
+                    .iter()
+                    .map(|&v| (f32::from(v) - 128.0) / 128.0),
+            ),
+            AV_SAMPLE_FMT_S16 | AV_SAMPLE_FMT_S16P => queue.extend(
+                std::slice::from_raw_parts(base as *const i16, n)
+                    .iter()
+                    .map(|&v| f32::from(v) / 32768.0),
+            ),
+            AV_SAMPLE_FMT_S32 | AV_SAMPLE_FMT_S32P => queue.extend(
+                std::slice::from_raw_parts(base as *const i32, n)
+                    .iter()
+                    .map(|&v| (f64::from(v) / 2147483648.0) as f32),
+            ),
+            AV_SAMPLE_FMT_FLT | AV_SAMPLE_FMT_FLTP => {
+                queue.extend(std::slice::from_raw_parts(base as *const f32, n))
+            }
+            AV_SAMPLE_FMT_DBL | AV_SAMPLE_FMT_DBLP => queue.extend(
+                std::slice::from_raw_parts(base as *const f64, n)
+                    .iter()
+                    .map(|&v| v as f32),
+            ),
+            AV_SAMPLE_FMT_S64 | AV_SAMPLE_FMT_S64P => queue.extend(
+                std::slice::from_raw_parts(base as *const i64, n)
+                    .iter()
+                    .map(|&v| (v as f64 / 9223372036854775808.0) as f32),
+            ),
+            _ => {
+                return Err(format!(
+                    "a mono audio track decoded to sample format {} (not one to merge)",
+                    f.format
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -355,9 +545,7 @@ impl FileDecoder {
             v.eof = false;
         }
         if let Some(a) = self.audio.as_mut() {
-            a.dec.flush();
-            a.eof = false;
-            a.out.reset();
+            a.flush_decoders();
         }
         self.demux_eof = false;
         self.audio_flushed = false;
@@ -392,8 +580,10 @@ impl FileDecoder {
                             "{what}: the video decoder refused input it should take"
                         ));
                     }
-                } else if let Some(a) = self.audio.as_mut().filter(|a| a.index == idx) {
-                    if let Sent::Full = send(&mut a.dec, &packet, what)? {
+                } else if let Some((a, m)) =
+                    self.audio.as_mut().and_then(|a| a.has(idx).map(|m| (a, m)))
+                {
+                    if let Sent::Full = send(&mut a.members[m].dec, &packet, what)? {
                         return Err(format!(
                             "{what}: the audio decoder refused input it should take"
                         ));
@@ -408,7 +598,9 @@ impl FileDecoder {
                     let _ = v.dec.send_eof();
                 }
                 if let Some(a) = self.audio.as_mut() {
-                    let _ = a.dec.send_eof();
+                    for m in &mut a.members {
+                        let _ = m.dec.send_eof();
+                    }
                 }
                 Ok(())
             }
@@ -479,19 +671,34 @@ impl plugin::FileDecoder for FileDecoder {
         if let Some(i) = abest {
             let st = input.stream(i).expect("index from best()");
             Self::describe_audio(&st, &mut info);
+            let tracks = mono_tracks(&input, i);
+            if tracks.len() > 1 {
+                info.channels = tracks.len() as u32;
+                info.audio_tracks = tracks.len() as u32;
+                info.audio_channel_layout = 0;
+            }
             if cfg.want & media::AUDIO != 0 {
                 check_audio_request(cfg)?;
-                let (dec, tb) = Self::open_track(path, &st, cfg.threads)?;
-                audio = Some(AudioTrack {
-                    index: i,
-                    dec,
-                    tb,
-                    frame: frame::Audio::empty(),
-                    // The demuxer already marks priming samples for the
-                    // decoder to drop (MP4 edit lists), so none are skipped here.
-                    out: AudioOut::new(cfg.audio_sample_rate, cfg.audio_channels, 0),
-                    eof: false,
-                });
+                let mut members = Vec::with_capacity(tracks.len());
+                let mut tb = ffi::AVRational { num: 1, den: 1 };
+                for &t in &tracks {
+                    let st = input.stream(t).expect("an index of this input");
+                    let (dec, track_tb) = Self::open_track(path, &st, cfg.threads)?;
+                    if t == tracks[0] {
+                        tb = track_tb;
+                    }
+                    members.push(Member {
+                        index: t,
+                        dec,
+                        frame: frame::Audio::empty(),
+                        queue: VecDeque::new(),
+                        eof: false,
+                    });
+                }
+                // The demuxer already marks priming samples for the decoder
+                // to drop (MP4 edit lists), so none are skipped here.
+                let out = AudioOut::new(cfg.audio_sample_rate, cfg.audio_channels, 0);
+                audio = Some(AudioTrack::new(members, tb, info.sample_rate as i32, out));
             }
         }
         if video.is_none() && audio.is_none() {
@@ -506,12 +713,12 @@ impl plugin::FileDecoder for FileDecoder {
             ));
         }
         // Streams nobody decodes are not even demuxed into packets.
-        let used = [
-            video.as_ref().map(|v| v.index),
-            audio.as_ref().map(|a| a.index),
-        ];
+        let mut used: Vec<usize> = video.as_ref().map(|v| v.index).into_iter().collect();
+        if let Some(a) = &audio {
+            used.extend(a.members.iter().map(|m| m.index));
+        }
         for mut st in input.streams_mut() {
-            if !used.contains(&Some(st.index())) {
+            if !used.contains(&st.index()) {
                 // SAFETY: a stream of an open input.
                 unsafe { (*st.as_mut_ptr()).discard = ffi::AVDiscard::AVDISCARD_ALL };
             }
@@ -563,6 +770,38 @@ impl plugin::FileDecoder for FileDecoder {
             Some(Ready::Audio) => self.audio.as_ref().map(AudioTrack::view),
             None => None,
         })
+    }
+}
+
+/// The audio streams that make one programme with `best`: when `best` is
+/// mono and every audio stream of the file is a mono track of the same
+/// codec and rate (MXF OP1a and broadcast MOV carry one track per channel),
+/// all of them in stream order; otherwise `best` alone.
+fn mono_tracks(input: &format::context::Input, best: usize) -> Vec<usize> {
+    // SAFETY: streams of an open input; codecpar is always allocated.
+    let facts = |st: &ffmpeg_next::Stream<'_>| unsafe {
+        let par = &*(*st.as_ptr()).codecpar;
+        (
+            par.codec_id,
+            par.sample_rate,
+            par.ch_layout.nb_channels.max(par.channels),
+        )
+    };
+    let Some(first) = input.stream(best) else {
+        return vec![best];
+    };
+    let (id, rate, channels) = facts(&first);
+    if channels != 1 {
+        return vec![best];
+    }
+    let audio: Vec<_> = input
+        .streams()
+        .filter(|s| s.parameters().medium() == ff_media::Type::Audio)
+        .collect();
+    if audio.len() > 1 && audio.iter().all(|s| facts(s) == (id, rate, 1)) {
+        audio.iter().map(|s| s.index()).collect()
+    } else {
+        vec![best]
     }
 }
 
