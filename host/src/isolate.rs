@@ -557,6 +557,114 @@ pub struct Isolated {
     transport: Transport,
     /// The frame mapping shared with the child, once a frame was sent.
     shm: Option<Mapping>,
+    /// Kills the child when one call takes longer than the call limit.
+    watchdog: Watchdog,
+}
+
+/// How long one call into an isolated encoder may take before the child is
+/// killed as hung: `DELIVER_PLUGIN_TIMEOUT_S` seconds (default 300; the
+/// slowest honest call, one 2160p frame of a slow AV1 preset, takes well
+/// under a minute on a small machine).
+pub fn call_limit() -> Duration {
+    const DEFAULT: u64 = 300;
+    static LIMIT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let v = std::env::var("DELIVER_PLUGIN_TIMEOUT_S").ok();
+        match v.as_deref().map(str::parse::<f64>) {
+            None => Duration::from_secs(DEFAULT),
+            Some(Ok(s)) if s > 0.0 && s.is_finite() => Duration::from_secs_f64(s),
+            Some(_) => {
+                tracing::warn!(
+                    "DELIVER_PLUGIN_TIMEOUT_S={:?} is not a number of seconds above 0; using {DEFAULT}",
+                    v.unwrap_or_default()
+                );
+                Duration::from_secs(DEFAULT)
+            }
+        }
+    })
+}
+
+/// A thread that kills a child whose call outlives its deadline: a hung
+/// codec (a deadlock, an endless loop) ends as an error naming it instead
+/// of a job that never finishes and cannot be cancelled.
+struct Watchdog {
+    shared: std::sync::Arc<(std::sync::Mutex<Watch>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    limit: Duration,
+}
+
+#[derive(Default)]
+struct Watch {
+    deadline: Option<Instant>,
+    fired: bool,
+    stop: bool,
+}
+
+impl Watchdog {
+    fn new(pid: u32, limit: Duration) -> Watchdog {
+        let shared = std::sync::Arc::new((
+            std::sync::Mutex::new(Watch::default()),
+            std::sync::Condvar::new(),
+        ));
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("watchdog-{pid}"))
+            .spawn(move || {
+                let (m, cv) = &*s;
+                let mut w = m.lock().unwrap_or_else(|e| e.into_inner());
+                while !w.stop {
+                    match w.deadline {
+                        Some(d) if Instant::now() >= d => {
+                            // SAFETY: a plain kill(2) of our own child, which
+                            // is not reaped while the watchdog runs (Drop
+                            // stops this thread before waiting for it).
+                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                            w.fired = true;
+                            w.deadline = None;
+                        }
+                        Some(d) => {
+                            let wait = d.saturating_duration_since(Instant::now());
+                            w = cv
+                                .wait_timeout(w, wait)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                        }
+                        None => w = cv.wait(w).unwrap_or_else(|e| e.into_inner()),
+                    }
+                }
+            })
+            .ok();
+        Watchdog {
+            shared,
+            thread,
+            limit,
+        }
+    }
+
+    fn arm(&self) {
+        let (m, cv) = &*self.shared;
+        m.lock().unwrap_or_else(|e| e.into_inner()).deadline = Some(Instant::now() + self.limit);
+        cv.notify_one();
+    }
+
+    fn disarm(&self) {
+        let (m, _) = &*self.shared;
+        m.lock().unwrap_or_else(|e| e.into_inner()).deadline = None;
+    }
+
+    fn fired(&self) -> bool {
+        let (m, _) = &*self.shared;
+        m.lock().unwrap_or_else(|e| e.into_inner()).fired
+    }
+
+    fn stop(&mut self) {
+        let (m, cv) = &*self.shared;
+        m.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        cv.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Isolated {
@@ -603,7 +711,9 @@ impl Isolated {
             widen_pipe(stdin.as_raw_fd());
             widen_pipe(stdout.as_raw_fd());
         }
+        let watchdog = Watchdog::new(child.id(), call_limit());
         let mut enc = Isolated {
+            watchdog,
             child,
             tx: BufWriter::with_capacity(1 << 16, stdin),
             rx: BufReader::with_capacity(1 << 16, stdout),
@@ -649,14 +759,21 @@ impl Isolated {
         if let Some(e) = &self.dead {
             return Err(e.clone());
         }
-        if let Err(e) = write_msg(&mut self.tx, t, head, tail) {
+        // A child that stopped reading blocks the write once the pipe is full.
+        self.watchdog.arm();
+        let w = write_msg(&mut self.tx, t, head, tail);
+        self.watchdog.disarm();
+        if let Err(e) = w {
             return Err(self.died(call, doing, Some(e)));
         }
         self.reply(call, doing)
     }
 
     fn reply(&mut self, call: &'static str, doing: &str) -> Result<u8, CallError> {
-        match read_msg(&mut self.rx, &mut self.buf) {
+        self.watchdog.arm();
+        let r = read_msg(&mut self.rx, &mut self.buf);
+        self.watchdog.disarm();
+        match r {
             Ok(Some(tag::ERROR)) => {
                 let mut i = In::new(&self.buf);
                 match (i.i32(), i.string()) {
@@ -693,6 +810,10 @@ impl Isolated {
     /// and names how it ended.
     fn died(&mut self, call: &'static str, doing: &str, io: Option<io::Error>) -> CallError {
         let how = match wait_for_exit(&mut self.child, Duration::from_secs(5)) {
+            Some(_) if self.watchdog.fired() => format!(
+                "gave no answer for {} s (DELIVER_PLUGIN_TIMEOUT_S) and was killed as hung",
+                self.watchdog.limit.as_secs_f64()
+            ),
             Some(st) => describe_exit(st),
             None => {
                 let _ = self.child.kill();
@@ -895,6 +1016,7 @@ impl Isolated {
 
 impl Drop for Isolated {
     fn drop(&mut self) {
+        self.watchdog.stop();
         if self.dead.is_none() {
             let _ = write_msg(&mut self.tx, tag::CLOSE, &[], &[]);
         }

@@ -655,6 +655,9 @@ pub fn plugins_check(library: &Path, args: &[&str]) -> CheckRun {
         .args(args)
         .arg(library)
         .env("RUST_LOG", "warn")
+        // A hung encoder (the panic fixture's `hang-test`) is killed after
+        // this long in the crash probe's child rather than the default 300 s.
+        .env("DELIVER_PLUGIN_TIMEOUT_S", "5")
         .stdin(Stdio::null())
         .output()
         .expect("running deliver plugins check");

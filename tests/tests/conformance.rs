@@ -243,10 +243,19 @@ fn a_panicking_encoder_is_a_failure_and_the_runner_survives_it() {
         .unwrap_or_else(|| panic!("the segfaulting encoder is not a FAIL: {fails:#?}"));
     assert!(detail(crash).contains("SIGSEGV"), "{crash}");
     assert!(detail(crash).contains("frame 5"), "{crash}");
+    // The one that hangs is killed by the call watchdog (5 s here).
+    let hang = fails
+        .iter()
+        .find(|s| step(s) == "encode h264 (hang-test)")
+        .unwrap_or_else(|| panic!("the hanging encoder is not a FAIL: {fails:#?}"));
+    assert!(detail(hang).contains("killed as hung"), "{hang}");
+    assert!(detail(hang).contains("frame 3"), "{hang}");
     let all = r["steps"].as_array().unwrap();
-    assert!(
-        !all.iter()
-            .any(|s| step(s).starts_with("reopen h264 (segfault-test)")),
-        "in-process steps ran for the crashing encoder"
-    );
+    for enc in ["segfault-test", "hang-test"] {
+        assert!(
+            !all.iter()
+                .any(|s| step(s).starts_with(&format!("reopen h264 ({enc})"))),
+            "in-process steps ran for {enc}"
+        );
+    }
 }

@@ -118,6 +118,58 @@ fn a_segfaulting_isolated_encoder_fails_its_job_and_the_host_runs_the_next() {
     assert!(host.alive());
 }
 
+#[test]
+fn a_hung_isolated_encoder_is_killed_by_the_watchdog_and_the_host_runs_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(
+        tmp.path(),
+        &[("deliver_fixture_plugin_panic", "libdeliver_plugin_panic.so")],
+    );
+    let base = builtin_preset("web/h264-720p");
+    let hang = base.replace(
+        "[video]",
+        "[video]\nencoder = \"hang-test\"\nisolation = \"process\"",
+    );
+    assert_ne!(hang, base);
+    let presets = presets_dir(tmp.path(), &[("test/hang.toml", &hang)]);
+    let root = tmp.path().join("root");
+    let presets_arg = presets.to_str().unwrap().to_owned();
+    let mut cmd = deliver(&plugins);
+    cmd.env("DELIVER_PLUGIN_TIMEOUT_S", "3");
+    let mut host = Host::start_cmd(cmd, &root, &["--presets", &presets_arg]);
+
+    let t0 = Instant::now();
+    host.drop_file("hang.toml", manifest("test/hang").as_bytes());
+    let (dir, state, r) = host.wait_job("hang", Duration::from_secs(60));
+    assert_eq!(state, "failed", "{r:#}");
+    assert!(dir.starts_with(root.join("failed")));
+    let err = r["deliverables"][0]["error"].as_str().unwrap();
+    assert!(err.contains("encoder hang-test"), "{err}");
+    assert!(
+        err.contains("gave no answer for 3 s (DELIVER_PLUGIN_TIMEOUT_S) and was killed as hung"),
+        "{err}"
+    );
+    assert!(err.contains("while encoding frame 3"), "{err}");
+    // Killed after its 3 s, not left for the default 300.
+    assert!(t0.elapsed() < Duration::from_secs(45), "{:?}", t0.elapsed());
+    let pid: u32 = err
+        .split("pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {err}"));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "child {pid} still exists"
+    );
+    assert!(host.alive());
+
+    host.drop_file("plain.toml", manifest("web/h264-720p").as_bytes());
+    let (_, state, r) = host.wait_job("plain", Duration::from_secs(120));
+    assert_eq!(state, "done", "{r:#}");
+    assert!(host.alive());
+}
+
 /// A 1080p yuv422p10 picture that changes every frame (so that no encoder
 /// gets an easy ride from repeated pictures).
 fn picture(n: u32) -> [Vec<u8>; 3] {
