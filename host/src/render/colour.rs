@@ -304,19 +304,60 @@ pub fn linearize_rgba8(
     from: Primaries,
     canvas: Primaries,
 ) -> crate::render::plan::LinearImage {
+    let mut out = crate::render::plan::LinearImage::new(0, 0);
+    linearize_rgba8_into(data, width, height, transfer, from, canvas, &mut out);
+    out
+}
+
+/// [`linearize_rgba8`] into `out`, reusing its allocation when it is the
+/// right size (a new frame of a video every frame).
+pub fn linearize_rgba8_into(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    transfer: Transfer,
+    from: Primaries,
+    canvas: Primaries,
+    out: &mut crate::render::plan::LinearImage,
+) {
     let lut: Vec<f32> = (0..256).map(|v| eotf(transfer, v as f32 / 255.0)).collect();
     let m = primaries_matrix(from, canvas);
     let same = from == canvas;
-    let mut out = crate::render::plan::LinearImage::new(width, height);
-    for (o, p) in out.data.iter_mut().zip(data.chunks_exact(4)) {
-        let a = p[3] as f32 / 255.0;
-        let mut c = [lut[p[0] as usize], lut[p[1] as usize], lut[p[2] as usize]];
-        if !same {
-            c = apply(&m, c);
-        }
-        *o = [c[0] * a, c[1] * a, c[2] * a, a];
+    if out.data.len() != width as usize * height as usize {
+        *out = crate::render::plan::LinearImage::new(width, height);
     }
-    out
+    (out.width, out.height) = (width, height);
+    let run = |out: &mut [[f32; 4]], data: &[u8]| {
+        for (o, p) in out.iter_mut().zip(data.chunks_exact(4)) {
+            let a = p[3] as f32 / 255.0;
+            let mut c = [lut[p[0] as usize], lut[p[1] as usize], lut[p[2] as usize]];
+            if !same {
+                c = apply(&m, c);
+            }
+            *o = [c[0] * a, c[1] * a, c[2] * a, a];
+        }
+    };
+    // Bands of rows on every core: sources are linearized on the frame's
+    // critical path.
+    let (w, h) = (width as usize, height as usize);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(h / 64)
+        .max(1);
+    let rows = h.div_ceil(threads).max(1);
+    let n = (w * h).min(data.len() / 4);
+    std::thread::scope(|scope| {
+        let mut bands = out.data[..n]
+            .chunks_mut(rows * w.max(1))
+            .zip(data[..4 * n].chunks(4 * rows * w.max(1)));
+        let first = bands.next();
+        for (o, d) in bands {
+            scope.spawn(move || run(o, d));
+        }
+        if let Some((o, d)) = first {
+            run(o, d);
+        }
+    });
 }
 
 /// `m · c`.

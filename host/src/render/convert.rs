@@ -105,7 +105,7 @@ fn table_of(
     tables[i].get_or_init(make)
 }
 
-fn oetf_table(t: Transfer) -> &'static [f32] {
+pub(crate) fn oetf_table(t: Transfer) -> &'static [f32] {
     static TABLES: Tables = tables();
     table_of(&TABLES, t, || {
         (0..=OETF_STEPS)
@@ -147,7 +147,7 @@ fn oetf64(t: Transfer, l: f64) -> f64 {
 
 /// Linear light → encoded value clamped to `[0, 1]` (step 4), by the table.
 #[inline(always)]
-fn oetf_clamped(table: &[f32], l: f32) -> f32 {
+pub(crate) fn oetf_clamped(table: &[f32], l: f32) -> f32 {
     // NaN fails both comparisons and ends as 0.
     let l = if l > 0.0 { l.min(1.0) } else { 0.0 };
     let x = l.sqrt().sqrt() * OETF_STEPS as f32;
@@ -173,7 +173,7 @@ pub fn oetf_fast(t: Transfer, l: f32) -> f32 {
 /// linear interpolation is within 1e-7 of the formula).
 const EOTF_STEPS: usize = 4096;
 
-fn eotf_table(t: Transfer) -> &'static [f32] {
+pub(crate) fn eotf_table(t: Transfer) -> &'static [f32] {
     static TABLES: Tables = tables();
     table_of(&TABLES, t, || {
         (0..=EOTF_STEPS)
@@ -186,15 +186,21 @@ fn eotf_table(t: Transfer) -> &'static [f32] {
 #[inline]
 pub fn eotf_fast(t: Transfer, e: f32) -> f32 {
     if (0.0..=1.0).contains(&e) {
-        let table = eotf_table(t);
-        let x = e * EOTF_STEPS as f32;
-        let i = (x as usize).min(EOTF_STEPS - 1);
-        let f = x - i as f32;
-        let (a, b) = (table[i], table[i + 1]);
-        a + (b - a) * f
+        eotf_in_unit(eotf_table(t), e)
     } else {
         colour::eotf(t, e)
     }
+}
+
+/// [`eotf_fast`]'s table step for `e` in `[0, 1]`, with the table looked
+/// up once by the caller.
+#[inline(always)]
+pub(crate) fn eotf_in_unit(table: &[f32], e: f32) -> f32 {
+    let x = e * EOTF_STEPS as f32;
+    let i = (x as usize).min(EOTF_STEPS - 1);
+    let f = x - i as f32;
+    let (a, b) = (table[i], table[i + 1]);
+    a + (b - a) * f
 }
 
 /// A format resolved into the numbers the per-pixel steps use.

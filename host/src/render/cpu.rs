@@ -29,6 +29,8 @@ pub struct CpuRenderer {
     canvas_primaries: Primaries,
     opaque: HashMap<SourceKey, bool>,
     fast_paths: bool,
+    /// The last canvas [`Renderer::render`] drew, kept for its buffer.
+    spare: Option<LinearImage>,
 }
 
 impl CpuRenderer {
@@ -39,6 +41,7 @@ impl CpuRenderer {
             canvas_primaries,
             opaque: HashMap::new(),
             fast_paths: true,
+            spare: None,
         }
     }
 
@@ -57,6 +60,14 @@ impl CpuRenderer {
     /// When a layer names a source or LUT index the plan does not have (the
     /// timeline builds plans; a wrong index is a bug there).
     pub fn draw(&mut self, plan: &FramePlan, sources: &[Arc<LinearImage>]) -> LinearImage {
+        let mut out = LinearImage::new(0, 0);
+        self.draw_into(plan, sources, &mut out);
+        out
+    }
+
+    /// [`CpuRenderer::draw`] into `out`, reusing its allocation when it is
+    /// the canvas's size (every pixel is written).
+    fn draw_into(&mut self, plan: &FramePlan, sources: &[Arc<LinearImage>], out: &mut LinearImage) {
         let layers: Vec<Prepared<'_>> = plan
             .layers
             .iter()
@@ -67,10 +78,13 @@ impl CpuRenderer {
         } else {
             0
         };
-        let mut out = LinearImage::new(plan.width, plan.height);
         let (w, h) = (plan.width as usize, plan.height as usize);
+        if out.data.len() != w * h {
+            *out = LinearImage::new(plan.width, plan.height);
+        }
+        (out.width, out.height) = (plan.width, plan.height);
         if w == 0 || h == 0 {
-            return out;
+            return;
         }
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -82,7 +96,21 @@ impl CpuRenderer {
             start,
         };
         let ctx = &ctx;
+        // The row path's exact integer sums need indices below `EXACT`.
+        let fast = self.fast_paths && (w as f32) < EXACT && (h as f32) < EXACT;
         let draw = move |k: usize, band: &mut [[f32; 4]]| {
+            if fast {
+                let mut scratch = Rows::new(w);
+                let mut colours: Vec<Colour<'_>> = ctx
+                    .layers
+                    .iter()
+                    .map(|l| Colour::new(l.op.colour, ctx.plan.transfer, l.lut))
+                    .collect();
+                for (r, row) in band.chunks_mut(w).enumerate() {
+                    ctx.row(k * rows_per + r, row, &mut scratch, &mut colours);
+                }
+                return;
+            }
             for (r, row) in band.chunks_mut(w).enumerate() {
                 let y = k * rows_per + r;
                 for (x, px) in row.iter_mut().enumerate() {
@@ -101,7 +129,6 @@ impl CpuRenderer {
                 draw(k, band);
             }
         });
-        out
     }
 
     /// Index of the layer to start from: the topmost that hides all below.
@@ -191,7 +218,16 @@ struct Prepared<'a> {
     /// Texel index bounds: the crop's texels, inside the image.
     tx: (i64, i64),
     ty: (i64, i64),
+    /// For an integer translation small enough that `u − 0.5` is exactly
+    /// `x + dx` (and `v − 0.5` exactly `y + dy`) in f32: the row path
+    /// fetches texel `(x + dx, y + dy)` without flooring.
+    shift: Option<(i64, i64)>,
 }
+
+/// Below this magnitude every integer and half-integer sum the row path
+/// forms from pixel indices and whole-pixel offsets is exact in f32
+/// (24-bit significand, one bit for the half).
+const EXACT: f32 = (1u32 << 21) as f32;
 
 impl<'a> Prepared<'a> {
     fn new(op: &'a LayerOp, src: &'a LinearImage, luts: &'a [Lut3d], fast: bool) -> Self {
@@ -210,6 +246,8 @@ impl<'a> Prepared<'a> {
             let z = (hi.ceil() as i64 - 1).min(n - 1);
             (a, z)
         };
+        let shift = (integer && m[2].abs() < EXACT && m[5].abs() < EXACT)
+            .then_some((m[2] as i64, m[5] as i64));
         Prepared {
             op,
             src,
@@ -217,7 +255,60 @@ impl<'a> Prepared<'a> {
             integer,
             tx: bound(l, r, w),
             ty: bound(t, b, h),
+            shift,
         }
+    }
+
+    /// `shade` for every pixel of canvas row `y` (`out.len()` pixels, fewer
+    /// than [`EXACT`]) with the same arithmetic, per-layer work hoisted out
+    /// of the loop. Returns the span of pixels inside the crop (those
+    /// outside are `[0; 4]`, as `shade` gives them).
+    fn shade_row(&self, y: usize, out: &mut [[f32; 4]], colour: &mut Colour<'_>) -> (usize, usize) {
+        let w = out.len();
+        let py = y as f32 + 0.5;
+        let m = &self.op.inverse;
+        let [cl, ct, cr, cb] = self.op.crop;
+        let empty = self.tx.0 > self.tx.1 || self.ty.0 > self.ty.1;
+        let (mut first, mut end) = (w, 0);
+        let o = self.op.opacity;
+        let sw = self.src.width as usize;
+        for (x, px) in out.iter_mut().enumerate() {
+            let pxf = x as f32 + 0.5;
+            let u = m[0] * pxf + m[1] * py + m[2];
+            let v = m[3] * pxf + m[4] * py + m[5];
+            if !(u >= cl && u < cr && v >= ct && v < cb) || empty {
+                *px = [0.0; 4];
+                continue;
+            }
+            first = first.min(x);
+            end = x + 1;
+            let mut c = if let Some((dx, dy)) = self.shift {
+                // `floor(u − 0.5)` is `x + dx` exactly here (see `EXACT`).
+                let tx = (x as i64 + dx).clamp(self.tx.0, self.tx.1) as usize;
+                let ty = (y as i64 + dy).clamp(self.ty.0, self.ty.1) as usize;
+                self.src.data[ty * sw + tx]
+            } else {
+                let (su, sv) = (u - 0.5, v - 0.5);
+                let (fu, fv) = (floor(su), floor(sv));
+                let (x0, y0) = (fu as i64, fv as i64);
+                if self.integer {
+                    self.texel(x0, y0)
+                } else {
+                    let (fx, fy) = (su - fu, sv - fv);
+                    let lerp = |a: [f32; 4], b: [f32; 4], f: f32| -> [f32; 4] {
+                        std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
+                    };
+                    let top = lerp(self.texel(x0, y0), self.texel(x0 + 1, y0), fx);
+                    let bot = lerp(self.texel(x0, y0 + 1), self.texel(x0 + 1, y0 + 1), fx);
+                    lerp(top, bot, fy)
+                }
+            };
+            if !self.op.colour.identity {
+                c = colour.apply(c);
+            }
+            *px = [c[0] * o, c[1] * o, c[2] * o, c[3] * o];
+        }
+        (first, end.max(first))
     }
 
     #[inline]
@@ -292,6 +383,150 @@ pub fn colour_ops(c: [f32; 4], ops: &ColourOps, t: Transfer, lut: Option<&Lut3d>
         convert::eotf_fast(t, e[2]) * a,
         a,
     ]
+}
+
+/// `f32::floor` without the libm call baseline x86-64 makes of it: the
+/// same value for every non-NaN input.
+#[inline(always)]
+fn floor(v: f32) -> f32 {
+    // At and beyond 2^23 every f32 is a whole number.
+    if v.abs() < 8_388_608.0 {
+        let t = v as i32 as f32;
+        if t > v {
+            t - 1.0
+        } else {
+            t
+        }
+    } else {
+        v.floor()
+    }
+}
+
+/// Slots of each channel's memo in [`Colour`] (a power of two).
+const MEMO: usize = 2048;
+
+/// [`colour_ops`] for one layer, with its tables looked up once: the same
+/// arithmetic, so the same values.
+///
+/// The per-channel steps before saturation (exposure, OETF, lift, gain,
+/// gamma) depend, for an opaque pixel, on that channel's value alone, and
+/// sources decoded from 8- or 10-bit files hold few distinct values per
+/// channel: those steps are memoized per channel, keyed by the value's
+/// bits (a hit returns what the arithmetic returned for those bits).
+struct Colour<'a> {
+    ops: ColourOps,
+    transfer: Transfer,
+    oetf: &'static [f32],
+    eotf: &'static [f32],
+    lut: Option<&'a Lut3d>,
+    /// Per channel, `MEMO` slots of (value's bits, result); every slot
+    /// starts as the entry for 0.0, so that any hit is a true one.
+    memo: Vec<(u32, f32)>,
+}
+
+impl<'a> Colour<'a> {
+    fn new(ops: ColourOps, transfer: Transfer, lut: Option<&'a Lut3d>) -> Self {
+        let mut c = Colour {
+            ops,
+            transfer,
+            oetf: convert::oetf_table(transfer),
+            eotf: convert::eotf_table(transfer),
+            lut,
+            memo: Vec::new(),
+        };
+        if !ops.identity {
+            c.memo = (0..3)
+                .flat_map(|i| {
+                    let zero = c.channel(0.0, 1.0, i);
+                    std::iter::repeat_n((0f32.to_bits(), zero), MEMO)
+                })
+                .collect();
+        }
+        c
+    }
+
+    /// `channel(v, 1.0, i)`, memoized.
+    #[inline(always)]
+    fn opaque_channel(&mut self, v: f32, i: usize) -> f32 {
+        let bits = v.to_bits();
+        let slot = i * MEMO + (bits.wrapping_mul(0x9E37_79B1) >> 21) as usize % MEMO;
+        let (k, e) = self.memo[slot];
+        if k == bits {
+            return e;
+        }
+        let e = self.channel(v, 1.0, i);
+        self.memo[slot] = (bits, e);
+        e
+    }
+
+    #[inline(always)]
+    fn oetf(&self, l: f32) -> f32 {
+        if (0.0..=1.0).contains(&l) {
+            convert::oetf_clamped(self.oetf, l)
+        } else {
+            crate::render::colour::oetf(self.transfer, l)
+        }
+    }
+
+    #[inline(always)]
+    fn eotf(&self, e: f32) -> f32 {
+        if (0.0..=1.0).contains(&e) {
+            convert::eotf_in_unit(self.eotf, e)
+        } else {
+            crate::render::colour::eotf(self.transfer, e)
+        }
+    }
+
+    #[inline(always)]
+    fn channel(&self, c: f32, a: f32, i: usize) -> f32 {
+        let ops = &self.ops;
+        let lin = c / a * ops.exposure_gain;
+        let e = self.oetf(lin.max(0.0));
+        let e = (ops.gain[i] * (e + ops.lift[i] * (1.0 - e))).max(0.0);
+        if ops.gamma[i] == 1.0 {
+            e
+        } else {
+            e.powf(1.0 / ops.gamma[i])
+        }
+    }
+
+    #[inline(always)]
+    fn apply(&mut self, c: [f32; 4]) -> [f32; 4] {
+        let a = c[3];
+        if a == 0.0 {
+            return c;
+        }
+        let mut e = if a == 1.0 {
+            // `c / 1.0` is `c`: the channel's result depends on it alone.
+            [
+                self.opaque_channel(c[0], 0),
+                self.opaque_channel(c[1], 1),
+                self.opaque_channel(c[2], 2),
+            ]
+        } else {
+            [
+                self.channel(c[0], a, 0),
+                self.channel(c[1], a, 1),
+                self.channel(c[2], a, 2),
+            ]
+        };
+        let y = 0.2126 * e[0] + 0.7152 * e[1] + 0.0722 * e[2];
+        let s = self.ops.saturation;
+        e = [y + (e[0] - y) * s, y + (e[1] - y) * s, y + (e[2] - y) * s];
+        if let Some(l) = self.lut {
+            e = l.apply([
+                e[0].clamp(0.0, 1.0),
+                e[1].clamp(0.0, 1.0),
+                e[2].clamp(0.0, 1.0),
+            ]);
+        }
+        [
+            self.eotf(e[0]) * a,
+            self.eotf(e[1]) * a,
+            self.eotf(e[2]) * a,
+            a,
+        ]
+    }
 }
 
 /// `blend_op(b, s, mode)` of the module docs.
@@ -386,6 +621,82 @@ impl Kernel<'_> {
     }
 }
 
+/// Scratch rows of one band: a layer's shaded row and its mix partner's.
+struct Rows {
+    c: Vec<[f32; 4]>,
+    d: Vec<[f32; 4]>,
+}
+
+impl Rows {
+    fn new(w: usize) -> Self {
+        Rows {
+            c: vec![[0.0; 4]; w],
+            d: vec![[0.0; 4]; w],
+        }
+    }
+}
+
+impl Kernel<'_> {
+    /// [`Kernel::pixel`] for a whole row at once: each layer shaded into a
+    /// scratch row, then mixed and blended, with the same arithmetic per
+    /// pixel. A Normal blend of a transparent `[0; 4]` leaves the pixel as
+    /// it was (`0 + b·(1 − 0)` is `b`), so it runs over the layer's span
+    /// only.
+    fn row(&self, y: usize, acc: &mut [[f32; 4]], s: &mut Rows, colours: &mut [Colour<'_>]) {
+        let plan = self.plan;
+        let w = acc.len();
+        acc.fill(plan.background);
+        let mut i = self.start;
+        let n = self.layers.len();
+        while i < n {
+            let l = &self.layers[i];
+            let mut span = l.shade_row(y, &mut s.c, &mut colours[i]);
+            let mut mode = l.op.blend;
+            if let Some(m) = self.layers.get(i + 1).and_then(|l| l.op.mix) {
+                let u = &self.layers[i + 1];
+                u.shade_row(y, &mut s.d, &mut colours[i + 1]);
+                for (x, (c, d)) in s.c.iter_mut().zip(&s.d).enumerate() {
+                    let t = mix_factor(m.kind, m.t, x, y, plan.width, plan.height);
+                    *c = match m.kind {
+                        MixKind::Dissolve | MixKind::Wipe { .. } => {
+                            std::array::from_fn(|k| c[k] * (1.0 - t) + d[k] * t)
+                        }
+                        MixKind::Dip(col) => {
+                            if t < 0.5 {
+                                std::array::from_fn(|k| c[k] * (1.0 - 2.0 * t) + col[k] * 2.0 * t)
+                            } else {
+                                std::array::from_fn(|k| {
+                                    col[k] * (2.0 - 2.0 * t) + d[k] * (2.0 * t - 1.0)
+                                })
+                            }
+                        }
+                    };
+                }
+                span = (0, w);
+                mode = u.op.blend;
+                i += 1;
+            }
+            if mode == BlendMode::Normal {
+                let (a, b) = span;
+                for (b, s) in acc[a..b].iter_mut().zip(&s.c[a..b]) {
+                    let k = 1.0 - s[3];
+                    *b = [
+                        s[0] + b[0] * k,
+                        s[1] + b[1] * k,
+                        s[2] + b[2] * k,
+                        s[3] + b[3] * k,
+                    ];
+                }
+            } else {
+                for (b, s) in acc.iter_mut().zip(&s.c) {
+                    *b = blend(*b, *s, mode);
+                }
+            }
+            i += 1;
+        }
+    }
+}
+
 impl Renderer for CpuRenderer {
     fn name(&self) -> String {
         "cpu".to_owned()
@@ -397,18 +708,22 @@ impl Renderer for CpuRenderer {
         sources: &[Arc<LinearImage>],
         outputs: &[OutputFormat],
     ) -> Result<Vec<Yuv>, String> {
-        let drawn;
-        let canvas = match self.passthrough(plan, sources) {
-            Some(src) => src,
-            None => {
-                drawn = self.draw(plan, sources);
-                &drawn
-            }
-        };
-        Ok(outputs
+        if let Some(src) = self.passthrough(plan, sources) {
+            return Ok(outputs
+                .iter()
+                .map(|f| convert::convert(src, self.canvas_primaries, f))
+                .collect());
+        }
+        // The canvas is the renderer's own here: its buffer serves the next
+        // frame too (33 MB at 1080p, not reallocated and faulted in again).
+        let mut canvas = self.spare.take().unwrap_or_else(|| LinearImage::new(0, 0));
+        self.draw_into(plan, sources, &mut canvas);
+        let pictures = outputs
             .iter()
-            .map(|f| convert::convert(canvas, self.canvas_primaries, f))
-            .collect())
+            .map(|f| convert::convert(&canvas, self.canvas_primaries, f))
+            .collect();
+        self.spare = Some(canvas);
+        Ok(pictures)
     }
 
     fn render_linear(
@@ -751,6 +1066,80 @@ mod tests {
         l.opacity = 0.25;
         let out = draw(&plan(2, 2, [0.0; 4], vec![l], 1), &[solid(2, 2, c)]);
         assert!(close(out.data[0], c.map(|v| v * 0.25), 1e-7));
+    }
+
+    /// A source of 8-bit-like values (few distinct per channel, as decoded
+    /// video gives the memo) with opaque, translucent and clear pixels.
+    fn busy(w: u32, h: u32, seed: u32) -> Arc<LinearImage> {
+        let mut img = LinearImage::new(w, h);
+        for (i, p) in img.data.iter_mut().enumerate() {
+            let k = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
+            let code = |s: u32| eotf(Transfer::Bt709, ((k >> s) & 255) as f32 / 255.0);
+            let a = match k % 7 {
+                0 => 0.0,
+                1 => 0.5,
+                2 => 0.25,
+                _ => 1.0,
+            };
+            *p = [code(0) * a, code(8) * a, code(16) * a, a];
+        }
+        Arc::new(img)
+    }
+
+    #[test]
+    fn the_row_path_gives_the_general_kernels_values_for_every_kind_of_layer() {
+        let (w, h) = (67u32, 29u32);
+        let grade = ColourOps {
+            identity: false,
+            exposure_gain: 1.5,
+            lift: [0.02, 0.0, -0.01],
+            gamma: [1.0, 1.1, 0.9],
+            gain: [1.0, 0.95, 1.05],
+            saturation: 1.2,
+            lut: Some(0),
+        };
+        let lut = Lut3d::from_fn(17, |[r, g, b]| [r * r, (g + b) / 2.0, b.sqrt()]);
+        let sources = vec![busy(w, h, 1), busy(w, h, 2), busy(40, 20, 3)];
+        // Full frame with a LUT; shifted by whole pixels and cropped;
+        // scaled and rotated; then each blend mode, and each mix.
+        let mut full = layer(0, w, h);
+        full.colour = grade;
+        let mut shifted = layer(1, w, h);
+        shifted.inverse = [1.0, 0.0, -5.0, 0.0, 1.0, 3.0];
+        shifted.crop = [2.0, 1.0, 50.0, 27.0];
+        shifted.colour = ColourOps { lut: None, ..grade };
+        shifted.opacity = 0.7;
+        let mut scaled = layer(2, 40, 20);
+        scaled.inverse = [0.6, 0.1, 1.5, -0.1, 0.6, 2.25];
+        scaled.colour = grade;
+        for mode in [
+            BlendMode::Normal,
+            BlendMode::Add,
+            BlendMode::Multiply,
+            BlendMode::Screen,
+        ] {
+            let mut top = scaled;
+            top.blend = mode;
+            let mut p = plan(w, h, [0.1, 0.2, 0.3, 0.9], vec![full, shifted, top], 3);
+            p.luts = Arc::new(vec![lut.clone()]);
+            draw(&p, &sources);
+        }
+        for kind in [
+            MixKind::Dissolve,
+            MixKind::Dip([0.1, 0.0, 0.2, 1.0]),
+            MixKind::Wipe {
+                dir: [0.6, 0.8],
+                softness: 0.2,
+            },
+        ] {
+            for t in [0.3, 0.7] {
+                let mut incoming = shifted;
+                incoming.mix = Some(Mix { kind, t });
+                let mut p = plan(w, h, [0.0; 4], vec![full, incoming, scaled], 3);
+                p.luts = Arc::new(vec![lut.clone()]);
+                draw(&p, &sources);
+            }
+        }
     }
 
     #[test]

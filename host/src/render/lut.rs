@@ -195,9 +195,15 @@ impl Lut3d {
 
     /// Maps one colour through the LUT (tetrahedral interpolation); inputs
     /// outside the domain are clamped to it.
+    ///
+    /// # Panics
+    /// When `data` does not hold `size³` entries or `size < 2` (`parse` and
+    /// `from_fn` never make such a LUT).
     #[inline]
     pub fn apply(&self, rgb: [f32; 3]) -> [f32; 3] {
         let n = self.size as usize;
+        // Checked once here so that the four lookups below need no checks.
+        assert!(n >= 2 && self.data.len() == n * n * n, "a {n}³ LUT");
         let top = (n - 1) as f32;
         let mut idx = [0usize; 3];
         let mut frac = [0f32; 3];
@@ -213,26 +219,47 @@ impl Lut3d {
         let (fr, fg, fb) = (frac[0], frac[1], frac[2]);
         let base = idx[0] + idx[1] * n + idx[2] * n * n;
         let (dr, dg, db) = (1, n, n * n);
-        let at = |o: usize| self.data[base + o];
+        let at = |o: usize| {
+            debug_assert!(base + o < self.data.len());
+            // SAFETY: each index is at most n − 2 and `o` at most
+            // 1 + n + n², so `base + o` ≤ (n − 1)(1 + n + n²) = n³ − 1, and
+            // the assert above holds `data.len() == n³`.
+            unsafe { *self.data.get_unchecked(base + o) }
+        };
         let c000 = at(0);
         let c111 = at(dr + dg + db);
-        // Two inner corners of the tetrahedron and the weights of the four.
-        let (c1, c2, w) = if fr > fg {
-            if fg > fb {
-                (at(dr), at(dr + dg), [1.0 - fr, fr - fg, fg - fb, fb])
-            } else if fr > fb {
-                (at(dr), at(dr + db), [1.0 - fr, fr - fb, fb - fg, fg])
-            } else {
-                (at(db), at(dr + db), [1.0 - fb, fb - fr, fr - fg, fg])
-            }
-        } else if fb > fg {
-            (at(db), at(dg + db), [1.0 - fb, fb - fg, fg - fr, fr])
-        } else if fb > fr {
-            (at(dg), at(dg + db), [1.0 - fg, fg - fb, fb - fr, fr])
-        } else {
-            (at(dg), at(dr + dg), [1.0 - fg, fg - fr, fr - fb, fb])
-        };
-        std::array::from_fn(|c| w[0] * c000[c] + w[1] * c1[c] + w[2] * c2[c] + w[3] * c111[c])
+        // The tetrahedron: the corners one step along the axis of the
+        // largest fraction, then along the second largest too; weights
+        // from the sorted fractions. Picked without branches (which
+        // mispredict on pictures); at ties either choice gives the same
+        // result, as the corner between the tied axes gets weight 0.
+        let hi = fr.max(fg).max(fb);
+        let lo = fr.min(fg).min(fb);
+        let mid = fr.min(fg).max(fr.max(fg).min(fb));
+        // Axis steps of (largest, second) for each outcome of
+        // (fr > fg, fg > fb, fr > fb), bit 0 first.
+        const ORDER: [(u8, u8); 8] = [
+            (2, 1), // fr ≤ fg ≤ fb
+            (2, 0), // fb ≥ fr > fg
+            (1, 2), // fg > fb ≥ fr
+            (0, 1), // fr > fg > fb but fr ≤ fb: impossible
+            (2, 1), // fr ≤ fg, fg ≤ fb, fr > fb: impossible
+            (0, 2), // fr > fb ≥ fg
+            (1, 0), // fg ≥ fr > fb
+            (0, 1), // fr > fg > fb
+        ];
+        let k = usize::from(fr > fg) | usize::from(fg > fb) << 1 | usize::from(fr > fb) << 2;
+        let step = [dr, dg, db];
+        let (a1, a2) = ORDER[k];
+        let o1 = step[a1 as usize];
+        let c1 = at(o1);
+        let c2 = at(o1 + step[a2 as usize]);
+        let w = [1.0 - hi, hi - mid, mid - lo, lo];
+        [
+            w[0] * c000[0] + w[1] * c1[0] + w[2] * c2[0] + w[3] * c111[0],
+            w[0] * c000[1] + w[1] * c1[1] + w[2] * c2[1] + w[3] * c111[1],
+            w[0] * c000[2] + w[1] * c1[2] + w[2] * c2[2] + w[3] * c111[2],
+        ]
     }
 }
 
@@ -261,6 +288,73 @@ mod tests {
             };
             [h(1), h(2), h(3)]
         })
+    }
+
+    /// Tetrahedral interpolation by the six-case analysis, written out (the
+    /// branchless selection in `apply` must give the same bits).
+    fn tetra_by_cases(l: &Lut3d, rgb: [f32; 3]) -> [f32; 3] {
+        let n = l.size as usize;
+        let top = (n - 1) as f32;
+        let mut idx = [0usize; 3];
+        let mut frac = [0f32; 3];
+        for c in 0..3 {
+            let x = ((rgb[c] - l.domain_min[c]) / (l.domain_max[c] - l.domain_min[c]) * top)
+                .clamp(0.0, top);
+            let i = (x as usize).min(n - 2);
+            idx[c] = i;
+            frac[c] = if x.is_nan() { 0.0 } else { x - i as f32 };
+        }
+        let (fr, fg, fb) = (frac[0], frac[1], frac[2]);
+        let base = idx[0] + idx[1] * n + idx[2] * n * n;
+        let (dr, dg, db) = (1, n, n * n);
+        let at = |o: usize| l.data[base + o];
+        let (c000, c111) = (at(0), at(dr + dg + db));
+        let (c1, c2, w) = if fr > fg {
+            if fg > fb {
+                (at(dr), at(dr + dg), [1.0 - fr, fr - fg, fg - fb, fb])
+            } else if fr > fb {
+                (at(dr), at(dr + db), [1.0 - fr, fr - fb, fb - fg, fg])
+            } else {
+                (at(db), at(dr + db), [1.0 - fb, fb - fr, fr - fg, fg])
+            }
+        } else if fb > fg {
+            (at(db), at(dg + db), [1.0 - fb, fb - fg, fg - fr, fr])
+        } else if fb > fr {
+            (at(dg), at(dg + db), [1.0 - fg, fg - fb, fb - fr, fr])
+        } else {
+            (at(dg), at(dr + dg), [1.0 - fg, fg - fr, fr - fb, fb])
+        };
+        std::array::from_fn(|c| w[0] * c000[c] + w[1] * c1[c] + w[2] * c2[c] + w[3] * c111[c])
+    }
+
+    #[test]
+    fn branchless_selection_matches_the_six_cases_bit_for_bit() {
+        let l = Lut3d::from_fn(9, |[r, g, b]| {
+            [
+                r * r * 0.9 + b * 0.1,
+                (g * 3.0).sin() * 0.5 + 0.5,
+                r * g + b * b * 0.3,
+            ]
+        });
+        // Random colours, and colours on lattice planes and with tied
+        // fractions (every ordering, including equal pairs and triples).
+        let steps = [0.0f32, 0.03, 0.0625, 0.1, 0.125, 0.5, 0.97, 1.0];
+        let mut ties = Vec::new();
+        for r in steps {
+            for g in steps {
+                for b in steps {
+                    ties.push([r, g, b]);
+                }
+            }
+        }
+        for c in sweep().chain(ties).chain([[-0.5, 2.0, f32::NAN]]) {
+            let (a, b) = (l.apply(c), tetra_by_cases(&l, c));
+            assert_eq!(
+                a.map(f32::to_bits),
+                b.map(f32::to_bits),
+                "{c:?}: {a:?} vs {b:?}"
+            );
+        }
     }
 
     #[test]

@@ -307,6 +307,34 @@ impl MediaReader {
         Ok(changed)
     }
 
+    /// Advances to `t`; the frame now shown, linearized into `canvas`
+    /// primaries, when it changed (or was never linearized).
+    fn update(&mut self, t: f64, canvas: Primaries) -> Result<Option<LinearImage>, RenderError> {
+        if !self.advance(t)? && self.linear.is_some() {
+            return Ok(None);
+        }
+        let (img, _) = self.cur.as_ref().ok_or_else(|| RenderError::Decode {
+            path: self.path.clone(),
+            reason: "the file has no video frames".into(),
+        })?;
+        // The last frame's pixels, when no one holds them any more.
+        let mut out = self
+            .linear
+            .take()
+            .and_then(|(l, _)| Arc::try_unwrap(l).ok())
+            .unwrap_or_else(|| LinearImage::new(0, 0));
+        colour::linearize_rgba8_into(
+            &img.data,
+            img.width,
+            img.height,
+            self.colour.transfer,
+            self.colour.primaries,
+            canvas,
+            &mut out,
+        );
+        Ok(Some(out))
+    }
+
     fn current_time(&self) -> Option<f64> {
         self.cur.as_ref().map(|c| c.1)
     }
@@ -543,6 +571,7 @@ impl<'a> Timeline<'a> {
         let mut keys: Vec<SourceKey> = Vec::new();
         let mut images: Vec<Arc<LinearImage>> = Vec::new();
         let mut live_media = Vec::new();
+        self.prefetch_media(n)?;
         for (ti, track) in m.video.iter().enumerate() {
             // Index in `layers` of this track's last layer at this frame.
             let mut last_on_track: Option<usize> = None;
@@ -833,7 +862,77 @@ impl<'a> Timeline<'a> {
         })
     }
 
-    fn media(&mut self, ti: usize, ci: usize, path: &Path, t: f64) -> Result<Shown, RenderError> {
+    /// Advances every media reader on screen at frame `n` to its time and
+    /// linearizes the frames that changed, one thread per reader: decoding,
+    /// conversion and linearization are otherwise the serial part of a
+    /// frame. [`Timeline::media`] then finds each reader up to date.
+    fn prefetch_media(&mut self, n: u64) -> Result<(), RenderError> {
+        let m: &'a Manifest = self.manifest;
+        let mut wanted: Vec<((usize, usize), f64)> = Vec::new();
+        for (ti, track) in m.video.iter().enumerate() {
+            for (ci, clip) in track.clips.iter().enumerate() {
+                if n < clip.start || n >= clip.start + clip.frames {
+                    continue;
+                }
+                if let VideoSource::Media { path } = &clip.source {
+                    let t = source_time(clip, n, m.canvas.frame_rate);
+                    self.open_reader(ti, ci, path, t)?;
+                    wanted.push(((ti, ci), t));
+                }
+            }
+        }
+        if wanted.len() < 2 {
+            return Ok(());
+        }
+        let primaries = self.primaries;
+        // In the order the clips are drawn (the first error is the one the
+        // serial path would have met first), whatever order the map has.
+        let mut picked: Vec<(usize, &mut MediaReader, f64)> = Vec::new();
+        for (key, r) in self.readers.iter_mut() {
+            if let Some(i) = wanted.iter().position(|(k, _)| k == key) {
+                picked.push((i, r, wanted[i].1));
+            }
+        }
+        picked.sort_by_key(|p| p.0);
+        let order: Vec<(usize, usize)> = picked.iter().map(|p| wanted[p.0].0).collect();
+        let jobs: Vec<(&mut MediaReader, f64)> =
+            picked.into_iter().map(|(_, r, t)| (r, t)).collect();
+        let results: Vec<Result<Option<LinearImage>, RenderError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|(r, t)| scope.spawn(move || r.update(t, primaries)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a media reader thread panicked"))
+                .collect()
+        });
+        let mut fresh: Vec<((usize, usize), LinearImage)> = Vec::new();
+        for (key, res) in order.into_iter().zip(results) {
+            if let Some(lin) = res? {
+                fresh.push((key, lin));
+            }
+        }
+        for (key, _) in &wanted {
+            if let Some(i) = fresh.iter().position(|(k, _)| k == key) {
+                let (_, lin) = fresh.swap_remove(i);
+                let r = self.readers.get_mut(key).expect("opened above");
+                r.linear = Some((Arc::new(lin), self.next_generation));
+                self.next_generation += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens (or reopens, when asked for an earlier time than the one
+    /// shown) the reader of media clip `(ti, ci)`.
+    fn open_reader(
+        &mut self,
+        ti: usize,
+        ci: usize,
+        path: &Path,
+        t: f64,
+    ) -> Result<(), RenderError> {
         let key = (ti, ci);
         let stale = match self.readers.get(&key) {
             None => true,
@@ -851,20 +950,14 @@ impl<'a> Timeline<'a> {
                 })?;
             self.readers.insert(key, r);
         }
+        Ok(())
+    }
+
+    fn media(&mut self, ti: usize, ci: usize, path: &Path, t: f64) -> Result<Shown, RenderError> {
+        let key = (ti, ci);
+        self.open_reader(ti, ci, path, t)?;
         let r = self.readers.get_mut(&key).expect("inserted");
-        if r.advance(t)? || r.linear.is_none() {
-            let (img, _) = r.cur.as_ref().ok_or_else(|| RenderError::Decode {
-                path: path.to_owned(),
-                reason: "the file has no video frames".into(),
-            })?;
-            let lin = linearize_rgba8(
-                &img.data,
-                img.width,
-                img.height,
-                r.colour.transfer,
-                r.colour.primaries,
-                self.primaries,
-            );
+        if let Some(lin) = r.update(t, self.primaries)? {
             r.linear = Some((Arc::new(lin), self.next_generation));
             self.next_generation += 1;
         }
