@@ -352,3 +352,60 @@ fn every_preset_is_delivered_above() {
         );
     }
 }
+
+/// H.264's other profiles, by override of the 720p web preset: Baseline,
+/// Main and High 10 (the 10-bit libx264 that Debian ships), each delivered,
+/// passed by the report, named by `ffprobe` and decoded without a word.
+fn h264_profile(profile: &str, pix_fmt: &str, ffprobe_profile: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(tmp.path(), &[]);
+    let text = pattern_manifest("p", 1280, 720, "2s", "web/h264-720p").replace(
+        "overrides = { video = { width = 1280, height = 720 } }",
+        &format!(
+            "overrides = {{ video = {{ width = 1280, height = 720, profile = \"{profile}\", \
+             pix_fmt = \"{pix_fmt}\", options = {{ profile = \"{profile}\" }} }} }}"
+        ),
+    );
+    assert!(text.contains(&format!("pix_fmt = \"{pix_fmt}\"")), "{text}");
+    let manifest = write(tmp.path(), "m.toml", &text);
+    let out = tmp.path().join("out");
+    render(&plugins, &[], &manifest, &out);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let d = &report["deliverables"][0];
+    assert_eq!(d["verdict"], "pass", "{profile}: {:#}", d["checks"]);
+    let file = out.join(Path::new(d["file"].as_str().unwrap()).file_name().unwrap());
+    let probe = ffprobe(&file);
+    let v = stream(&probe, "video");
+    assert_eq!(v["codec_name"], "h264");
+    assert_eq!(v["profile"], ffprobe_profile);
+    assert_eq!(v["pix_fmt"], pix_fmt);
+    assert_eq!(v["nb_read_frames"], FRAMES.to_string());
+    assert_eq!(v["color_space"], "bt709");
+    let dec = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        dec.status.success() && dec.stderr.is_empty(),
+        "{profile}: {}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+}
+
+#[test]
+fn h264_baseline() {
+    h264_profile("baseline", "yuv420p", "Constrained Baseline");
+}
+
+#[test]
+fn h264_main() {
+    h264_profile("main", "yuv420p", "Main");
+}
+
+#[test]
+fn h264_high10() {
+    h264_profile("high10", "yuv420p10le", "High 10");
+}
