@@ -33,6 +33,23 @@ overrides = {{ video = {{ width = 320, height = 240 }} }}
     )
 }
 
+/// The child that `err` names (`… pid N)`) is not the host and is gone (no
+/// zombie left under the host), and the host is alive.
+fn child_was_reaped(err: &str, host: &mut Host) {
+    let pid: u32 = err
+        .split("pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {err}"));
+    assert_ne!(pid, host.pid());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "child {pid} still exists"
+    );
+    assert!(host.alive(), "the host died with its isolated encoder");
+}
+
 #[test]
 fn a_segfaulting_isolated_encoder_fails_its_job_and_the_host_runs_the_next() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,18 +88,7 @@ fn a_segfaulting_isolated_encoder_fails_its_job_and_the_host_runs_the_next() {
     // The fixture crashes on the fifth frame it is sent.
     assert!(err.contains("while encoding frame 5 (pts 4)"), "{err}");
     // The child was reaped: no zombie left behind under the host.
-    let pid: u32 = err
-        .split("pid ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {err}"));
-    assert_ne!(pid, host.pid());
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "child {pid} still exists"
-    );
-    assert!(host.alive(), "the host died with its isolated encoder");
+    child_was_reaped(err, &mut host);
     // Nor its frame memory: the name is unlinked as soon as both mapped it.
     let prefix = format!("deliver-frames-{}-", host.pid());
     let left: Vec<String> = std::fs::read_dir("/dev/shm")
@@ -152,17 +158,7 @@ fn a_hung_isolated_encoder_is_killed_by_the_watchdog_and_the_host_runs_the_next(
     assert!(err.contains("while encoding frame 3"), "{err}");
     // Killed after its 3 s, not left for the default 300.
     assert!(t0.elapsed() < Duration::from_secs(45), "{:?}", t0.elapsed());
-    let pid: u32 = err
-        .split("pid ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {err}"));
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "child {pid} still exists"
-    );
-    assert!(host.alive());
+    child_was_reaped(err, &mut host);
 
     host.drop_file("plain.toml", manifest("web/h264-720p").as_bytes());
     let (_, state, r) = host.wait_job("plain", Duration::from_secs(120));
