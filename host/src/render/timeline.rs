@@ -214,6 +214,10 @@ struct MediaReader {
     slack: f64,
     cur: Option<(Rgba8, f64)>,
     next: Option<(Rgba8, f64)>,
+    /// The picture last replaced, whose buffer the next decoded frame
+    /// takes: 8 MB a 1080p frame, allocated afresh it was a page-faulting
+    /// mmap per frame and a heap high-water mark that grew with the run.
+    spare: Option<Rgba8>,
     eof: bool,
     linear: Option<(Arc<LinearImage>, u64)>,
 }
@@ -257,6 +261,7 @@ impl MediaReader {
                 slack: pts_slack(fps, 1e-3),
                 cur: None,
                 next: None,
+                spare: None,
                 eof: false,
                 linear: None,
             },
@@ -277,7 +282,10 @@ impl MediaReader {
                     if v.time_base.num > 0 && v.time_base.den > 0 {
                         self.slack = pts_slack(self.fps, v.time_base.as_f64());
                     }
-                    let mut img = Rgba8::new(v.width, v.height);
+                    let mut img = match self.spare.take() {
+                        Some(s) if (s.width, s.height) == (v.width, v.height) => s,
+                        _ => Rgba8::new(v.width, v.height),
+                    };
                     img.copy_from_view(&v);
                     return Ok(Some((img, t)));
                 }
@@ -298,7 +306,8 @@ impl MediaReader {
             }
             match &self.next {
                 Some((_, nt)) if *nt <= t + self.slack || self.cur.is_none() => {
-                    self.cur = self.next.take();
+                    let old = std::mem::replace(&mut self.cur, self.next.take());
+                    self.spare = old.map(|(img, _)| img);
                     changed = true;
                 }
                 _ => break,
@@ -571,6 +580,17 @@ impl<'a> Timeline<'a> {
         let mut keys: Vec<SourceKey> = Vec::new();
         let mut images: Vec<Arc<LinearImage>> = Vec::new();
         let mut live_media = Vec::new();
+        // Readers of clips that ended go before new ones open: at a cut the
+        // outgoing decoders and their pictures are not held beside the
+        // incoming ones (the peak of memory is at the cuts).
+        let on_screen = |k: &(usize, usize)| {
+            m.video
+                .get(k.0)
+                .and_then(|t| t.clips.get(k.1))
+                .is_some_and(|c| n >= c.start && n < c.start + c.frames)
+        };
+        self.readers.retain(|k, _| on_screen(k));
+        self.sequences.retain(|k, _| on_screen(k));
         self.prefetch_media(n)?;
         for (ti, track) in m.video.iter().enumerate() {
             // Index in `layers` of this track's last layer at this frame.
