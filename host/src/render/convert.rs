@@ -148,11 +148,41 @@ fn oetf64(t: Transfer, l: f64) -> f64 {
 /// Linear light → encoded value clamped to `[0, 1]` (step 4), by the table.
 #[inline(always)]
 pub(crate) fn oetf_clamped(table: &[f32], l: f32) -> f32 {
-    // NaN fails both comparisons and ends as 0.
-    let l = if l > 0.0 { l.min(1.0) } else { 0.0 };
+    let (i, f) = oetf_position(l);
+    oetf_at(table, i, f)
+}
+
+/// [`oetf_clamped`]'s first half, free of lookups (so that a loop of it
+/// vectorizes): the table interval and the fraction into it.
+#[inline(always)]
+fn oetf_position(l: f32) -> (u32, f32) {
+    // NaN fails both comparisons and ends as 0. Comparisons rather than
+    // `f32::min` and `Ord::min`: the same values here (no NaN is left),
+    // and the loops of this vectorize, where with those they do not.
+    let l = if l > 0.0 {
+        if l < 1.0 {
+            l
+        } else {
+            1.0
+        }
+    } else {
+        0.0
+    };
     let x = l.sqrt().sqrt() * OETF_STEPS as f32;
-    let i = (x as usize).min(OETF_STEPS - 1);
-    let f = x - i as f32;
+    // `x` is in [0, OETF_STEPS]: `i32` converts it as `usize` would.
+    let i = x as i32;
+    let i = if i < OETF_STEPS as i32 - 1 {
+        i
+    } else {
+        OETF_STEPS as i32 - 1
+    };
+    (i as u32, x - i as f32)
+}
+
+/// [`oetf_clamped`]'s second half.
+#[inline(always)]
+fn oetf_at(table: &[f32], i: u32, f: f32) -> f32 {
+    let i = i as usize;
     let (a, b) = (table[i], table[i + 1]);
     (a + (b - a) * f).clamp(0.0, 1.0)
 }
@@ -277,9 +307,11 @@ impl Target {
     }
 
     /// Step 5: R'G'B' → unquantized (Y, Cb, Cr) codes.
-    #[inline]
+    #[inline(always)]
     fn ycbcr(&self, [r, g, b]: [f32; 3]) -> [f32; 3] {
         let y = self.kr * r + self.kg * g + self.kb * b;
+        // Divisions, not products with reciprocals: the row path divides
+        // too, and both must give the same bits.
         let cb = (b - y) / (2.0 * (1.0 - self.kb));
         let cr = (r - y) / (2.0 * (1.0 - self.kr));
         [
@@ -289,19 +321,31 @@ impl Target {
         ]
     }
 
-    /// Step 7: a code value, rounded to nearest after the dither threshold.
-    #[inline]
-    fn quantize(&self, v: f32, x: usize, y: usize) -> u16 {
-        let t = if self.dither {
+    /// The dither threshold at `(x, y)`, or 0 without dither.
+    #[inline(always)]
+    fn threshold(&self, x: usize, y: usize) -> f32 {
+        if self.dither {
             dither_threshold(x, y)
         } else {
             0.0
-        };
-        // Clamped first, then truncated: `floor` for the non-negative
-        // values left, without the libm call `f32::floor` is on baseline
-        // x86-64. NaN clamps to 0.
-        (v + t + 0.5).max(0.0).min(self.max) as u16
+        }
     }
+
+    /// Step 7: a code value, rounded to nearest after the dither threshold.
+    #[inline]
+    fn quantize(&self, v: f32, x: usize, y: usize) -> u16 {
+        code(v, self.threshold(x, y), self.max)
+    }
+}
+
+/// Step 7 with the threshold `t` given: clamped first, then truncated
+/// (`floor` for the non-negative values left, without the libm call
+/// `f32::floor` is on baseline x86-64). NaN clamps to 0. Through `i32`,
+/// which vectorizes, where `u16` would not; every value left is in
+/// `[0, max]`, where both conversions agree.
+#[inline(always)]
+fn code(v: f32, t: f32, max: f32) -> u16 {
+    (v + t + 0.5).max(0.0).min(max) as i32 as u16
 }
 
 /// Resampling taps of one axis: for each output index, `(source index,
@@ -474,6 +518,26 @@ fn put(plane: &mut [u8], i: usize, v: u16, bytes: usize) {
 /// On a format [`check`] refuses for its pixel layout (not planar
 /// Y'CbCr); unsupported colour tags fall back as the module says.
 pub fn convert(canvas: &LinearImage, canvas_primaries: Primaries, f: &OutputFormat) -> Yuv {
+    let rows = pix::layout(f.pix_fmt).is_some_and(|l| RowPath::handles(&l));
+    let path = if rows { Path::Rows } else { Path::General };
+    convert_with(canvas, canvas_primaries, f, path)
+}
+
+/// Which implementation of steps 2–8 [`convert_with`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Pixel by pixel, any layout: the reference.
+    General,
+    /// Whole rows (see [`RowPath`]), for the layouts it handles.
+    Rows,
+}
+
+fn convert_with(
+    canvas: &LinearImage,
+    canvas_primaries: Primaries,
+    f: &OutputFormat,
+    path: Path,
+) -> Yuv {
     let tags = abi::ColorTags {
         primaries: f.primaries,
         transfer: f.transfer,
@@ -509,9 +573,20 @@ pub fn convert(canvas: &LinearImage, canvas_primaries: Primaries, f: &OutputForm
             rest = tail;
         }
     }
+    let rows_path = path == Path::Rows;
+    assert!(!rows_path || RowPath::handles(&l), "the row path for {l:?}");
     let t = &t;
     let work = |k: usize, mut planes: Vec<&mut [u8]>, mut s: RowSampler<'_>| {
         let (c0, c1) = ((k * per).min(ch), ((k + 1) * per).min(ch));
+        if rows_path {
+            let mut r = RowPath::new(t, (w, h), (sx, sy));
+            if bytes == 1 {
+                r.band::<false>(&mut s, &mut planes, (c0, c1));
+            } else {
+                r.band::<true>(&mut s, &mut planes, (c0, c1));
+            }
+            return;
+        }
         let y0 = (c0 << sy).min(h);
         let mut cb_rows = vec![vec![0f32; w]; 1 << sy];
         let mut cr_rows = vec![vec![0f32; w]; 1 << sy];
@@ -563,6 +638,207 @@ pub fn convert(canvas: &LinearImage, canvas_primaries: Primaries, f: &OutputForm
         }
     });
     out
+}
+
+/// Steps 2–8 over whole rows for layouts of 1 or 2 bytes a sample and
+/// chroma subsampled by at most 2 each way: the general path's arithmetic,
+/// in the same order (so the same codes), arranged in passes over a row
+/// that the compiler can vectorize, with the per-pixel decisions of the
+/// general path (sample size, alpha, dither) taken once per band.
+struct RowPath<'t> {
+    t: &'t Target,
+    w: usize,
+    h: usize,
+    sx: usize,
+    sy: usize,
+    /// The dither thresholds of rows `y mod 8` (0 without dither), as wide
+    /// as the luma plane; chroma rows use their start.
+    thresholds: Vec<Vec<f32>>,
+    /// Encoded R'G'B' of the current row, per channel.
+    rgb: [Vec<f32>; 3],
+    /// One channel's OETF table positions: interval, fraction.
+    idx: Vec<u32>,
+    frac: Vec<f32>,
+    /// Unquantized Cb and Cr of the luma rows of the current chroma row.
+    cb: Vec<Vec<f32>>,
+    cr: Vec<Vec<f32>>,
+    /// Block sums of the current chroma row.
+    cb_sum: Vec<f32>,
+    cr_sum: Vec<f32>,
+}
+
+impl<'t> RowPath<'t> {
+    fn handles(l: &pix::Layout) -> bool {
+        l.planes >= 3 && l.bytes_per_sample <= 2 && l.chroma_shift_x <= 1 && l.chroma_shift_y <= 1
+    }
+
+    fn new(t: &'t Target, (w, h): (usize, usize), (sx, sy): (usize, usize)) -> Self {
+        let cw = (w + (1 << sx) - 1) >> sx;
+        RowPath {
+            t,
+            w,
+            h,
+            sx,
+            sy,
+            thresholds: (0..8)
+                .map(|y| (0..w).map(|x| t.threshold(x, y)).collect())
+                .collect(),
+            rgb: [vec![0.0; w], vec![0.0; w], vec![0.0; w]],
+            idx: vec![0; w],
+            frac: vec![0.0; w],
+            cb: vec![vec![0.0; w]; 1 << sy],
+            cr: vec![vec![0.0; w]; 1 << sy],
+            cb_sum: vec![0.0; cw],
+            cr_sum: vec![0.0; cw],
+        }
+    }
+
+    /// Chroma rows `c0..c1` and the luma rows they cover into `planes`
+    /// (this band's part of each plane). `WIDE`: 2 bytes a sample.
+    fn band<const WIDE: bool>(
+        &mut self,
+        s: &mut RowSampler<'_>,
+        planes: &mut [&mut [u8]],
+        (c0, c1): (usize, usize),
+    ) {
+        let (w, h, sy) = (self.w, self.h, self.sy);
+        let bytes = if WIDE { 2 } else { 1 };
+        let cw = self.cb_sum.len();
+        let y0 = (c0 << sy).min(h);
+        let [y_plane, cb_plane, cr_plane, alpha @ ..] = planes else {
+            unreachable!("a planar Y'CbCr layout has 3 or 4 planes");
+        };
+        let mut alpha = alpha.first_mut();
+        for cy in c0..c1 {
+            let ya = cy << sy;
+            let yb = ((cy + 1) << sy).min(h);
+            for y in ya..yb {
+                let row = s.row(y);
+                let at = (y - y0) * w * bytes..(y - y0 + 1) * w * bytes;
+                if let Some(a) = alpha.as_deref_mut() {
+                    let a = &mut a[at.clone()];
+                    for (x, p) in row.iter().enumerate() {
+                        let v = (p[3].clamp(0.0, 1.0) * self.t.max + 0.5) as u16;
+                        put_code::<WIDE>(a, x, v);
+                    }
+                }
+                self.encode(row);
+                self.luma_row::<WIDE>(&mut y_plane[at], y, y - ya);
+            }
+            let at = (cy - c0) * cw * bytes..(cy - c0 + 1) * cw * bytes;
+            self.chroma_row::<WIDE>(&mut cb_plane[at.clone()], &mut cr_plane[at], cy, yb - ya);
+        }
+    }
+
+    /// Steps 2–4 for one row into `rgb`, in passes: straight colour,
+    /// primaries, table positions (all vectorized), then the lookups.
+    #[inline(always)]
+    fn encode(&mut self, row: &[[f32; 4]]) {
+        let (t, w) = (self.t, self.w);
+        let row = &row[..w];
+        let [r, g, b] = &mut self.rgb;
+        let (r, g, b) = (&mut r[..w], &mut g[..w], &mut b[..w]);
+        for x in 0..w {
+            let p = row[x];
+            let a = p[3];
+            [r[x], g[x], b[x]] = if a > 0.0 {
+                let inv = 1.0 / a;
+                [p[0] * inv, p[1] * inv, p[2] * inv]
+            } else {
+                [0.0; 3]
+            };
+        }
+        if let Some(m) = &t.matrix {
+            for x in 0..w {
+                [r[x], g[x], b[x]] = colour::apply(m, [r[x], g[x], b[x]]);
+            }
+        }
+        let (idx, frac) = (&mut self.idx[..w], &mut self.frac[..w]);
+        for c in [r, g, b] {
+            for x in 0..w {
+                (idx[x], frac[x]) = oetf_position(c[x]);
+            }
+            for x in 0..w {
+                c[x] = oetf_at(t.oetf, idx[x], frac[x]);
+            }
+        }
+    }
+
+    /// Steps 5 and 7 for the luma of row `y` (`crow`-th of its chroma
+    /// row), keeping its unquantized chroma.
+    #[inline(always)]
+    fn luma_row<const WIDE: bool>(&mut self, out: &mut [u8], y: usize, crow: usize) {
+        let (t, w) = (self.t, self.w);
+        let thr = &self.thresholds[y & 7][..w];
+        let (cb, cr) = (&mut self.cb[crow][..w], &mut self.cr[crow][..w]);
+        let [r, g, b] = &self.rgb;
+        let (r, g, b) = (&r[..w], &g[..w], &b[..w]);
+        let out = &mut out[..w * if WIDE { 2 } else { 1 }];
+        for x in 0..w {
+            let [yv, u, v] = t.ycbcr([r[x], g[x], b[x]]);
+            cb[x] = u;
+            cr[x] = v;
+            put_code::<WIDE>(out, x, code(yv, thr[x], t.max));
+        }
+    }
+
+    /// Steps 6 and 7 for chroma row `cy`, whose block holds `rows` luma
+    /// rows: the sum over each block in the general path's order (row by
+    /// row, left to right), times the same reciprocal of its size.
+    #[inline(always)]
+    fn chroma_row<const WIDE: bool>(
+        &mut self,
+        cb_out: &mut [u8],
+        cr_out: &mut [u8],
+        cy: usize,
+        rows: usize,
+    ) {
+        let (t, w, sx) = (self.t, self.w, self.sx);
+        let cw = self.cb_sum.len();
+        let thr = &self.thresholds[cy & 7][..cw];
+        let sums = [(&mut self.cb_sum, &self.cb), (&mut self.cr_sum, &self.cr)];
+        for (sum, rows_of) in sums {
+            let sum = &mut sum[..cw];
+            sum.fill(0.0);
+            for row in &rows_of[..rows] {
+                let row = &row[..w];
+                if sx == 0 {
+                    for (s, &v) in sum.iter_mut().zip(row) {
+                        *s += v;
+                    }
+                } else {
+                    for (s, pair) in sum.iter_mut().zip(row.chunks_exact(2)) {
+                        *s = *s + pair[0] + pair[1];
+                    }
+                    if w % 2 == 1 {
+                        sum[cw - 1] += row[w - 1];
+                    }
+                }
+            }
+        }
+        // Every block is 1 << sx columns wide but an odd width's last.
+        let full = 1.0 / ((rows << sx) as f32);
+        let last = 1.0 / ((rows * (w - ((cw - 1) << sx))) as f32);
+        for (sum, out) in [(&self.cb_sum, cb_out), (&self.cr_sum, cr_out)] {
+            let (sum, out) = (&sum[..cw], &mut out[..cw * if WIDE { 2 } else { 1 }]);
+            for x in 0..cw - 1 {
+                put_code::<WIDE>(out, x, code(sum[x] * full, thr[x], t.max));
+            }
+            put_code::<WIDE>(out, cw - 1, code(sum[cw - 1] * last, thr[cw - 1], t.max));
+        }
+    }
+}
+
+/// Sample `x` of a row of 1-byte (`WIDE` false) or 2-byte little-endian
+/// samples.
+#[inline(always)]
+fn put_code<const WIDE: bool>(out: &mut [u8], x: usize, v: u16) {
+    if WIDE {
+        out[2 * x] = v as u8;
+        out[2 * x + 1] = (v >> 8) as u8;
+    } else {
+        out[x] = v as u8;
+    }
 }
 
 /// The ΔE reference: the canvas at the pixels `(x, y)` for `x` in
@@ -975,6 +1251,81 @@ mod tests {
                 assert!((s[c] - want).abs() < 1e-4, "{k}: {s:?}");
             }
         }
+    }
+
+    /// A canvas with what conversion must survive: gradients in every
+    /// channel, values below 0 and above 1, NaN and infinity, and alpha
+    /// from 0 (with colour left in it) to 1.
+    fn varied_canvas(w: u32, h: u32) -> LinearImage {
+        let mut img = LinearImage::new(w, h);
+        for (i, p) in img.data.iter_mut().enumerate() {
+            let (x, y) = ((i % w as usize) as f32, (i / w as usize) as f32);
+            let gx = x / w as f32;
+            let gy = y / h as f32;
+            let a = [1.0, 1.0, 0.5, 0.25, 0.0, 0.9, 1.0][i % 7];
+            *p = match i % 23 {
+                0 => [-0.2, 1.5, 0.5, 1.0],
+                1 => [f32::NAN, 0.3, 0.2, 1.0],
+                2 => [0.1, f32::INFINITY, 0.2, 0.5],
+                3 => [4.0, 0.0, -1.0, 1.0],
+                4 => [0.3, 0.3, 0.3, 0.0],
+                _ => [gx * a, gy * a, (1.0 - gx) * (0.5 + 0.5 * gy) * a, a],
+            };
+        }
+        img
+    }
+
+    #[test]
+    fn row_path_gives_the_general_paths_codes() {
+        let formats = [
+            pix::YUV420P,
+            pix::YUV422P,
+            pix::YUV444P,
+            pix::YUV420P10,
+            pix::YUV422P10,
+            pix::YUV422P12,
+            pix::YUVA444P10,
+        ];
+        // BT.709 limited; BT.2020 limited (a primaries matrix); full range.
+        let tags = [BT709, [9, 14, 9, 1], [1, 13, 1, 2]];
+        // Odd and even sizes, one pixel, and a resampled one.
+        let sizes = [
+            (37, 23, 37, 23),
+            (1, 1, 1, 1),
+            (2, 3, 2, 3),
+            (64, 17, 64, 17),
+        ];
+        let sizes = sizes.into_iter().chain([(40, 30, 37, 23)]);
+        let (mut compared, mut differ) = (0usize, 0usize);
+        for (cw, ch, w, h) in sizes {
+            let canvas = varied_canvas(cw, ch);
+            for pf in formats {
+                for tag in tags {
+                    for dither in [false, true] {
+                        let f = fmt(w, h, pf, tag, dither);
+                        let general = convert_with(&canvas, Primaries::Bt709, &f, Path::General);
+                        let rows = convert_with(&canvas, Primaries::Bt709, &f, Path::Rows);
+                        assert_eq!(rows.strides, general.strides);
+                        let l = pix::layout(pf).unwrap();
+                        for p in 0..l.planes {
+                            let n = general.planes[p].len() / l.bytes_per_sample;
+                            for i in 0..n {
+                                let (a, b) = (sample(&general, p, i), sample(&rows, p, i));
+                                assert!(
+                                    a.abs_diff(b) <= 1,
+                                    "{pf} {tag:?} {w}x{h} plane {p} sample {i}: {a} vs {b}"
+                                );
+                                compared += 1;
+                                differ += usize::from(a != b);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The row path does the same operations in the same order: not
+        // even float rounding may differ.
+        assert_eq!(differ, 0, "{differ} of {compared} codes differ");
     }
 
     /// Timing against the old integer converter (run with `--ignored

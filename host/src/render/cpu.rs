@@ -17,6 +17,7 @@
 use crate::manifest::model::{BlendMode, Primaries, Transfer};
 use crate::render::convert;
 use crate::render::image::Yuv;
+use crate::render::lut::PreparedLut;
 use crate::render::plan::{
     ColourOps, FramePlan, LayerOp, LinearImage, Lut3d, MixKind, OutputFormat, Renderer, SourceKey,
 };
@@ -31,7 +32,13 @@ pub struct CpuRenderer {
     fast_paths: bool,
     /// The last canvas [`Renderer::render`] drew, kept for its buffer.
     spare: Option<LinearImage>,
+    /// The plans' LUTs prepared for the row path, and the list they were
+    /// prepared from (a timeline hands every frame the same one).
+    prepared_luts: Option<PreparedLuts>,
 }
+
+/// A plan's LUT list and the same LUTs prepared.
+type PreparedLuts = (Arc<Vec<Lut3d>>, Arc<Vec<PreparedLut>>);
 
 impl CpuRenderer {
     /// A renderer for a canvas in `canvas_primaries` (the frame plan does
@@ -42,6 +49,7 @@ impl CpuRenderer {
             opaque: HashMap::new(),
             fast_paths: true,
             spare: None,
+            prepared_luts: None,
         }
     }
 
@@ -68,6 +76,7 @@ impl CpuRenderer {
     /// [`CpuRenderer::draw`] into `out`, reusing its allocation when it is
     /// the canvas's size (every pixel is written).
     fn draw_into(&mut self, plan: &FramePlan, sources: &[Arc<LinearImage>], out: &mut LinearImage) {
+        let luts = self.prepared_luts(&plan.luts);
         let layers: Vec<Prepared<'_>> = plan
             .layers
             .iter()
@@ -98,13 +107,17 @@ impl CpuRenderer {
         let ctx = &ctx;
         // The row path's exact integer sums need indices below `EXACT`.
         let fast = self.fast_paths && (w as f32) < EXACT && (h as f32) < EXACT;
+        let luts = luts.as_slice();
         let draw = move |k: usize, band: &mut [[f32; 4]]| {
             if fast {
                 let mut scratch = Rows::new(w);
                 let mut colours: Vec<Colour<'_>> = ctx
                     .layers
                     .iter()
-                    .map(|l| Colour::new(l.op.colour, ctx.plan.transfer, l.lut))
+                    .map(|l| {
+                        let lut = l.op.colour.lut.map(|i| &luts[i]);
+                        Colour::new(l.op.colour, ctx.plan.transfer, lut)
+                    })
                     .collect();
                 for (r, row) in band.chunks_mut(w).enumerate() {
                     ctx.row(k * rows_per + r, row, &mut scratch, &mut colours);
@@ -129,6 +142,18 @@ impl CpuRenderer {
                 draw(k, band);
             }
         });
+    }
+
+    /// `luts` prepared, from the cache when they are the last plan's.
+    fn prepared_luts(&mut self, luts: &Arc<Vec<Lut3d>>) -> Arc<Vec<PreparedLut>> {
+        match &self.prepared_luts {
+            Some((from, prepared)) if Arc::ptr_eq(from, luts) => prepared.clone(),
+            _ => {
+                let prepared = Arc::new(luts.iter().map(Lut3d::prepare).collect::<Vec<_>>());
+                self.prepared_luts = Some((luts.clone(), prepared.clone()));
+                prepared
+            }
+        }
     }
 
     /// Index of the layer to start from: the topmost that hides all below.
@@ -418,14 +443,14 @@ struct Colour<'a> {
     transfer: Transfer,
     oetf: &'static [f32],
     eotf: &'static [f32],
-    lut: Option<&'a Lut3d>,
+    lut: Option<&'a PreparedLut>,
     /// Per channel, `MEMO` slots of (value's bits, result); every slot
     /// starts as the entry for 0.0, so that any hit is a true one.
     memo: Vec<(u32, f32)>,
 }
 
 impl<'a> Colour<'a> {
-    fn new(ops: ColourOps, transfer: Transfer, lut: Option<&'a Lut3d>) -> Self {
+    fn new(ops: ColourOps, transfer: Transfer, lut: Option<&'a PreparedLut>) -> Self {
         let mut c = Colour {
             ops,
             transfer,

@@ -194,7 +194,8 @@ impl Lut3d {
     }
 
     /// Maps one colour through the LUT (tetrahedral interpolation); inputs
-    /// outside the domain are clamped to it.
+    /// outside the domain are clamped to it. The same arithmetic as
+    /// [`PreparedLut::apply`], so the same bits; that one is the fast one.
     ///
     /// # Panics
     /// When `data` does not hold `size³` entries or `size < 2` (`parse` and
@@ -204,30 +205,130 @@ impl Lut3d {
         let n = self.size as usize;
         // Checked once here so that the four lookups below need no checks.
         assert!(n >= 2 && self.data.len() == n * n * n, "a {n}³ LUT");
+        let cell = Cell::new(rgb, self.domain_min, scales(self), n);
+        let at = |o: usize| {
+            debug_assert!(cell.base + o < self.data.len());
+            // SAFETY: `Cell::new` keeps each index at most n − 2 and the
+            // offsets are at most 1 + n + n², so `base + o` ≤
+            // (n − 1)(1 + n + n²) = n³ − 1, and the assert above holds
+            // `data.len() == n³`.
+            let c = unsafe { *self.data.get_unchecked(cell.base + o) };
+            [c[0], c[1], c[2], 0.0]
+        };
+        let (o1, o2) = cell.offsets(n);
+        cell.mix(at(0), at(o1), at(o2), at(1 + n + n * n))
+    }
+
+    /// This LUT laid out for [`PreparedLut::apply`].
+    ///
+    /// # Panics
+    /// As [`Lut3d::apply`].
+    pub fn prepare(&self) -> PreparedLut {
+        let n = self.size as usize;
+        assert!(n >= 2 && self.data.len() == n * n * n, "a {n}³ LUT");
+        PreparedLut {
+            n,
+            min: self.domain_min,
+            scale: scales(self),
+            offsets: ORDER.map(|(a1, a2)| {
+                let step = [1, n, n * n];
+                let o1 = step[a1 as usize];
+                (o1, o1 + step[a2 as usize])
+            }),
+            data: self.data.iter().map(|c| [c[0], c[1], c[2], 0.0]).collect(),
+        }
+    }
+}
+
+/// Per channel, lattice steps per unit of input: `(size − 1) / (max −
+/// min)`.
+fn scales(l: &Lut3d) -> [f32; 3] {
+    let top = (l.size - 1) as f32;
+    std::array::from_fn(|c| top / (l.domain_max[c] - l.domain_min[c]))
+}
+
+/// Axis steps of (largest, second) for each outcome of (fr > fg, fg > fb,
+/// fr > fb), bit 0 first.
+const ORDER: [(u8, u8); 8] = [
+    (2, 1), // fr ≤ fg ≤ fb
+    (2, 0), // fb ≥ fr > fg
+    (1, 2), // fg > fb ≥ fr
+    (0, 1), // fr > fg > fb but fr ≤ fb: impossible
+    (2, 1), // fr ≤ fg, fg ≤ fb, fr > fb: impossible
+    (0, 2), // fr > fb ≥ fg
+    (1, 0), // fg ≥ fr > fb
+    (0, 1), // fr > fg > fb
+];
+
+/// A [`Lut3d`] laid out for lookups in pixel loops: the domain's scale per
+/// channel and the tetrahedra's corner offsets worked out once, entries
+/// padded to four floats (one aligned vector load each). Same results as
+/// [`Lut3d::apply`], bit for bit.
+#[derive(Debug, Clone)]
+pub struct PreparedLut {
+    n: usize,
+    min: [f32; 3],
+    scale: [f32; 3],
+    /// Offsets of the second and third corners for each [`ORDER`] case.
+    offsets: [(usize, usize); 8],
+    /// `n³` entries (`prepare` checks), the fourth float 0.
+    data: Vec<[f32; 4]>,
+}
+
+impl PreparedLut {
+    /// [`Lut3d::apply`].
+    #[inline(always)]
+    pub fn apply(&self, rgb: [f32; 3]) -> [f32; 3] {
+        let n = self.n;
+        let cell = Cell::new(rgb, self.min, self.scale, n);
+        let at = |o: usize| {
+            debug_assert!(cell.base + o < self.data.len());
+            // SAFETY: as in `Lut3d::apply`; `prepare` (the only maker of a
+            // `PreparedLut`) checked `data.len() == n³`, and `offsets` hold
+            // at most `1 + n + n²`.
+            unsafe { *self.data.get_unchecked(cell.base + o) }
+        };
+        let (o1, o2) = self.offsets[cell.case];
+        cell.mix(at(0), at(o1), at(o2), at(1 + n + n * n))
+    }
+}
+
+/// Where a colour falls in the lattice: its cell, its tetrahedron, and the
+/// corners' weights.
+struct Cell {
+    /// Index of the cell's first corner.
+    base: usize,
+    /// The [`ORDER`] case.
+    case: usize,
+    /// Weights of the corners: first, largest axis step, both, last.
+    w: [f32; 4],
+}
+
+impl Cell {
+    #[inline(always)]
+    fn new(rgb: [f32; 3], min: [f32; 3], scale: [f32; 3], n: usize) -> Cell {
         let top = (n - 1) as f32;
         let mut idx = [0usize; 3];
         let mut frac = [0f32; 3];
         for c in 0..3 {
-            let x = ((rgb[c] - self.domain_min[c]) / (self.domain_max[c] - self.domain_min[c])
-                * top)
-                .clamp(0.0, top);
-            // NaN clamps to NaN: `as` turns it into 0, a defined corner.
-            let i = (x as usize).min(n - 2);
+            let x = (rgb[c] - min[c]) * scale[c];
+            // Clamped by comparisons: NaN ends as 0, a defined corner with
+            // a fraction of 0.
+            let x = if x > 0.0 {
+                if x < top {
+                    x
+                } else {
+                    top
+                }
+            } else {
+                0.0
+            };
+            // `x` is in [0, n − 1] with n ≤ 256: exact in `i32`.
+            let i = (x as i32 as usize).min(n - 2);
             idx[c] = i;
-            frac[c] = if x.is_nan() { 0.0 } else { x - i as f32 };
+            frac[c] = x - i as f32;
         }
         let (fr, fg, fb) = (frac[0], frac[1], frac[2]);
-        let base = idx[0] + idx[1] * n + idx[2] * n * n;
-        let (dr, dg, db) = (1, n, n * n);
-        let at = |o: usize| {
-            debug_assert!(base + o < self.data.len());
-            // SAFETY: each index is at most n − 2 and `o` at most
-            // 1 + n + n², so `base + o` ≤ (n − 1)(1 + n + n²) = n³ − 1, and
-            // the assert above holds `data.len() == n³`.
-            unsafe { *self.data.get_unchecked(base + o) }
-        };
-        let c000 = at(0);
-        let c111 = at(dr + dg + db);
         // The tetrahedron: the corners one step along the axis of the
         // largest fraction, then along the second largest too; weights
         // from the sorted fractions. Picked without branches (which
@@ -236,29 +337,30 @@ impl Lut3d {
         let hi = fr.max(fg).max(fb);
         let lo = fr.min(fg).min(fb);
         let mid = fr.min(fg).max(fr.max(fg).min(fb));
-        // Axis steps of (largest, second) for each outcome of
-        // (fr > fg, fg > fb, fr > fb), bit 0 first.
-        const ORDER: [(u8, u8); 8] = [
-            (2, 1), // fr ≤ fg ≤ fb
-            (2, 0), // fb ≥ fr > fg
-            (1, 2), // fg > fb ≥ fr
-            (0, 1), // fr > fg > fb but fr ≤ fb: impossible
-            (2, 1), // fr ≤ fg, fg ≤ fb, fr > fb: impossible
-            (0, 2), // fr > fb ≥ fg
-            (1, 0), // fg ≥ fr > fb
-            (0, 1), // fr > fg > fb
-        ];
-        let k = usize::from(fr > fg) | usize::from(fg > fb) << 1 | usize::from(fr > fb) << 2;
-        let step = [dr, dg, db];
-        let (a1, a2) = ORDER[k];
+        Cell {
+            base: idx[0] + idx[1] * n + idx[2] * n * n,
+            case: usize::from(fr > fg) | usize::from(fg > fb) << 1 | usize::from(fr > fb) << 2,
+            w: [1.0 - hi, hi - mid, mid - lo, lo],
+        }
+    }
+
+    /// Offsets of the second and third corners.
+    #[inline(always)]
+    fn offsets(&self, n: usize) -> (usize, usize) {
+        let step = [1, n, n * n];
+        let (a1, a2) = ORDER[self.case];
         let o1 = step[a1 as usize];
-        let c1 = at(o1);
-        let c2 = at(o1 + step[a2 as usize]);
-        let w = [1.0 - hi, hi - mid, mid - lo, lo];
+        (o1, o1 + step[a2 as usize])
+    }
+
+    /// The weighted sum of the four corners (their fourth floats ignored).
+    #[inline(always)]
+    fn mix(&self, c0: [f32; 4], c1: [f32; 4], c2: [f32; 4], c3: [f32; 4]) -> [f32; 3] {
+        let w = self.w;
         [
-            w[0] * c000[0] + w[1] * c1[0] + w[2] * c2[0] + w[3] * c111[0],
-            w[0] * c000[1] + w[1] * c1[1] + w[2] * c2[1] + w[3] * c111[1],
-            w[0] * c000[2] + w[1] * c1[2] + w[2] * c2[2] + w[3] * c111[2],
+            w[0] * c0[0] + w[1] * c1[0] + w[2] * c2[0] + w[3] * c3[0],
+            w[0] * c0[1] + w[1] * c1[1] + w[2] * c2[1] + w[3] * c3[1],
+            w[0] * c0[2] + w[1] * c1[2] + w[2] * c2[2] + w[3] * c3[2],
         ]
     }
 }
@@ -298,8 +400,8 @@ mod tests {
         let mut idx = [0usize; 3];
         let mut frac = [0f32; 3];
         for c in 0..3 {
-            let x = ((rgb[c] - l.domain_min[c]) / (l.domain_max[c] - l.domain_min[c]) * top)
-                .clamp(0.0, top);
+            let scale = top / (l.domain_max[c] - l.domain_min[c]);
+            let x = ((rgb[c] - l.domain_min[c]) * scale).clamp(0.0, top);
             let i = (x as usize).min(n - 2);
             idx[c] = i;
             frac[c] = if x.is_nan() { 0.0 } else { x - i as f32 };
@@ -354,6 +456,32 @@ mod tests {
                 b.map(f32::to_bits),
                 "{c:?}: {a:?} vs {b:?}"
             );
+        }
+    }
+
+    #[test]
+    fn prepared_lut_gives_the_same_bits() {
+        let f = |[r, g, b]: [f32; 3]| [r * r * 0.9 + b * 0.1, (g * 3.0).sin(), r * g + b * b];
+        let unit = Lut3d::from_fn(9, f);
+        // A domain that is not [0, 1], and not the same in every channel.
+        let mut text =
+            String::from("LUT_3D_SIZE 5\nDOMAIN_MIN -0.1 0 0.25\nDOMAIN_MAX 1.2 2 0.75\n");
+        for c in Lut3d::from_fn(5, f).data {
+            text.push_str(&format!("{} {} {}\n", c[0], c[1], c[2]));
+        }
+        let wide = parse(&text, "wide.cube").unwrap();
+        let odd = [
+            [-0.5, 2.0, f32::NAN],
+            [f32::INFINITY, -0.0, 1.0],
+            [0.0; 3],
+            [1.0; 3],
+        ];
+        for l in [unit, wide] {
+            let p = l.prepare();
+            for c in sweep().chain(odd) {
+                let (a, b) = (l.apply(c), p.apply(c));
+                assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits), "{c:?}");
+            }
         }
     }
 
