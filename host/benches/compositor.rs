@@ -143,6 +143,8 @@ fn child(spec: &str) {
     use deliver::render::plan::OutputFormat;
     use deliver::render::timeline::{canvas_colour, Timeline};
     use deliver::render::{lut, open_renderer, RendererChoice};
+    // As `deliver` itself does: the memory runs measure the product.
+    deliver::tune_allocator();
     let mut it = spec.splitn(3, ':');
     let (renderer, frames, manifest) = (
         it.next().unwrap(),

@@ -792,6 +792,7 @@ fn presets_new(cli: &Cli, new_id: &str, from: &str, dir: Option<&Path>) -> Resul
 }
 
 fn main() -> std::process::ExitCode {
+    deliver::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
