@@ -284,6 +284,24 @@ impl<'a> Prepared<'a> {
         }
     }
 
+    /// The source at texel-centre coordinates `(su, sv)`, given their
+    /// floors `(fu, fv)`: the texel itself for a layer on whole pixels,
+    /// else bilinear between the four around it.
+    #[inline]
+    fn sample(&self, su: f32, sv: f32, fu: f32, fv: f32) -> [f32; 4] {
+        let (x0, y0) = (fu as i64, fv as i64);
+        if self.integer {
+            return self.texel(x0, y0);
+        }
+        let (fx, fy) = (su - fu, sv - fv);
+        let lerp = |a: [f32; 4], b: [f32; 4], f: f32| -> [f32; 4] {
+            std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
+        };
+        let top = lerp(self.texel(x0, y0), self.texel(x0 + 1, y0), fx);
+        let bot = lerp(self.texel(x0, y0 + 1), self.texel(x0 + 1, y0 + 1), fx);
+        lerp(top, bot, fy)
+    }
+
     /// `shade` for every pixel of canvas row `y` (`out.len()` pixels, fewer
     /// than [`EXACT`]) with the same arithmetic, per-layer work hoisted out
     /// of the loop. Returns the span of pixels inside the crop (those
@@ -314,19 +332,7 @@ impl<'a> Prepared<'a> {
                 self.src.data[ty * sw + tx]
             } else {
                 let (su, sv) = (u - 0.5, v - 0.5);
-                let (fu, fv) = (floor(su), floor(sv));
-                let (x0, y0) = (fu as i64, fv as i64);
-                if self.integer {
-                    self.texel(x0, y0)
-                } else {
-                    let (fx, fy) = (su - fu, sv - fv);
-                    let lerp = |a: [f32; 4], b: [f32; 4], f: f32| -> [f32; 4] {
-                        std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
-                    };
-                    let top = lerp(self.texel(x0, y0), self.texel(x0 + 1, y0), fx);
-                    let bot = lerp(self.texel(x0, y0 + 1), self.texel(x0 + 1, y0 + 1), fx);
-                    lerp(top, bot, fy)
-                }
+                self.sample(su, sv, floor(su), floor(sv))
             };
             if !self.op.colour.identity {
                 c = colour.apply(c);
@@ -359,19 +365,7 @@ impl<'a> Prepared<'a> {
             return [0.0; 4];
         }
         let (su, sv) = (u - 0.5, v - 0.5);
-        let (fu, fv) = (su.floor(), sv.floor());
-        let (x0, y0) = (fu as i64, fv as i64);
-        let mut c = if self.integer {
-            self.texel(x0, y0)
-        } else {
-            let (fx, fy) = (su - fu, sv - fv);
-            let lerp = |a: [f32; 4], b: [f32; 4], f: f32| -> [f32; 4] {
-                std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
-            };
-            let top = lerp(self.texel(x0, y0), self.texel(x0 + 1, y0), fx);
-            let bot = lerp(self.texel(x0, y0 + 1), self.texel(x0 + 1, y0 + 1), fx);
-            lerp(top, bot, fy)
-        };
+        let mut c = self.sample(su, sv, su.floor(), sv.floor());
         if !self.op.colour.identity {
             c = colour_ops(c, &self.op.colour, transfer, self.lut);
         }
