@@ -9,7 +9,9 @@
 //! # Untagged sources
 //! A file that does not say what it is gets, per missing tag, the rule
 //! FFmpeg and most players follow, and the report says so:
-//! - matrix: BT.709 when the picture is at least 720 lines tall, else BT.601;
+//! - matrix: BT.709 when the picture is taller than 576 lines, else BT.601
+//!   (swscale's and the players' rule, which the decoder's conversion
+//!   followed);
 //! - primaries: BT.709 from 720 lines up; below, BT.601 625 (BT.470 BG) at
 //!   25/50 fps, else SMPTE 170M;
 //! - transfer: the BT.709 curve (the same curve BT.601 uses);
@@ -259,6 +261,7 @@ pub fn resolve_source(
         let matrix = if matrix_coefficients(tags.matrix).is_some() {
             tags.matrix
         } else {
+            let hd = height > 576;
             let m = if hd { 1 } else { 6 };
             assumed.push(format!(
                 "matrix {} taken as {} ({} lines)",

@@ -80,6 +80,30 @@ impl Yuv {
         }
     }
 
+    /// Copies a borrowed planar frame (format, size, tags) into this one,
+    /// rows packed tightly, reusing the plane buffers' allocations.
+    ///
+    /// # Panics
+    /// On a format without a known layout.
+    pub fn copy_from_view(&mut self, v: &VideoView<'_>) {
+        let l = pix::layout(v.pix_fmt).expect("a planar format of the ABI");
+        (self.width, self.height, self.pix_fmt, self.color) =
+            (v.width, v.height, v.pix_fmt, v.color);
+        self.planes.resize_with(l.planes, Vec::new);
+        self.strides.resize(l.planes, 0);
+        for p in 0..l.planes {
+            let (w, rows) = plane_size(v.width, v.height, l, p);
+            let row = w * l.bytes_per_sample;
+            let (src, stride) = v.planes[p];
+            let dst = &mut self.planes[p];
+            dst.resize(row * rows, 0);
+            self.strides[p] = row;
+            for (d, y) in dst.chunks_exact_mut(row.max(1)).zip(0..rows) {
+                d.copy_from_slice(&src[y * stride..y * stride + row]);
+            }
+        }
+    }
+
     /// Borrows this frame for an encoder.
     pub fn view(&self, pts: i64, time_base: abi::Rational, key: bool) -> VideoView<'_> {
         let mut planes: [(&[u8], usize); 4] = [(&[], 0); 4];

@@ -16,6 +16,7 @@ pub mod image;
 pub mod lut;
 pub mod plan;
 pub mod timeline;
+pub mod ycbcr;
 
 use crate::plugins::Registry;
 pub use image::{Rgba8, Yuv};

@@ -23,9 +23,11 @@
 //!
 //! # Sources
 //! Each source image is linear light, premultiplied, in the canvas's
-//! primaries. Media frames come from the plugin file decoder as 8-bit RGBA
-//! and are linearized by their tags (`colour::resolve_source`; missing tags
-//! are listed by [`Timeline::notes`]); stills (PNG, JPEG) are taken as sRGB;
+//! primaries. Media frames are linearized by their tags
+//! (`colour::resolve_source`; missing tags are listed by
+//! [`Timeline::notes`]): planar 8- and 10-bit Y'CbCr straight from the
+//! plugin file decoder's native frames (`ycbcr`), anything else as 8-bit
+//! RGBA converted by the decoder; stills (PNG, JPEG) are taken as sRGB;
 //! generator and title colours are in the canvas's encoding. Stills, titles,
 //! bars and solids are made once (a solid as a single texel the plan
 //! stretches over the canvas); the pattern once per frame; a media frame
@@ -47,10 +49,11 @@ use deliver_plugin_api::abi::{self, cap, media, pix};
 use deliver_plugin_api::host::{FileDecoder, Frame};
 
 use super::colour::{self, eotf, linearize_rgba8, SourceColour};
+use super::image::Yuv;
 use super::plan::{
     ColourOps as PlanColourOps, FramePlan, LayerOp, LinearImage, Lut3d, Mix, MixKind, SourceKey,
 };
-use super::{bars, pattern, pattern_background, RenderError, Rgba8};
+use super::{bars, pattern, pattern_background, ycbcr, RenderError, Rgba8};
 use crate::manifest::model::{
     Fit, ImageSequence, Manifest, Primaries, Rate, Rgba, Title, Transfer, TransitionKind,
     VideoClip, VideoSource,
@@ -204,6 +207,14 @@ struct Shown {
     logical: (f32, f32),
 }
 
+/// A decoded picture as the reader keeps it until it is linearized.
+enum Picture {
+    /// Converted to RGBA by the decoder.
+    Rgba(Rgba8),
+    /// Native planar Y'CbCr, one of [`ycbcr::FORMATS`].
+    Ycbcr(Yuv),
+}
+
 /// Reads a media file's video forwards, holding the frame on screen at the
 /// last requested time, linearized once per change.
 struct MediaReader {
@@ -212,36 +223,59 @@ struct MediaReader {
     colour: SourceColour,
     fps: f64,
     slack: f64,
-    cur: Option<(Rgba8, f64)>,
-    next: Option<(Rgba8, f64)>,
-    /// The picture last replaced, whose buffer the next decoded frame
-    /// takes: 8 MB a 1080p frame, allocated afresh it was a page-faulting
-    /// mmap per frame and a heap high-water mark that grew with the run.
-    spare: Option<Rgba8>,
+    cur: Option<(Picture, f64)>,
+    next: Option<(Picture, f64)>,
+    /// The picture last replaced, whose buffers the next decoded frame
+    /// takes: several MB a 1080p frame, allocated afresh it was a
+    /// page-faulting mmap per frame and a heap high-water mark that grew
+    /// with the run.
+    spare: Option<Picture>,
     eof: bool,
     linear: Option<(Arc<LinearImage>, u64)>,
 }
 
 impl MediaReader {
-    fn open(reg: &Registry, path: &Path, at: f64) -> Result<(Self, abi::MediaInfo), String> {
+    /// Opens `path` at time `at`. With `native`, a file whose video is
+    /// planar Y'CbCr that [`ycbcr`] converts (and whose matrix it knows) is
+    /// reopened for native frames; everything else is read as RGBA.
+    fn open(
+        reg: &Registry,
+        path: &Path,
+        at: f64,
+        native: bool,
+    ) -> Result<(Self, abi::MediaInfo), String> {
         let choice = reg
             .find(cap::FILE_DECODE, "*", None)
             .ok_or("no file decoder loaded")?;
-        let cfg = abi::DecoderConfig {
-            struct_size: std::mem::size_of::<abi::DecoderConfig>() as u32,
-            want: media::VIDEO,
-            video_pix_fmt: pix::RGBA,
-            audio_sample_rate: 0,
-            audio_channels: 0,
-            threads: 0,
-            reserved: [0; 4],
+        let open = |video_pix_fmt| {
+            let cfg = abi::DecoderConfig {
+                struct_size: std::mem::size_of::<abi::DecoderConfig>() as u32,
+                want: media::VIDEO,
+                video_pix_fmt,
+                audio_sample_rate: 0,
+                audio_channels: 0,
+                threads: 0,
+                reserved: [0; 4],
+            };
+            choice
+                .plugin
+                .open_file(&path.to_string_lossy(), &cfg)
+                .map_err(|e| e.to_string())
         };
-        let (mut dec, info) = choice
-            .plugin
-            .open_file(&path.to_string_lossy(), &cfg)
-            .map_err(|e| e.to_string())?;
+        // RGBA first: image sequences and stills (RGB, alpha, JPEG's
+        // full-range Y'CbCr) open once; a video reopens once per clip.
+        let (mut dec, mut info) = open(pix::RGBA)?;
         if info.has_video == 0 {
             return Err("no video stream".into());
+        }
+        let m = info.color.matrix;
+        let known_matrix = m == 0 || m == 2 || colour::matrix_coefficients(m).is_some();
+        if native && ycbcr::supports(info.pix_fmt) && known_matrix {
+            // The native stream must be the one just probed.
+            let (d, i) = open(pix::NONE)?;
+            if i.pix_fmt == info.pix_fmt {
+                (dec, info) = (d, i);
+            }
         }
         if at > 0.0 {
             dec.seek((at * 1e6) as i64).map_err(|e| e.to_string())?;
@@ -269,7 +303,7 @@ impl MediaReader {
         ))
     }
 
-    fn read(&mut self) -> Result<Option<(Rgba8, f64)>, RenderError> {
+    fn read(&mut self) -> Result<Option<(Picture, f64)>, RenderError> {
         loop {
             let f = self.dec.next_frame().map_err(|e| RenderError::Decode {
                 path: self.path.clone(),
@@ -282,12 +316,34 @@ impl MediaReader {
                     if v.time_base.num > 0 && v.time_base.den > 0 {
                         self.slack = pts_slack(self.fps, v.time_base.as_f64());
                     }
-                    let mut img = match self.spare.take() {
-                        Some(s) if (s.width, s.height) == (v.width, v.height) => s,
-                        _ => Rgba8::new(v.width, v.height),
+                    let pic = match (v.pix_fmt, self.spare.take()) {
+                        (pix::RGBA, spare) => {
+                            let mut img = match spare {
+                                Some(Picture::Rgba(s)) => s,
+                                _ => Rgba8::new(0, 0),
+                            };
+                            img.copy_from_view(&v);
+                            Picture::Rgba(img)
+                        }
+                        (f, spare) if ycbcr::supports(f) => {
+                            let mut img = match spare {
+                                Some(Picture::Ycbcr(s)) => s,
+                                _ => Yuv::new(0, 0, f, v.color),
+                            };
+                            img.copy_from_view(&v);
+                            Picture::Ycbcr(img)
+                        }
+                        (f, _) => {
+                            return Err(RenderError::Decode {
+                                path: self.path.clone(),
+                                reason: format!(
+                                    "the video changed to pixel format {} mid-stream",
+                                    pix::name(f).unwrap_or("unknown")
+                                ),
+                            })
+                        }
                     };
-                    img.copy_from_view(&v);
-                    return Ok(Some((img, t)));
+                    return Ok(Some((pic, t)));
                 }
                 Some(Frame::Audio { .. }) => continue,
             }
@@ -332,16 +388,48 @@ impl MediaReader {
             .take()
             .and_then(|(l, _)| Arc::try_unwrap(l).ok())
             .unwrap_or_else(|| LinearImage::new(0, 0));
-        colour::linearize_rgba8_into(
-            &img.data,
-            img.width,
-            img.height,
-            self.colour.transfer,
-            self.colour.primaries,
-            canvas,
-            &mut out,
-        );
+        self.linearize(img, canvas, &mut out);
         Ok(Some(out))
+    }
+
+    /// Linearizes `pic`, one of this reader's pictures, into `out`.
+    fn linearize(&self, pic: &Picture, canvas: Primaries, out: &mut LinearImage) {
+        let c = &self.colour;
+        match pic {
+            Picture::Rgba(img) => colour::linearize_rgba8_into(
+                &img.data,
+                img.width,
+                img.height,
+                c.transfer,
+                c.primaries,
+                canvas,
+                out,
+            ),
+            Picture::Ycbcr(img) => {
+                // The frame's own matrix and range when it names ones we
+                // know (as swscale took them), else the stream's, resolved.
+                let tags = img.color;
+                let matrix = if colour::matrix_coefficients(tags.matrix).is_some() {
+                    tags.matrix
+                } else {
+                    c.matrix
+                };
+                let range = if tags.range == 1 || tags.range == 2 {
+                    tags.range
+                } else {
+                    c.range
+                };
+                ycbcr::linearize_ycbcr_into(
+                    img,
+                    matrix,
+                    range == 2,
+                    c.transfer,
+                    c.primaries,
+                    canvas,
+                    out,
+                );
+            }
+        }
     }
 
     fn current_time(&self) -> Option<f64> {
@@ -366,12 +454,13 @@ fn preflight_media(
             available: registry.available(cap::FILE_DECODE).join(", "),
         });
     }
-    let (r, _) = MediaReader::open(registry, path, at).map_err(|reason| RenderError::Open {
-        path: path.to_owned(),
-        track: track.name.clone(),
-        clip: ci,
-        reason,
-    })?;
+    let (r, _) =
+        MediaReader::open(registry, path, at, false).map_err(|reason| RenderError::Open {
+            path: path.to_owned(),
+            track: track.name.clone(),
+            clip: ci,
+            reason,
+        })?;
     for a in &r.colour.assumed {
         notes.push(format!("track {} clip {ci} ({what}): {a}", track.name));
     }
@@ -380,7 +469,7 @@ fn preflight_media(
 
 /// The picture size of a media file, as the file decoder reads it.
 pub fn probe_size(reg: &Registry, path: &Path) -> Option<(u32, u32)> {
-    let (_, info) = MediaReader::open(reg, path, 0.0).ok()?;
+    let (_, info) = MediaReader::open(reg, path, 0.0, false).ok()?;
     (info.width > 0 && info.height > 0).then_some((info.width, info.height))
 }
 
@@ -855,18 +944,13 @@ impl<'a> Timeline<'a> {
                 clip: ci,
                 reason,
             };
-            let (mut r, _) = MediaReader::open(self.registry, &path, 0.0).map_err(open_err)?;
+            let (mut r, _) =
+                MediaReader::open(self.registry, &path, 0.0, true).map_err(open_err)?;
             let (img, _) = r
                 .read()?
                 .ok_or_else(|| open_err("the image file holds no picture".into()))?;
-            let lin = linearize_rgba8(
-                &img.data,
-                img.width,
-                img.height,
-                r.colour.transfer,
-                r.colour.primaries,
-                self.primaries,
-            );
+            let mut lin = LinearImage::new(0, 0);
+            r.linearize(&img, self.primaries, &mut lin);
             self.sequences
                 .insert(key, (number, Arc::new(lin), self.next_generation));
             self.next_generation += 1;
@@ -961,13 +1045,14 @@ impl<'a> Timeline<'a> {
         };
         if stale {
             self.readers.remove(&key);
-            let (r, _) =
-                MediaReader::open(self.registry, path, t).map_err(|reason| RenderError::Open {
+            let (r, _) = MediaReader::open(self.registry, path, t, true).map_err(|reason| {
+                RenderError::Open {
                     path: path.to_owned(),
                     track: self.manifest.video[ti].name.clone(),
                     clip: ci,
                     reason,
-                })?;
+                }
+            })?;
             self.readers.insert(key, r);
         }
         Ok(())
@@ -1201,6 +1286,58 @@ mod tests {
         let code = (colour::oetf(Transfer::Srgb, g) * 255.0).round();
         assert_eq!(code as u64 % 4, 0, "code {code}");
         code as u64 / 4
+    }
+
+    #[test]
+    fn planar_ycbcr_media_is_read_natively_and_agrees_with_rgba() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, filter: &str, codec: &[&str]| {
+            let path = dir.path().join(name);
+            let ok = std::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-f", "lavfi", "-i", filter])
+                .args(codec)
+                .arg("-y")
+                .arg(&path)
+                .status()
+                .expect("ffmpeg CLI")
+                .success();
+            assert!(ok, "ffmpeg failed");
+            path
+        };
+        // A flat colour, untagged: BT.601 and limited range on both paths
+        // (48 lines; BT.470 BG primaries at 25 fps); flat, so chroma siting
+        // and filters do not matter.
+        let yuv = make(
+            "flat.mkv",
+            "color=c=0x3080c0:s=64x48:r=25:d=0.2,format=yuv420p",
+            &["-c:v", "ffv1"],
+        );
+        let png = grey_ramp_media(dir.path());
+        let first = |path: &Path, native: bool| {
+            let (mut r, _) = MediaReader::open(registry(), path, 0.0, native).unwrap();
+            let lin = r.update(0.0, Primaries::Bt709).unwrap().unwrap();
+            let ycbcr = matches!(r.cur, Some((Picture::Ycbcr(_), _)));
+            (ycbcr, lin)
+        };
+        let (native, fused) = first(&yuv, true);
+        assert!(native, "yuv420p is read as native planes");
+        let (native, via_rgba) = first(&yuv, false);
+        assert!(!native);
+        // Within one 8-bit code (the RGBA path rounds to 8 bits).
+        let (t, p) = (Transfer::Bt709, Primaries::Bt470bg);
+        let m = colour::primaries_matrix(Primaries::Bt709, p);
+        for (a, b) in fused.data.iter().zip(&via_rgba.data) {
+            let (a, b) = (
+                colour::apply(&m, [a[0], a[1], a[2]]),
+                colour::apply(&m, [b[0], b[1], b[2]]),
+            );
+            for c in 0..3 {
+                let d = 255.0 * (colour::oetf(t, a[c]) - colour::oetf(t, b[c]));
+                assert!(d.abs() <= 1.0, "channel {c}: {d} codes ({a:?} vs {b:?})");
+            }
+        }
+        // RGB (PNG in a mov) stays on the RGBA path.
+        assert!(!first(&png, true).0, "rgb24 is read as RGBA");
     }
 
     #[test]
