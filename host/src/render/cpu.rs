@@ -24,12 +24,17 @@ use crate::render::plan::{
 use std::collections::HashMap;
 use std::sync::Arc;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 /// The reference renderer. It keeps, per source key, whether the source is
 /// opaque everywhere (for the occlusion fast path).
 pub struct CpuRenderer {
     canvas_primaries: Primaries,
     opaque: HashMap<SourceKey, bool>,
     fast_paths: bool,
+    /// The row path grades with the AVX2 kernel where the CPU has it.
+    vector: bool,
     /// The last canvas [`Renderer::render`] drew, kept for its buffer.
     spare: Option<LinearImage>,
     /// The plans' LUTs prepared for the row path, and the list they were
@@ -48,6 +53,7 @@ impl CpuRenderer {
             canvas_primaries,
             opaque: HashMap::new(),
             fast_paths: true,
+            vector: true,
             spare: None,
             prepared_luts: None,
         }
@@ -58,6 +64,15 @@ impl CpuRenderer {
     pub fn without_fast_paths(canvas_primaries: Primaries) -> Self {
         CpuRenderer {
             fast_paths: false,
+            ..CpuRenderer::new(canvas_primaries)
+        }
+    }
+
+    /// The same renderer grading with the scalar code only (tests prove
+    /// the vector kernel changes nothing).
+    pub fn without_vector_kernels(canvas_primaries: Primaries) -> Self {
+        CpuRenderer {
+            vector: false,
             ..CpuRenderer::new(canvas_primaries)
         }
     }
@@ -108,6 +123,7 @@ impl CpuRenderer {
         // The row path's exact integer sums need indices below `EXACT`.
         let fast = self.fast_paths && (w as f32) < EXACT && (h as f32) < EXACT;
         let luts = luts.as_slice();
+        let vector = self.vector;
         let draw = move |k: usize, band: &mut [[f32; 4]]| {
             if fast {
                 let mut scratch = Rows::new(w);
@@ -116,7 +132,7 @@ impl CpuRenderer {
                     .iter()
                     .map(|l| {
                         let lut = l.op.colour.lut.map(|i| &luts[i]);
-                        Colour::new(l.op.colour, ctx.plan.transfer, lut)
+                        Colour::new(l.op.colour, ctx.plan.transfer, lut, vector)
                     })
                     .collect();
                 for (r, row) in band.chunks_mut(w).enumerate() {
@@ -307,6 +323,9 @@ impl<'a> Prepared<'a> {
     /// of the loop. Returns the span of pixels inside the crop (those
     /// outside are `[0; 4]`, as `shade` gives them).
     fn shade_row(&self, y: usize, out: &mut [[f32; 4]], colour: &mut Colour<'_>) -> (usize, usize) {
+        if let Some(span) = self.shift_row(y, out, colour) {
+            return span;
+        }
         let w = out.len();
         let py = y as f32 + 0.5;
         let m = &self.op.inverse;
@@ -335,11 +354,107 @@ impl<'a> Prepared<'a> {
                 self.sample(su, sv, floor(su), floor(sv))
             };
             if !self.op.colour.identity {
+                if colour.vector {
+                    // Graded below, eight at a time.
+                    *px = c;
+                    continue;
+                }
                 c = colour.apply(c);
             }
             *px = [c[0] * o, c[1] * o, c[2] * o, c[3] * o];
         }
-        (first, end.max(first))
+        let end = end.max(first);
+        if colour.vector && first < end {
+            let span = &mut out[first..end];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `vector` is only set where the CPU has AVX2.
+            unsafe {
+                colour.apply_span(span);
+            }
+            for px in span {
+                *px = [px[0] * o, px[1] * o, px[2] * o, px[3] * o];
+            }
+        }
+        (first, end)
+    }
+
+    /// [`Prepared::shade_row`] for a layer moved by whole pixels (`shift`;
+    /// else `None`): the pixels inside the crop are one run (`u` grows
+    /// with `x`, `v` is the row's), found with the per-pixel test; the
+    /// texels under them are copied, clamped only at the source's edges;
+    /// then the grade and the opacity over the run.
+    #[inline(always)]
+    fn shift_row(
+        &self,
+        y: usize,
+        out: &mut [[f32; 4]],
+        colour: &mut Colour<'_>,
+    ) -> Option<(usize, usize)> {
+        let (dx, dy) = self.shift?;
+        let w = out.len();
+        let py = y as f32 + 0.5;
+        let m = &self.op.inverse;
+        let [cl, ct, cr, cb] = self.op.crop;
+        let empty = self.tx.0 > self.tx.1 || self.ty.0 > self.ty.1;
+        let inside = |x: usize| {
+            let pxf = x as f32 + 0.5;
+            let u = m[0] * pxf + m[1] * py + m[2];
+            let v = m[3] * pxf + m[4] * py + m[5];
+            u >= cl && u < cr && v >= ct && v < cb
+        };
+        let first = if empty {
+            w
+        } else {
+            (0..w).find(|&x| inside(x)).unwrap_or(w)
+        };
+        let end = (first..w)
+            .rev()
+            .find(|&x| inside(x))
+            .map_or(first, |x| x + 1);
+        out[..first].fill([0.0; 4]);
+        out[end..].fill([0.0; 4]);
+        if first == end {
+            return Some((first, end));
+        }
+        let sw = self.src.width as usize;
+        // `floor(v − 0.5)` is `y + dy` exactly here (see `EXACT`).
+        let ty = (y as i64 + dy).clamp(self.ty.0, self.ty.1) as usize;
+        let src = &self.src.data[ty * sw..(ty + 1) * sw];
+        let texel = |x: usize| src[(x as i64 + dx).clamp(self.tx.0, self.tx.1) as usize];
+        // The pixels whose texel `x + dx` needs no clamp.
+        let a = (self.tx.0 - dx).clamp(first as i64, end as i64) as usize;
+        let b = (self.tx.1 + 1 - dx).clamp(a as i64, end as i64) as usize;
+        for (x, px) in out[first..a].iter_mut().enumerate() {
+            *px = texel(first + x);
+        }
+        if a < b {
+            let from = (a as i64 + dx) as usize;
+            out[a..b].copy_from_slice(&src[from..from + (b - a)]);
+        }
+        for (x, px) in out[b..end].iter_mut().enumerate() {
+            *px = texel(b + x);
+        }
+        let span = &mut out[first..end];
+        if !self.op.colour.identity {
+            if colour.vector {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `vector` is only set where the CPU has AVX2.
+                unsafe {
+                    colour.apply_span(span);
+                }
+            } else {
+                for px in span.iter_mut() {
+                    *px = colour.apply(*px);
+                }
+            }
+        }
+        let o = self.op.opacity;
+        if o != 1.0 {
+            for px in span {
+                *px = [px[0] * o, px[1] * o, px[2] * o, px[3] * o];
+            }
+        }
+        Some((first, end))
     }
 
     #[inline]
@@ -441,10 +556,14 @@ struct Colour<'a> {
     /// Per channel, `MEMO` slots of (value's bits, result); every slot
     /// starts as the entry for 0.0, so that any hit is a true one.
     memo: Vec<(u32, f32)>,
+    /// Rows go through `apply_span` (AVX2) rather than `apply` per pixel:
+    /// operations that are not the identity, no gamma (a power per pixel),
+    /// and a CPU with AVX2.
+    vector: bool,
 }
 
 impl<'a> Colour<'a> {
-    fn new(ops: ColourOps, transfer: Transfer, lut: Option<&'a PreparedLut>) -> Self {
+    fn new(ops: ColourOps, transfer: Transfer, lut: Option<&'a PreparedLut>, vector: bool) -> Self {
         let mut c = Colour {
             ops,
             transfer,
@@ -452,7 +571,15 @@ impl<'a> Colour<'a> {
             eotf: convert::eotf_table(transfer),
             lut,
             memo: Vec::new(),
+            vector: false,
         };
+        #[cfg(target_arch = "x86_64")]
+        {
+            c.vector = vector
+                && !ops.identity
+                && ops.gamma == [1.0; 3]
+                && std::arch::is_x86_feature_detected!("avx2");
+        }
         if !ops.identity {
             c.memo = (0..3)
                 .flat_map(|i| {
@@ -857,8 +984,23 @@ mod tests {
 
     fn draw(p: &FramePlan, s: &[Arc<LinearImage>]) -> LinearImage {
         let fast = CpuRenderer::new(Primaries::Bt709).draw(p, s);
+        let scalar = CpuRenderer::without_vector_kernels(Primaries::Bt709).draw(p, s);
         let slow = CpuRenderer::without_fast_paths(Primaries::Bt709).draw(p, s);
-        assert_eq!(fast, slow, "fast paths must not change a value");
+        // Bit for bit (a NaN equals itself here).
+        let bits = |i: &LinearImage| {
+            let v: Vec<[u32; 4]> = i.data.iter().map(|p| p.map(f32::to_bits)).collect();
+            (i.width, i.height, v)
+        };
+        assert_eq!(
+            bits(&scalar),
+            bits(&slow),
+            "fast paths must not change a value"
+        );
+        assert_eq!(
+            bits(&fast),
+            bits(&slow),
+            "the vector kernel must not change a value"
+        );
         fast
     }
 
@@ -1103,6 +1245,63 @@ mod tests {
             *p = [code(0) * a, code(8) * a, code(16) * a, a];
         }
         Arc::new(img)
+    }
+
+    /// Mostly opaque pixels, with what sends a block of eight to the
+    /// scalar code sprinkled in: partial alpha, values past 1 (up to the
+    /// largest finite), below 0, −0. (Not NaN or infinity: no source holds
+    /// them, and the general kernel's bilinear weight of 0 does not cancel
+    /// them in a neighbour, where the row path's direct fetch ignores it.)
+    fn footage(w: u32, h: u32) -> Arc<LinearImage> {
+        let mut img = LinearImage::new(w, h);
+        for (i, p) in img.data.iter_mut().enumerate() {
+            let k = (i as u32).wrapping_mul(2_654_435_761);
+            let code = |s: u32| eotf(Transfer::Bt709, ((k >> s) & 255) as f32 / 255.0);
+            *p = [code(0), code(8), code(16), 1.0];
+            match i % 211 {
+                7 => *p = p.map(|v| v * 0.5),
+                50 => p[1] = 1.3,
+                90 => p[0] = -0.25,
+                130 => p[2] = -0.0,
+                170 => p[1] = f32::MAX,
+                _ => {}
+            }
+        }
+        Arc::new(img)
+    }
+
+    #[test]
+    fn the_vector_grade_gives_the_scalar_values() {
+        let (w, h) = (203u32, 9u32);
+        let src = vec![footage(w, h)];
+        let inside = Lut3d::from_fn(17, |[r, g, b]| [r * r, (g + b) / 2.0, b.sqrt()]);
+        // Outputs outside [0, 1]: the EOTF's formula, not its table.
+        let outside = Lut3d::from_fn(9, |[r, g, b]| [r * 1.3 - 0.1, g, 1.0 - b * 1.1]);
+        for exposure_gain in [1.0, 0.8, 1.25] {
+            for lut in [None, Some(0), Some(1)] {
+                let grade = ColourOps {
+                    identity: false,
+                    exposure_gain,
+                    lift: [0.02, 0.0, -0.01],
+                    gamma: [1.0; 3],
+                    gain: [1.0, 0.95, 1.05],
+                    saturation: 1.2,
+                    lut,
+                };
+                let mut full = layer(0, w, h);
+                full.colour = grade;
+                // A span that starts off the blocks of eight.
+                let mut shifted = full;
+                shifted.inverse = [1.0, 0.0, -5.0, 0.0, 1.0, 1.0];
+                shifted.crop = [3.0, 0.0, 150.0, 8.0];
+                shifted.opacity = 0.7;
+                for layers in [vec![full], vec![full, shifted]] {
+                    let mut p = plan(w, h, [0.0; 4], layers, 1);
+                    p.luts = Arc::new(vec![inside.clone(), outside.clone()]);
+                    draw(&p, &src);
+                }
+            }
+        }
     }
 
     #[test]

@@ -266,13 +266,13 @@ const ORDER: [(u8, u8); 8] = [
 /// [`Lut3d::apply`], bit for bit.
 #[derive(Debug, Clone)]
 pub struct PreparedLut {
-    n: usize,
-    min: [f32; 3],
-    scale: [f32; 3],
+    pub(crate) n: usize,
+    pub(crate) min: [f32; 3],
+    pub(crate) scale: [f32; 3],
     /// Offsets of the second and third corners for each [`ORDER`] case.
-    offsets: [(usize, usize); 8],
+    pub(crate) offsets: [(usize, usize); 8],
     /// `n³` entries (`prepare` checks), the fourth float 0.
-    data: Vec<[f32; 4]>,
+    pub(crate) data: Vec<[f32; 4]>,
 }
 
 impl PreparedLut {

@@ -1,0 +1,338 @@
+//! [`Colour::apply`] eight pixels at a time with AVX2, for the common case:
+//! opaque pixels, every gamma 1, linear light and graded values inside the
+//! tables' `[0, 1]`. The same operations in the same order, each rounded as
+//! the scalar code rounds it (no FMA; table reads by gathers), so the same
+//! bits; a block of eight where any pixel leaves that case goes through
+//! the scalar code instead.
+//!
+//! Lanes hold the pixels in the order `0 2 4 6 1 3 5 7` (what the 4×4
+//! transposes within each 128-bit half give); every step is lane-wise and
+//! the transpose back restores the order.
+
+use super::Colour;
+use crate::render::convert::{EOTF_STEPS, OETF_STEPS};
+use std::arch::x86_64::*;
+
+impl Colour<'_> {
+    /// [`Colour::apply`] on every pixel of `px`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 (`Colour::vector` says so).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn apply_span(&mut self, px: &mut [[f32; 4]]) {
+        let mut blocks = px.chunks_exact_mut(8);
+        for b in &mut blocks {
+            let b: &mut [[f32; 4]; 8] = b.try_into().expect("8 pixels");
+            // SAFETY: AVX2 (the caller's contract).
+            if !unsafe { self.block(b) } {
+                for p in b.iter_mut() {
+                    *p = self.apply(*p);
+                }
+            }
+        }
+        for p in blocks.into_remainder() {
+            *p = self.apply(*p);
+        }
+    }
+
+    /// Eight pixels, when all are in the vector case (else false, `px`
+    /// untouched).
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(&self, px: &mut [[f32; 4]; 8]) -> bool {
+        let p = px.as_mut_ptr().cast::<f32>();
+        // SAFETY: 32 floats behind `p`; unaligned loads and stores.
+        let (p01, p23, p45, p67) = unsafe {
+            (
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            )
+        };
+        let t0 = _mm256_unpacklo_ps(p01, p23);
+        let t1 = _mm256_unpackhi_ps(p01, p23);
+        let t2 = _mm256_unpacklo_ps(p45, p67);
+        let t3 = _mm256_unpackhi_ps(p45, p67);
+        let r = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let g = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let b = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let a = _mm256_shuffle_ps::<0xEE>(t1, t3);
+
+        let zero = _mm256_setzero_ps();
+        let one = _mm256_set1_ps(1.0);
+        // Opaque: `a == 1` (the scalar path's memoized channel case).
+        let opaque = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(a, one)) == 0xFF;
+        if !opaque {
+            return false;
+        }
+        let ops = &self.ops;
+        // `channel(c, 1, i)`: `c / 1` is `c`; times the exposure gain,
+        // `max(0)` (NaN → 0), the OETF by its table inside [0, 1].
+        let gain_x = _mm256_set1_ps(ops.exposure_gain);
+        let lin = [
+            _mm256_max_ps(_mm256_mul_ps(r, gain_x), zero),
+            _mm256_max_ps(_mm256_mul_ps(g, gain_x), zero),
+            _mm256_max_ps(_mm256_mul_ps(b, gain_x), zero),
+        ];
+        let le1 = _mm256_and_ps(
+            _mm256_and_ps(
+                _mm256_cmp_ps::<_CMP_LE_OQ>(lin[0], one),
+                _mm256_cmp_ps::<_CMP_LE_OQ>(lin[1], one),
+            ),
+            _mm256_cmp_ps::<_CMP_LE_OQ>(lin[2], one),
+        );
+        if _mm256_movemask_ps(le1) != 0xFF {
+            return false;
+        }
+        let steps = _mm256_set1_ps(OETF_STEPS as f32);
+        let last = _mm256_set1_epi32(OETF_STEPS as i32 - 1);
+        let mut e = [zero; 3];
+        for i in 0..3 {
+            let l = lin[i];
+            // `oetf_position`: l is in [0, 1] here, so its clamps keep it.
+            let x = _mm256_mul_ps(_mm256_sqrt_ps(_mm256_sqrt_ps(l)), steps);
+            let k = _mm256_min_epi32(_mm256_cvttps_epi32(x), last);
+            let f = _mm256_sub_ps(x, _mm256_cvtepi32_ps(k));
+            // `oetf_at`: a + (b − a)·f, clamped to [0, 1].
+            // SAFETY: k ≤ OETF_STEPS − 1 and the table has OETF_STEPS + 1
+            // entries.
+            let (ta, tb) = unsafe {
+                (
+                    _mm256_i32gather_ps::<4>(self.oetf.as_ptr(), k),
+                    _mm256_i32gather_ps::<4>(self.oetf.as_ptr().add(1), k),
+                )
+            };
+            let v = _mm256_add_ps(ta, _mm256_mul_ps(_mm256_sub_ps(tb, ta), f));
+            let v = clamp01(v);
+            // `(gain · (e + lift · (1 − e))).max(0)`; gamma is 1.
+            let lift = _mm256_set1_ps(ops.lift[i]);
+            let gain = _mm256_set1_ps(ops.gain[i]);
+            let t = _mm256_mul_ps(lift, _mm256_sub_ps(one, v));
+            e[i] = _mm256_max_ps(_mm256_mul_ps(gain, _mm256_add_ps(v, t)), zero);
+        }
+        // Saturation about BT.709 luma of the encoded values.
+        let y = _mm256_add_ps(
+            _mm256_add_ps(
+                _mm256_mul_ps(_mm256_set1_ps(0.2126), e[0]),
+                _mm256_mul_ps(_mm256_set1_ps(0.7152), e[1]),
+            ),
+            _mm256_mul_ps(_mm256_set1_ps(0.0722), e[2]),
+        );
+        let s = _mm256_set1_ps(ops.saturation);
+        for v in &mut e {
+            *v = _mm256_add_ps(y, _mm256_mul_ps(_mm256_sub_ps(*v, y), s));
+        }
+        if let Some(l) = self.lut {
+            // SAFETY: AVX2.
+            unsafe {
+                e = lut(l, [clamp01(e[0]), clamp01(e[1]), clamp01(e[2])]);
+            }
+        }
+        // The EOTF by its table, for values inside [0, 1] (NaN fails).
+        let mut unit = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        for v in e {
+            let ge0 = _mm256_cmp_ps::<_CMP_GE_OQ>(v, zero);
+            let le1 = _mm256_cmp_ps::<_CMP_LE_OQ>(v, one);
+            unit = _mm256_and_ps(unit, _mm256_and_ps(ge0, le1));
+        }
+        if _mm256_movemask_ps(unit) != 0xFF {
+            return false;
+        }
+        let steps = _mm256_set1_ps(EOTF_STEPS as f32);
+        let last = _mm256_set1_epi32(EOTF_STEPS as i32 - 1);
+        let mut out = [zero; 3];
+        for (o, v) in out.iter_mut().zip(e) {
+            let x = _mm256_mul_ps(v, steps);
+            let k = _mm256_min_epi32(_mm256_cvttps_epi32(x), last);
+            let f = _mm256_sub_ps(x, _mm256_cvtepi32_ps(k));
+            // SAFETY: k ≤ EOTF_STEPS − 1 and the table has EOTF_STEPS + 1
+            // entries.
+            let (ta, tb) = unsafe {
+                (
+                    _mm256_i32gather_ps::<4>(self.eotf.as_ptr(), k),
+                    _mm256_i32gather_ps::<4>(self.eotf.as_ptr().add(1), k),
+                )
+            };
+            // Times alpha, which is 1: the value itself.
+            *o = _mm256_add_ps(ta, _mm256_mul_ps(_mm256_sub_ps(tb, ta), f));
+        }
+        let [r, g, b] = out;
+        let t0 = _mm256_unpacklo_ps(r, g);
+        let t1 = _mm256_unpacklo_ps(b, a);
+        let t2 = _mm256_unpackhi_ps(r, g);
+        let t3 = _mm256_unpackhi_ps(b, a);
+        // SAFETY: as the loads.
+        unsafe {
+            _mm256_storeu_ps(p, _mm256_shuffle_ps::<0x44>(t0, t1));
+            _mm256_storeu_ps(p.add(8), _mm256_shuffle_ps::<0xEE>(t0, t1));
+            _mm256_storeu_ps(p.add(16), _mm256_shuffle_ps::<0x44>(t2, t3));
+            _mm256_storeu_ps(p.add(24), _mm256_shuffle_ps::<0xEE>(t2, t3));
+        }
+        true
+    }
+}
+
+/// `f32::clamp(v, 0, 1)`: below 0 → 0, above 1 → 1, NaN kept.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn clamp01(v: __m256) -> __m256 {
+    let zero = _mm256_setzero_ps();
+    let one = _mm256_set1_ps(1.0);
+    let v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(v, zero));
+    _mm256_blendv_ps(v, one, _mm256_cmp_ps::<_CMP_GT_OQ>(v, one))
+}
+
+/// `PreparedLut::apply` on eight colours.
+#[target_feature(enable = "avx2")]
+unsafe fn lut(l: &crate::render::lut::PreparedLut, rgb: [__m256; 3]) -> [__m256; 3] {
+    let n = l.n as i32;
+    let zero = _mm256_setzero_ps();
+    let top = _mm256_set1_ps((n - 1) as f32);
+    let below_top = _mm256_set1_epi32(n - 2);
+    let mut idx = [_mm256_setzero_si256(); 3];
+    let mut frac = [zero; 3];
+    for c in 0..3 {
+        let x = _mm256_mul_ps(
+            _mm256_sub_ps(rgb[c], _mm256_set1_ps(l.min[c])),
+            _mm256_set1_ps(l.scale[c]),
+        );
+        // `x > 0 ? (x < top ? x : top) : 0` (NaN → 0).
+        let x = _mm256_blendv_ps(top, x, _mm256_cmp_ps::<_CMP_LT_OQ>(x, top));
+        let x = _mm256_blendv_ps(zero, x, _mm256_cmp_ps::<_CMP_GT_OQ>(x, zero));
+        let i = _mm256_min_epi32(_mm256_cvttps_epi32(x), below_top);
+        idx[c] = i;
+        frac[c] = _mm256_sub_ps(x, _mm256_cvtepi32_ps(i));
+    }
+    let [fr, fg, fb] = frac;
+    let hi = _mm256_max_ps(_mm256_max_ps(fr, fg), fb);
+    let lo = _mm256_min_ps(_mm256_min_ps(fr, fg), fb);
+    let mid = _mm256_max_ps(
+        _mm256_min_ps(fr, fg),
+        _mm256_min_ps(_mm256_max_ps(fr, fg), fb),
+    );
+    let [(m1, k1), (m2, k2), (m4, k4)] = [
+        (_mm256_cmp_ps::<_CMP_GT_OQ>(fr, fg), 1),
+        (_mm256_cmp_ps::<_CMP_GT_OQ>(fg, fb), 2),
+        (_mm256_cmp_ps::<_CMP_GT_OQ>(fr, fb), 4),
+    ];
+    let case = _mm256_or_si256(
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_castps_si256(m1), _mm256_set1_epi32(k1)),
+            _mm256_and_si256(_mm256_castps_si256(m2), _mm256_set1_epi32(k2)),
+        ),
+        _mm256_and_si256(_mm256_castps_si256(m4), _mm256_set1_epi32(k4)),
+    );
+    let o1s = _mm256_setr_epi32(
+        l.offsets[0].0 as i32,
+        l.offsets[1].0 as i32,
+        l.offsets[2].0 as i32,
+        l.offsets[3].0 as i32,
+        l.offsets[4].0 as i32,
+        l.offsets[5].0 as i32,
+        l.offsets[6].0 as i32,
+        l.offsets[7].0 as i32,
+    );
+    let o2s = _mm256_setr_epi32(
+        l.offsets[0].1 as i32,
+        l.offsets[1].1 as i32,
+        l.offsets[2].1 as i32,
+        l.offsets[3].1 as i32,
+        l.offsets[4].1 as i32,
+        l.offsets[5].1 as i32,
+        l.offsets[6].1 as i32,
+        l.offsets[7].1 as i32,
+    );
+    let base = _mm256_add_epi32(
+        _mm256_add_epi32(idx[0], _mm256_mullo_epi32(idx[1], _mm256_set1_epi32(n))),
+        _mm256_mullo_epi32(idx[2], _mm256_set1_epi32(n * n)),
+    );
+    let corners = [
+        base,
+        _mm256_add_epi32(base, _mm256_permutevar8x32_epi32(o1s, case)),
+        _mm256_add_epi32(base, _mm256_permutevar8x32_epi32(o2s, case)),
+        _mm256_add_epi32(base, _mm256_set1_epi32(1 + n + n * n)),
+    ];
+    let one = _mm256_set1_ps(1.0);
+    let w = [
+        _mm256_sub_ps(one, hi),
+        _mm256_sub_ps(hi, mid),
+        _mm256_sub_ps(mid, lo),
+        lo,
+    ];
+    let data = l.data.as_ptr().cast::<f32>();
+    let mut out = [zero; 3];
+    let scaled = [
+        _mm256_slli_epi32::<2>(corners[0]),
+        _mm256_slli_epi32::<2>(corners[1]),
+        _mm256_slli_epi32::<2>(corners[2]),
+        _mm256_slli_epi32::<2>(corners[3]),
+    ];
+    for (c, o) in out.iter_mut().enumerate() {
+        // Entry `corners[k]`, float `c` of its four. SAFETY: as in
+        // `PreparedLut::apply`: every corner is inside the n³ entries.
+        let at = unsafe {
+            [
+                _mm256_i32gather_ps::<4>(data.add(c), scaled[0]),
+                _mm256_i32gather_ps::<4>(data.add(c), scaled[1]),
+                _mm256_i32gather_ps::<4>(data.add(c), scaled[2]),
+                _mm256_i32gather_ps::<4>(data.add(c), scaled[3]),
+            ]
+        };
+        *o = _mm256_add_ps(
+            _mm256_add_ps(
+                _mm256_add_ps(_mm256_mul_ps(w[0], at[0]), _mm256_mul_ps(w[1], at[1])),
+                _mm256_mul_ps(w[2], at[2]),
+            ),
+            _mm256_mul_ps(w[3], at[3]),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::model::Transfer;
+    use crate::render::plan::{ColourOps, Lut3d};
+
+    /// The kernel takes opaque blocks inside the tables (so the renderer
+    /// tests that compare it with the scalar code exercise it), refuses the
+    /// others, and gives the scalar bits.
+    #[test]
+    fn a_block_in_range_is_graded_by_the_kernel_with_the_scalar_bits() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let lut = Lut3d::from_fn(17, |[r, g, b]| [r * r, (g + b) / 2.0, b.sqrt()]).prepare();
+        let ops = ColourOps {
+            identity: false,
+            exposure_gain: 0.9,
+            lift: [0.02, 0.0, -0.01],
+            gamma: [1.0; 3],
+            gain: [1.0, 0.95, 1.05],
+            saturation: 1.2,
+            lut: Some(0),
+        };
+        let mut scalar = Colour::new(ops, Transfer::Bt709, Some(&lut), false);
+        let vector = Colour::new(ops, Transfer::Bt709, Some(&lut), true);
+        assert!(vector.vector);
+        let px: [[f32; 4]; 8] =
+            std::array::from_fn(|i| [i as f32 / 8.0, 0.9 - i as f32 / 10.0, 0.33, 1.0]);
+        let mut got = px;
+        // SAFETY: AVX2 checked above.
+        assert!(unsafe { vector.block(&mut got) });
+        let want = px.map(|p| scalar.apply(p));
+        assert_eq!(
+            got.map(|p| p.map(f32::to_bits)),
+            want.map(|p| p.map(f32::to_bits))
+        );
+        let mut translucent = px;
+        translucent[5] = [0.1, 0.1, 0.1, 0.5];
+        // SAFETY: as above.
+        assert!(!unsafe { vector.block(&mut translucent) });
+        let mut bright = px;
+        bright[2][1] = 1.5;
+        // SAFETY: as above.
+        assert!(!unsafe { vector.block(&mut bright) });
+    }
+}
