@@ -26,6 +26,8 @@ use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::lerp;
 
 /// The 8×8 ordered-dither (Bayer) matrix, indexed `[y mod 8][x mod 8]`.
 pub const BAYER8: [[u8; 8]; 8] = [

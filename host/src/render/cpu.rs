@@ -323,6 +323,17 @@ impl<'a> Prepared<'a> {
     /// of the loop. Returns the span of pixels inside the crop (those
     /// outside are `[0; 4]`, as `shade` gives them).
     fn shade_row(&self, y: usize, out: &mut [[f32; 4]], colour: &mut Colour<'_>) -> (usize, usize) {
+        let m = &self.op.inverse;
+        let [_, ct, _, cb] = self.op.crop;
+        if m[3] == 0.0 {
+            // `v` is the same at every pixel of the row (`0 · x` adds
+            // nothing): one test decides a row the crop misses whole.
+            let v = m[3] * 0.5 + m[4] * (y as f32 + 0.5) + m[5];
+            if !(v >= ct && v < cb) {
+                out.fill([0.0; 4]);
+                return (out.len(), out.len());
+            }
+        }
         if let Some(span) = self.shift_row(y, out, colour) {
             return span;
         }

@@ -59,6 +59,24 @@ pub(super) unsafe fn straight(row: &[[f32; 4]], r: &mut [f32], g: &mut [f32], b:
     }
 }
 
+/// `t[i] + (t[i + 1] − t[i]) · f` in each lane, by two gathers.
+///
+/// # Safety
+/// The CPU has AVX2, and every lane of `i` is below `table.len() − 1`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn lerp(table: &[f32], i: __m256i, f: __m256) -> __m256 {
+    let t = table.as_ptr();
+    // SAFETY: the caller's contract.
+    let (a, b) = unsafe {
+        (
+            _mm256_i32gather_ps::<4>(t, i),
+            _mm256_i32gather_ps::<4>(t.add(1), i),
+        )
+    };
+    _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f))
+}
+
 /// `out[x] = (t[i] + (t[i + 1] − t[i]) · f).clamp(0, 1)` for `i = idx[x]`,
 /// `f = frac[x]`: `oetf_at` over a row.
 ///
@@ -70,16 +88,13 @@ pub(super) unsafe fn oetf_lookup(table: &[f32], idx: &[u32], frac: &[f32], out: 
     let blocks = w / 8;
     let zero = _mm256_setzero_ps();
     let one = _mm256_set1_ps(1.0);
-    let t = table.as_ptr();
     for k in 0..blocks {
         // SAFETY: 8 entries from `8k` of each slice; the indices are in
         // the table (the caller's contract).
         unsafe {
             let i = _mm256_loadu_si256(idx[8 * k..].as_ptr().cast());
             let f = _mm256_loadu_ps(frac[8 * k..].as_ptr());
-            let a = _mm256_i32gather_ps::<4>(t, i);
-            let b = _mm256_i32gather_ps::<4>(t.add(1), i);
-            let v = _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
+            let v = lerp(table, i, f);
             // `f32::clamp`: below 0 → 0, above 1 → 1 (NaN kept).
             let v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(v, zero));
             let v = _mm256_blendv_ps(v, one, _mm256_cmp_ps::<_CMP_GT_OQ>(v, one));

@@ -10,7 +10,7 @@
 //! the transpose back restores the order.
 
 use super::Colour;
-use crate::render::convert::{EOTF_STEPS, OETF_STEPS};
+use crate::render::convert::{lerp, EOTF_STEPS, OETF_STEPS};
 use std::arch::x86_64::*;
 
 impl Colour<'_> {
@@ -94,15 +94,8 @@ impl Colour<'_> {
             let k = _mm256_min_epi32(_mm256_cvttps_epi32(x), last);
             let f = _mm256_sub_ps(x, _mm256_cvtepi32_ps(k));
             // `oetf_at`: a + (b − a)·f, clamped to [0, 1].
-            // SAFETY: k ≤ OETF_STEPS − 1 and the table has OETF_STEPS + 1
-            // entries.
-            let (ta, tb) = unsafe {
-                (
-                    _mm256_i32gather_ps::<4>(self.oetf.as_ptr(), k),
-                    _mm256_i32gather_ps::<4>(self.oetf.as_ptr().add(1), k),
-                )
-            };
-            let v = _mm256_add_ps(ta, _mm256_mul_ps(_mm256_sub_ps(tb, ta), f));
+            // SAFETY: k ≤ OETF_STEPS − 1; the table has OETF_STEPS + 1 entries.
+            let v = unsafe { lerp(self.oetf, k, f) };
             let v = clamp01(v);
             // `(gain · (e + lift · (1 − e))).max(0)`; gamma is 1.
             let lift = _mm256_set1_ps(ops.lift[i]);
@@ -145,16 +138,9 @@ impl Colour<'_> {
             let x = _mm256_mul_ps(v, steps);
             let k = _mm256_min_epi32(_mm256_cvttps_epi32(x), last);
             let f = _mm256_sub_ps(x, _mm256_cvtepi32_ps(k));
-            // SAFETY: k ≤ EOTF_STEPS − 1 and the table has EOTF_STEPS + 1
-            // entries.
-            let (ta, tb) = unsafe {
-                (
-                    _mm256_i32gather_ps::<4>(self.eotf.as_ptr(), k),
-                    _mm256_i32gather_ps::<4>(self.eotf.as_ptr().add(1), k),
-                )
-            };
-            // Times alpha, which is 1: the value itself.
-            *o = _mm256_add_ps(ta, _mm256_mul_ps(_mm256_sub_ps(tb, ta), f));
+            // Times alpha, which is 1: the value itself. SAFETY: k ≤
+            // EOTF_STEPS − 1; the table has EOTF_STEPS + 1 entries.
+            *o = unsafe { lerp(self.eotf, k, f) };
         }
         let [r, g, b] = out;
         let t0 = _mm256_unpacklo_ps(r, g);
@@ -259,34 +245,42 @@ unsafe fn lut(l: &crate::render::lut::PreparedLut, rgb: [__m256; 3]) -> [__m256;
         _mm256_sub_ps(mid, lo),
         lo,
     ];
-    let data = l.data.as_ptr().cast::<f32>();
-    let mut out = [zero; 3];
-    let scaled = [
-        _mm256_slli_epi32::<2>(corners[0]),
-        _mm256_slli_epi32::<2>(corners[1]),
-        _mm256_slli_epi32::<2>(corners[2]),
-        _mm256_slli_epi32::<2>(corners[3]),
-    ];
-    for (c, o) in out.iter_mut().enumerate() {
-        // Entry `corners[k]`, float `c` of its four. SAFETY: as in
-        // `PreparedLut::apply`: every corner is inside the n³ entries.
-        let at = unsafe {
-            [
-                _mm256_i32gather_ps::<4>(data.add(c), scaled[0]),
-                _mm256_i32gather_ps::<4>(data.add(c), scaled[1]),
-                _mm256_i32gather_ps::<4>(data.add(c), scaled[2]),
-                _mm256_i32gather_ps::<4>(data.add(c), scaled[3]),
-            ]
-        };
-        *o = _mm256_add_ps(
-            _mm256_add_ps(
-                _mm256_add_ps(_mm256_mul_ps(w[0], at[0]), _mm256_mul_ps(w[1], at[1])),
-                _mm256_mul_ps(w[2], at[2]),
-            ),
-            _mm256_mul_ps(w[3], at[3]),
-        );
+    // Each lane's four corners are whole entries: four 16-byte loads and
+    // the weighted sum on them (r, g, b side by side) cost less than
+    // twelve gathers of single floats.
+    let mut at = [[0i32; 8]; 4];
+    let mut wt = [[0f32; 8]; 4];
+    for k in 0..4 {
+        // SAFETY: 8 lanes into 8-element arrays.
+        unsafe {
+            _mm256_storeu_si256(at[k].as_mut_ptr().cast(), corners[k]);
+            _mm256_storeu_ps(wt[k].as_mut_ptr(), w[k]);
+        }
     }
-    out
+    let data = l.data.as_ptr().cast::<f32>();
+    // The mixes come out as one `[r, g, b, 0]` per lane; fed to the
+    // transpose in the order L0 L4 L1 L5 L2 L6 L3 L7 it gives the lanes
+    // back in their order.
+    let mix = |lane: usize| {
+        let term = |k: usize| {
+            // SAFETY: as in `PreparedLut::apply`: every corner is one of
+            // the n³ entries, four floats each.
+            let c = unsafe { _mm_loadu_ps(data.add(4 * at[k][lane] as usize)) };
+            _mm_mul_ps(_mm_set1_ps(wt[k][lane]), c)
+        };
+        _mm_add_ps(_mm_add_ps(_mm_add_ps(term(0), term(1)), term(2)), term(3))
+    };
+    let pair = |a: usize, b: usize| _mm256_set_m128(mix(b), mix(a));
+    let (p01, p23, p45, p67) = (pair(0, 4), pair(1, 5), pair(2, 6), pair(3, 7));
+    let t0 = _mm256_unpacklo_ps(p01, p23);
+    let t1 = _mm256_unpackhi_ps(p01, p23);
+    let t2 = _mm256_unpacklo_ps(p45, p67);
+    let t3 = _mm256_unpackhi_ps(p45, p67);
+    [
+        _mm256_shuffle_ps::<0x44>(t0, t2),
+        _mm256_shuffle_ps::<0xEE>(t0, t2),
+        _mm256_shuffle_ps::<0x44>(t1, t3),
+    ]
 }
 
 #[cfg(test)]
