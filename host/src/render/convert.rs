@@ -830,6 +830,12 @@ impl<'t> RowPath<'t> {
         let [r, g, b] = &self.rgb;
         let (r, g, b) = (&r[..w], &g[..w], &b[..w]);
         let out = &mut out[..w * if WIDE { 2 } else { 1 }];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { avx2::luma(t, [r, g, b], thr, cb, cr, out, WIDE) };
+            return;
+        }
         for x in 0..w {
             let [yv, u, v] = t.ycbcr([r[x], g[x], b[x]]);
             cb[x] = u;

@@ -438,25 +438,30 @@ impl<'a> Prepared<'a> {
         for (x, px) in out[first..a].iter_mut().enumerate() {
             *px = texel(first + x);
         }
-        if a < b {
-            let from = (a as i64 + dx) as usize;
-            out[a..b].copy_from_slice(&src[from..from + (b - a)]);
-        }
         for (x, px) in out[b..end].iter_mut().enumerate() {
             *px = texel(b + x);
         }
+        let from = (a as i64 + dx).max(0) as usize;
+        let graded = !self.op.colour.identity;
+        if graded && colour.vector {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `vector` is only set where the CPU has AVX2.
+            unsafe {
+                // The run graded straight from the source row, the
+                // clamped ends in place.
+                if a < b {
+                    colour.apply_from(&src[from..from + (b - a)], &mut out[a..b]);
+                }
+                colour.apply_span(&mut out[first..a]);
+                colour.apply_span(&mut out[b..end]);
+            }
+        } else if a < b {
+            out[a..b].copy_from_slice(&src[from..from + (b - a)]);
+        }
         let span = &mut out[first..end];
-        if !self.op.colour.identity {
-            if colour.vector {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `vector` is only set where the CPU has AVX2.
-                unsafe {
-                    colour.apply_span(span);
-                }
-            } else {
-                for px in span.iter_mut() {
-                    *px = colour.apply(*px);
-                }
+        if graded && !colour.vector {
+            for px in span.iter_mut() {
+                *px = colour.apply(*px);
             }
         }
         let o = self.op.opacity;

@@ -105,3 +105,90 @@ pub(super) unsafe fn oetf_lookup(table: &[f32], idx: &[u32], frac: &[f32], out: 
         out[x] = super::oetf_at(table, idx[x], frac[x]);
     }
 }
+
+/// [`super::RowPath::luma_row`]'s loop: Y'CbCr of each pixel of the row
+/// (`Target::ycbcr`), the chroma kept unquantized in `cb`/`cr`, the luma
+/// quantized (`code`) into `out`, 1 or 2 (`wide`) little-endian bytes a
+/// sample.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn luma(
+    t: &super::Target,
+    [r, g, b]: [&[f32]; 3],
+    thr: &[f32],
+    cb: &mut [f32],
+    cr: &mut [f32],
+    out: &mut [u8],
+    wide: bool,
+) {
+    let bytes = if wide { 2 } else { 1 };
+    let w = r
+        .len()
+        .min(g.len())
+        .min(b.len())
+        .min(thr.len())
+        .min(cb.len())
+        .min(cr.len())
+        .min(out.len() / bytes);
+    let blocks = w / 8;
+    let splat = _mm256_set1_ps;
+    let (kr, kg, kb) = (splat(t.kr), splat(t.kg), splat(t.kb));
+    // The divisors as `Target::ycbcr` forms them.
+    let (db, dr) = (splat(2.0 * (1.0 - t.kb)), splat(2.0 * (1.0 - t.kr)));
+    let (y_off, y_scale) = (splat(t.y_off), splat(t.y_scale));
+    let (c_off, c_scale) = (splat(t.c_off), splat(t.c_scale));
+    let (half, zero, max) = (splat(0.5), _mm256_setzero_ps(), splat(t.max));
+    for k in 0..blocks {
+        let at = 8 * k;
+        // SAFETY: 8 entries from `at` of each slice (`w` bounds them all).
+        unsafe {
+            let (rv, gv, bv) = (
+                _mm256_loadu_ps(r.as_ptr().add(at)),
+                _mm256_loadu_ps(g.as_ptr().add(at)),
+                _mm256_loadu_ps(b.as_ptr().add(at)),
+            );
+            let y = _mm256_add_ps(
+                _mm256_add_ps(_mm256_mul_ps(kr, rv), _mm256_mul_ps(kg, gv)),
+                _mm256_mul_ps(kb, bv),
+            );
+            let u = _mm256_div_ps(_mm256_sub_ps(bv, y), db);
+            let v = _mm256_div_ps(_mm256_sub_ps(rv, y), dr);
+            let yv = _mm256_add_ps(y_off, _mm256_mul_ps(y_scale, y));
+            _mm256_storeu_ps(
+                cb.as_mut_ptr().add(at),
+                _mm256_add_ps(c_off, _mm256_mul_ps(c_scale, u)),
+            );
+            _mm256_storeu_ps(
+                cr.as_mut_ptr().add(at),
+                _mm256_add_ps(c_off, _mm256_mul_ps(c_scale, v)),
+            );
+            // `code`: (v + t + 0.5).max(0).min(max) as i32 (NaN → 0).
+            let th = _mm256_loadu_ps(thr.as_ptr().add(at));
+            let c = _mm256_add_ps(_mm256_add_ps(yv, th), half);
+            let c = _mm256_min_ps(_mm256_max_ps(c, zero), max);
+            let c = _mm256_cvttps_epi32(c);
+            // Eight u16 in pixel order (the pack works per 128-bit half).
+            let c16 = _mm256_permute4x64_epi64::<0xD8>(_mm256_packus_epi32(c, c));
+            let c16 = _mm256_castsi256_si128(c16);
+            if wide {
+                _mm_storeu_si128(out.as_mut_ptr().add(2 * at).cast(), c16);
+            } else {
+                _mm_storel_epi64(out.as_mut_ptr().add(at).cast(), _mm_packus_epi16(c16, c16));
+            }
+        }
+    }
+    for x in 8 * blocks..w {
+        let [yv, u, v] = t.ycbcr([r[x], g[x], b[x]]);
+        cb[x] = u;
+        cr[x] = v;
+        let c = super::code(yv, thr[x], t.max);
+        if wide {
+            out[2 * x..2 * x + 2].copy_from_slice(&c.to_le_bytes());
+        } else {
+            out[x] = c as u8;
+        }
+    }
+}

@@ -23,8 +23,9 @@ impl Colour<'_> {
         let mut blocks = px.chunks_exact_mut(8);
         for b in &mut blocks {
             let b: &mut [[f32; 4]; 8] = b.try_into().expect("8 pixels");
+            let src = *b;
             // SAFETY: AVX2 (the caller's contract).
-            if !unsafe { self.block(b) } {
+            if !unsafe { self.block(&src, b) } {
                 for p in b.iter_mut() {
                     *p = self.apply(*p);
                 }
@@ -35,12 +36,37 @@ impl Colour<'_> {
         }
     }
 
-    /// Eight pixels, when all are in the vector case (else false, `px`
-    /// untouched).
+    /// `dst[x] = apply(src[x])` (the same length), without the copy that
+    /// [`Colour::apply_span`] would need.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 (`Colour::vector` says so).
     #[target_feature(enable = "avx2")]
-    unsafe fn block(&self, px: &mut [[f32; 4]; 8]) -> bool {
-        let p = px.as_mut_ptr().cast::<f32>();
-        // SAFETY: 32 floats behind `p`; unaligned loads and stores.
+    pub(super) unsafe fn apply_from(&mut self, src: &[[f32; 4]], dst: &mut [[f32; 4]]) {
+        assert_eq!(src.len(), dst.len(), "as many pixels in as out");
+        let mut blocks = dst.chunks_exact_mut(8);
+        let mut from = src.chunks_exact(8);
+        for (b, s) in (&mut blocks).zip(&mut from) {
+            let b: &mut [[f32; 4]; 8] = b.try_into().expect("8 pixels");
+            let s: &[[f32; 4]; 8] = s.try_into().expect("8 pixels");
+            // SAFETY: AVX2 (the caller's contract).
+            if !unsafe { self.block(s, b) } {
+                for (d, p) in b.iter_mut().zip(s) {
+                    *d = self.apply(*p);
+                }
+            }
+        }
+        for (d, p) in blocks.into_remainder().iter_mut().zip(from.remainder()) {
+            *d = self.apply(*p);
+        }
+    }
+
+    /// Eight pixels of `src` graded into `dst`, when all are in the vector
+    /// case (else false, `dst` untouched).
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(&self, src: &[[f32; 4]; 8], dst: &mut [[f32; 4]; 8]) -> bool {
+        let p = src.as_ptr().cast::<f32>();
+        // SAFETY: 32 floats behind `p`; unaligned loads.
         let (p01, p23, p45, p67) = unsafe {
             (
                 _mm256_loadu_ps(p),
@@ -147,7 +173,8 @@ impl Colour<'_> {
         let t1 = _mm256_unpacklo_ps(b, a);
         let t2 = _mm256_unpackhi_ps(r, g);
         let t3 = _mm256_unpackhi_ps(b, a);
-        // SAFETY: as the loads.
+        let p = dst.as_mut_ptr().cast::<f32>();
+        // SAFETY: 32 floats behind `p`; unaligned stores.
         unsafe {
             _mm256_storeu_ps(p, _mm256_shuffle_ps::<0x44>(t0, t1));
             _mm256_storeu_ps(p.add(8), _mm256_shuffle_ps::<0xEE>(t0, t1));
@@ -312,9 +339,9 @@ mod tests {
         assert!(vector.vector);
         let px: [[f32; 4]; 8] =
             std::array::from_fn(|i| [i as f32 / 8.0, 0.9 - i as f32 / 10.0, 0.33, 1.0]);
-        let mut got = px;
+        let mut got = [[0.0; 4]; 8];
         // SAFETY: AVX2 checked above.
-        assert!(unsafe { vector.block(&mut got) });
+        assert!(unsafe { vector.block(&px, &mut got) });
         let want = px.map(|p| scalar.apply(p));
         assert_eq!(
             got.map(|p| p.map(f32::to_bits)),
@@ -323,10 +350,10 @@ mod tests {
         let mut translucent = px;
         translucent[5] = [0.1, 0.1, 0.1, 0.5];
         // SAFETY: as above.
-        assert!(!unsafe { vector.block(&mut translucent) });
+        assert!(!unsafe { vector.block(&translucent, &mut got) });
         let mut bright = px;
         bright[2][1] = 1.5;
         // SAFETY: as above.
-        assert!(!unsafe { vector.block(&mut bright) });
+        assert!(!unsafe { vector.block(&bright, &mut got) });
     }
 }
