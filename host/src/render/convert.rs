@@ -26,8 +26,6 @@ use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
-#[cfg(target_arch = "x86_64")]
-pub(crate) use avx2::lerp;
 
 /// The 8×8 ordered-dither (Bayer) matrix, indexed `[y mod 8][x mod 8]`.
 pub const BAYER8: [[u8; 8]; 8] = [
@@ -255,6 +253,19 @@ struct Target {
     dither: bool,
 }
 
+/// Step 2: premultiplied → straight colour (times the reciprocal of
+/// alpha), black where alpha is not above 0.
+#[inline(always)]
+fn straight(p: [f32; 4]) -> [f32; 3] {
+    let a = p[3];
+    if a > 0.0 {
+        let inv = 1.0 / a;
+        [p[0] * inv, p[1] * inv, p[2] * inv]
+    } else {
+        [0.0; 3]
+    }
+}
+
 impl Target {
     fn new(canvas_primaries: Primaries, f: &OutputFormat) -> Target {
         let layout = pix::layout(f.pix_fmt)
@@ -292,13 +303,7 @@ impl Target {
     /// Steps 2–4: premultiplied linear → R'G'B' in `[0, 1]`.
     #[inline(always)]
     fn encoded(&self, p: [f32; 4]) -> [f32; 3] {
-        let a = p[3];
-        let mut c = if a > 0.0 {
-            let inv = 1.0 / a;
-            [p[0] * inv, p[1] * inv, p[2] * inv]
-        } else {
-            [0.0; 3]
-        };
+        let mut c = straight(p);
         if let Some(m) = &self.matrix {
             c = colour::apply(m, c);
         }
@@ -784,14 +789,7 @@ impl<'t> RowPath<'t> {
             };
         } else {
             for x in 0..w {
-                let p = row[x];
-                let a = p[3];
-                [r[x], g[x], b[x]] = if a > 0.0 {
-                    let inv = 1.0 / a;
-                    [p[0] * inv, p[1] * inv, p[2] * inv]
-                } else {
-                    [0.0; 3]
-                };
+                [r[x], g[x], b[x]] = straight(row[x]);
             }
         }
         if let Some(m) = &t.matrix {

@@ -112,8 +112,7 @@ impl CpuRenderer {
         }
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(h);
-        let rows_per = h.div_ceil(threads);
+            .min(h.div_ceil(BATCH));
         let ctx = Kernel {
             plan,
             layers: &layers,
@@ -124,7 +123,18 @@ impl CpuRenderer {
         let fast = self.fast_paths && (w as f32) < EXACT && (h as f32) < EXACT;
         let luts = luts.as_slice();
         let vector = self.vector;
-        let draw = move |k: usize, band: &mut [[f32; 4]]| {
+        // Rows go out in batches to whichever thread is free: layers cover
+        // the canvas unevenly (a picture in picture in one corner), and
+        // fixed bands left a core waiting for the busiest.
+        let batches = std::sync::Mutex::new(out.data.chunks_mut(BATCH * w).enumerate());
+        let batches = &batches;
+        let next = move || {
+            batches
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next()
+        };
+        let draw = move || {
             if fast {
                 let mut scratch = Rows::new(w);
                 let mut colours: Vec<Colour<'_>> = ctx
@@ -135,28 +145,28 @@ impl CpuRenderer {
                         Colour::new(l.op.colour, ctx.plan.transfer, lut, vector)
                     })
                     .collect();
-                for (r, row) in band.chunks_mut(w).enumerate() {
-                    ctx.row(k * rows_per + r, row, &mut scratch, &mut colours);
+                while let Some((k, rows)) = next() {
+                    for (r, row) in rows.chunks_mut(w).enumerate() {
+                        ctx.row(k * BATCH + r, row, &mut scratch, &mut colours);
+                    }
                 }
                 return;
             }
-            for (r, row) in band.chunks_mut(w).enumerate() {
-                let y = k * rows_per + r;
-                for (x, px) in row.iter_mut().enumerate() {
-                    *px = ctx.pixel(x, y);
+            while let Some((k, rows)) = next() {
+                for (r, row) in rows.chunks_mut(w).enumerate() {
+                    let y = k * BATCH + r;
+                    for (x, px) in row.iter_mut().enumerate() {
+                        *px = ctx.pixel(x, y);
+                    }
                 }
             }
         };
-        let mut bands = out.data.chunks_mut(rows_per * w).enumerate();
-        let first = bands.next();
         std::thread::scope(|scope| {
-            for (k, band) in bands {
-                scope.spawn(move || draw(k, band));
+            for _ in 1..threads {
+                scope.spawn(draw);
             }
-            // This thread draws a band too.
-            if let Some((k, band)) = first {
-                draw(k, band);
-            }
+            // This thread draws too.
+            draw();
         });
     }
 
@@ -264,6 +274,9 @@ struct Prepared<'a> {
     /// fetches texel `(x + dx, y + dy)` without flooring.
     shift: Option<(i64, i64)>,
 }
+
+/// Rows a drawing thread takes at a time.
+const BATCH: usize = 16;
 
 /// Below this magnitude every integer and half-integer sum the row path
 /// forms from pixel indices and whole-pixel offsets is exact in f32

@@ -15,6 +15,8 @@ pub mod gpu;
 pub mod image;
 pub mod lut;
 pub mod plan;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd;
 pub mod timeline;
 pub mod ycbcr;
 

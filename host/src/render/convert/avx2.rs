@@ -3,6 +3,7 @@
 //! table's lookups (gathers). The same operations in the same order as the
 //! scalar passes, so the same bits.
 
+use crate::render::simd::{clamp01, lerp, load_pixels};
 use std::arch::x86_64::*;
 
 /// `rgb[c][x] = row[x][c] / a` (as `· (1 / a)`), 0 where `a ≤ 0` or NaN:
@@ -17,28 +18,11 @@ pub(super) unsafe fn straight(row: &[[f32; 4]], r: &mut [f32], g: &mut [f32], b:
     let zero = _mm256_setzero_ps();
     let one = _mm256_set1_ps(1.0);
     for k in 0..blocks {
-        let p = row[8 * k..].as_ptr().cast::<f32>();
         // SAFETY: 8 pixels (32 floats) from `8k`, inside `row`.
-        let (p01, p23, p45, p67) = unsafe {
-            (
-                _mm256_loadu_ps(p),
-                _mm256_loadu_ps(p.add(8)),
-                _mm256_loadu_ps(p.add(16)),
-                _mm256_loadu_ps(p.add(24)),
-            )
-        };
-        // Lanes end in the order 0 2 4 6 1 3 5 7 (the in-lane transpose).
-        let t0 = _mm256_unpacklo_ps(p01, p23);
-        let t1 = _mm256_unpackhi_ps(p01, p23);
-        let t2 = _mm256_unpacklo_ps(p45, p67);
-        let t3 = _mm256_unpackhi_ps(p45, p67);
-        let cr = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let cg = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let cb = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let a = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let [cr, cg, cb, a] = unsafe { load_pixels(row[8 * k..].as_ptr().cast()) };
         let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(a, zero);
         let inv = _mm256_div_ps(one, a);
-        // Back to pixel order: 0 1 2 3 4 5 6 7.
+        // Back to pixel order from `load_pixels`' 0 2 4 6 1 3 5 7.
         let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         for (c, out) in [(cr, &mut *r), (cg, &mut *g), (cb, &mut *b)] {
             let v = _mm256_and_ps(_mm256_mul_ps(c, inv), pos);
@@ -48,33 +32,8 @@ pub(super) unsafe fn straight(row: &[[f32; 4]], r: &mut [f32], g: &mut [f32], b:
         }
     }
     for x in 8 * blocks..w {
-        let p = row[x];
-        let a = p[3];
-        [r[x], g[x], b[x]] = if a > 0.0 {
-            let inv = 1.0 / a;
-            [p[0] * inv, p[1] * inv, p[2] * inv]
-        } else {
-            [0.0; 3]
-        };
+        [r[x], g[x], b[x]] = super::straight(row[x]);
     }
-}
-
-/// `t[i] + (t[i + 1] − t[i]) · f` in each lane, by two gathers.
-///
-/// # Safety
-/// The CPU has AVX2, and every lane of `i` is below `table.len() − 1`.
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn lerp(table: &[f32], i: __m256i, f: __m256) -> __m256 {
-    let t = table.as_ptr();
-    // SAFETY: the caller's contract.
-    let (a, b) = unsafe {
-        (
-            _mm256_i32gather_ps::<4>(t, i),
-            _mm256_i32gather_ps::<4>(t.add(1), i),
-        )
-    };
-    _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f))
 }
 
 /// `out[x] = (t[i] + (t[i + 1] − t[i]) · f).clamp(0, 1)` for `i = idx[x]`,
@@ -86,18 +45,13 @@ pub(crate) unsafe fn lerp(table: &[f32], i: __m256i, f: __m256) -> __m256 {
 pub(super) unsafe fn oetf_lookup(table: &[f32], idx: &[u32], frac: &[f32], out: &mut [f32]) {
     let w = idx.len().min(frac.len()).min(out.len());
     let blocks = w / 8;
-    let zero = _mm256_setzero_ps();
-    let one = _mm256_set1_ps(1.0);
     for k in 0..blocks {
         // SAFETY: 8 entries from `8k` of each slice; the indices are in
         // the table (the caller's contract).
         unsafe {
             let i = _mm256_loadu_si256(idx[8 * k..].as_ptr().cast());
             let f = _mm256_loadu_ps(frac[8 * k..].as_ptr());
-            let v = lerp(table, i, f);
-            // `f32::clamp`: below 0 → 0, above 1 → 1 (NaN kept).
-            let v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(v, zero));
-            let v = _mm256_blendv_ps(v, one, _mm256_cmp_ps::<_CMP_GT_OQ>(v, one));
+            let v = clamp01(lerp(table, i, f));
             _mm256_storeu_ps(out[8 * k..].as_mut_ptr(), v);
         }
     }

@@ -10,7 +10,8 @@
 //! the transpose back restores the order.
 
 use super::Colour;
-use crate::render::convert::{lerp, EOTF_STEPS, OETF_STEPS};
+use crate::render::convert::{EOTF_STEPS, OETF_STEPS};
+use crate::render::simd::{clamp01, deinterleave, lerp, load_pixels, store_pixels};
 use std::arch::x86_64::*;
 
 impl Colour<'_> {
@@ -65,25 +66,8 @@ impl Colour<'_> {
     /// case (else false, `dst` untouched).
     #[target_feature(enable = "avx2")]
     unsafe fn block(&self, src: &[[f32; 4]; 8], dst: &mut [[f32; 4]; 8]) -> bool {
-        let p = src.as_ptr().cast::<f32>();
-        // SAFETY: 32 floats behind `p`; unaligned loads.
-        let (p01, p23, p45, p67) = unsafe {
-            (
-                _mm256_loadu_ps(p),
-                _mm256_loadu_ps(p.add(8)),
-                _mm256_loadu_ps(p.add(16)),
-                _mm256_loadu_ps(p.add(24)),
-            )
-        };
-        let t0 = _mm256_unpacklo_ps(p01, p23);
-        let t1 = _mm256_unpackhi_ps(p01, p23);
-        let t2 = _mm256_unpacklo_ps(p45, p67);
-        let t3 = _mm256_unpackhi_ps(p45, p67);
-        let r = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let g = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let b = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let a = _mm256_shuffle_ps::<0xEE>(t1, t3);
-
+        // SAFETY: 32 floats behind `src`.
+        let [r, g, b, a] = unsafe { load_pixels(src.as_ptr().cast()) };
         let zero = _mm256_setzero_ps();
         let one = _mm256_set1_ps(1.0);
         // Opaque: `a == 1` (the scalar path's memoized channel case).
@@ -169,30 +153,10 @@ impl Colour<'_> {
             *o = unsafe { lerp(self.eotf, k, f) };
         }
         let [r, g, b] = out;
-        let t0 = _mm256_unpacklo_ps(r, g);
-        let t1 = _mm256_unpacklo_ps(b, a);
-        let t2 = _mm256_unpackhi_ps(r, g);
-        let t3 = _mm256_unpackhi_ps(b, a);
-        let p = dst.as_mut_ptr().cast::<f32>();
-        // SAFETY: 32 floats behind `p`; unaligned stores.
-        unsafe {
-            _mm256_storeu_ps(p, _mm256_shuffle_ps::<0x44>(t0, t1));
-            _mm256_storeu_ps(p.add(8), _mm256_shuffle_ps::<0xEE>(t0, t1));
-            _mm256_storeu_ps(p.add(16), _mm256_shuffle_ps::<0x44>(t2, t3));
-            _mm256_storeu_ps(p.add(24), _mm256_shuffle_ps::<0xEE>(t2, t3));
-        }
+        // SAFETY: 32 floats behind `dst`.
+        unsafe { store_pixels(dst.as_mut_ptr().cast(), [r, g, b, a]) };
         true
     }
-}
-
-/// `f32::clamp(v, 0, 1)`: below 0 → 0, above 1 → 1, NaN kept.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn clamp01(v: __m256) -> __m256 {
-    let zero = _mm256_setzero_ps();
-    let one = _mm256_set1_ps(1.0);
-    let v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(v, zero));
-    _mm256_blendv_ps(v, one, _mm256_cmp_ps::<_CMP_GT_OQ>(v, one))
 }
 
 /// `PreparedLut::apply` on eight colours.
@@ -235,26 +199,16 @@ unsafe fn lut(l: &crate::render::lut::PreparedLut, rgb: [__m256; 3]) -> [__m256;
         ),
         _mm256_and_si256(_mm256_castps_si256(m4), _mm256_set1_epi32(k4)),
     );
-    let o1s = _mm256_setr_epi32(
-        l.offsets[0].0 as i32,
-        l.offsets[1].0 as i32,
-        l.offsets[2].0 as i32,
-        l.offsets[3].0 as i32,
-        l.offsets[4].0 as i32,
-        l.offsets[5].0 as i32,
-        l.offsets[6].0 as i32,
-        l.offsets[7].0 as i32,
-    );
-    let o2s = _mm256_setr_epi32(
-        l.offsets[0].1 as i32,
-        l.offsets[1].1 as i32,
-        l.offsets[2].1 as i32,
-        l.offsets[3].1 as i32,
-        l.offsets[4].1 as i32,
-        l.offsets[5].1 as i32,
-        l.offsets[6].1 as i32,
-        l.offsets[7].1 as i32,
-    );
+    // The second and third corners' offsets of each case.
+    let (o1s, o2s): (Vec<i32>, Vec<i32>) =
+        l.offsets.iter().map(|&(a, b)| (a as i32, b as i32)).unzip();
+    // SAFETY: eight offsets in each.
+    let (o1s, o2s) = unsafe {
+        (
+            _mm256_loadu_si256(o1s.as_ptr().cast()),
+            _mm256_loadu_si256(o2s.as_ptr().cast()),
+        )
+    };
     let base = _mm256_add_epi32(
         _mm256_add_epi32(idx[0], _mm256_mullo_epi32(idx[1], _mm256_set1_epi32(n))),
         _mm256_mullo_epi32(idx[2], _mm256_set1_epi32(n * n)),
@@ -298,16 +252,8 @@ unsafe fn lut(l: &crate::render::lut::PreparedLut, rgb: [__m256; 3]) -> [__m256;
         _mm_add_ps(_mm_add_ps(_mm_add_ps(term(0), term(1)), term(2)), term(3))
     };
     let pair = |a: usize, b: usize| _mm256_set_m128(mix(b), mix(a));
-    let (p01, p23, p45, p67) = (pair(0, 4), pair(1, 5), pair(2, 6), pair(3, 7));
-    let t0 = _mm256_unpacklo_ps(p01, p23);
-    let t1 = _mm256_unpackhi_ps(p01, p23);
-    let t2 = _mm256_unpacklo_ps(p45, p67);
-    let t3 = _mm256_unpackhi_ps(p45, p67);
-    [
-        _mm256_shuffle_ps::<0x44>(t0, t2),
-        _mm256_shuffle_ps::<0xEE>(t0, t2),
-        _mm256_shuffle_ps::<0x44>(t1, t3),
-    ]
+    let [r, g, b, _] = deinterleave([pair(0, 4), pair(1, 5), pair(2, 6), pair(3, 7)]);
+    [r, g, b]
 }
 
 #[cfg(test)]
