@@ -237,7 +237,7 @@ struct MediaReader {
 impl MediaReader {
     /// Opens `path` at time `at`. With `native`, a file whose video is
     /// planar Y'CbCr that [`ycbcr`] converts (and whose matrix it knows) is
-    /// reopened for native frames; everything else is read as RGBA.
+    /// read as native frames, anything else as RGBA; without, as RGBA.
     fn open(
         reg: &Registry,
         path: &Path,
@@ -262,20 +262,18 @@ impl MediaReader {
                 .open_file(&path.to_string_lossy(), &cfg)
                 .map_err(|e| e.to_string())
         };
-        // RGBA first: image sequences and stills (RGB, alpha, JPEG's
-        // full-range Y'CbCr) open once; a video reopens once per clip.
-        let (mut dec, mut info) = open(pix::RGBA)?;
+        // With `native`, native frames first: planar Y'CbCr that `ycbcr`
+        // converts opens once (and a decoder that gives only native frames,
+        // like the Y4M example plugin, serves); anything else reopens as
+        // RGBA. Without, RGBA only (a sequence's images: one open each).
+        let (mut dec, mut info) = open(if native { pix::NONE } else { pix::RGBA })?;
         if info.has_video == 0 {
             return Err("no video stream".into());
         }
         let m = info.color.matrix;
         let known_matrix = m == 0 || m == 2 || colour::matrix_coefficients(m).is_some();
-        if native && ycbcr::supports(info.pix_fmt) && known_matrix {
-            // The native stream must be the one just probed.
-            let (d, i) = open(pix::NONE)?;
-            if i.pix_fmt == info.pix_fmt {
-                (dec, info) = (d, i);
-            }
+        if native && !(ycbcr::supports(info.pix_fmt) && known_matrix) {
+            (dec, info) = open(pix::RGBA)?;
         }
         if at > 0.0 {
             dec.seek((at * 1e6) as i64).map_err(|e| e.to_string())?;
@@ -455,7 +453,7 @@ fn preflight_media(
         });
     }
     let (r, _) =
-        MediaReader::open(registry, path, at, false).map_err(|reason| RenderError::Open {
+        MediaReader::open(registry, path, at, true).map_err(|reason| RenderError::Open {
             path: path.to_owned(),
             track: track.name.clone(),
             clip: ci,
@@ -469,7 +467,7 @@ fn preflight_media(
 
 /// The picture size of a media file, as the file decoder reads it.
 pub fn probe_size(reg: &Registry, path: &Path) -> Option<(u32, u32)> {
-    let (_, info) = MediaReader::open(reg, path, 0.0, false).ok()?;
+    let (_, info) = MediaReader::open(reg, path, 0.0, true).ok()?;
     (info.width > 0 && info.height > 0).then_some((info.width, info.height))
 }
 
@@ -945,7 +943,7 @@ impl<'a> Timeline<'a> {
                 reason,
             };
             let (mut r, _) =
-                MediaReader::open(self.registry, &path, 0.0, true).map_err(open_err)?;
+                MediaReader::open(self.registry, &path, 0.0, false).map_err(open_err)?;
             let (img, _) = r
                 .read()?
                 .ok_or_else(|| open_err("the image file holds no picture".into()))?;
