@@ -343,10 +343,7 @@ pub fn linearize_rgba8_into(
     // Bands of rows on every core: sources are linearized on the frame's
     // critical path.
     let (w, h) = (width as usize, height as usize);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(h / 64)
-        .max(1);
+    let threads = super::threads_for(h / 64);
     let rows = h.div_ceil(threads).max(1);
     let n = (w * h).min(data.len() / 4);
     std::thread::scope(|scope| {

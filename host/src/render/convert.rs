@@ -504,14 +504,6 @@ impl<'a> RowSampler<'a> {
     }
 }
 
-/// Threads for a frame's work: the machine's, at most one per `units`.
-fn threads_for(units: usize) -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(units)
-        .max(1)
-}
-
 #[inline]
 fn put(plane: &mut [u8], i: usize, v: u16, bytes: usize) {
     if bytes == 1 {
@@ -538,8 +530,13 @@ pub fn convert(canvas: &LinearImage, canvas_primaries: Primaries, f: &OutputForm
 enum Path {
     /// Pixel by pixel, any layout: the reference.
     General,
-    /// Whole rows (see [`RowPath`]), for the layouts it handles.
+    /// Whole rows (see [`RowPath`]), for the layouts it handles, with the
+    /// AVX2 passes where the CPU has AVX2.
     Rows,
+    /// [`Path::Rows`] with its scalar passes only (tests prove the AVX2
+    /// ones change nothing).
+    #[cfg_attr(not(test), allow(dead_code))]
+    ScalarRows,
 }
 
 fn convert_with(
@@ -563,7 +560,7 @@ fn convert_with(
     let bytes = l.bytes_per_sample;
     let sampler = RowSampler::new(canvas, f.width, f.height);
     // Work units: chroma rows (each with the 1 or 2 luma rows it covers).
-    let n = threads_for(ch);
+    let n = super::threads_for(ch);
     let per = ch.div_ceil(n);
     // Split every plane at the band boundaries.
     let mut bands: Vec<Vec<&mut [u8]>> = (0..n).map(|_| Vec::new()).collect();
@@ -583,16 +580,20 @@ fn convert_with(
             rest = tail;
         }
     }
-    let rows_path = path == Path::Rows;
+    let rows_path = path != Path::General;
     assert!(!rows_path || RowPath::handles(&l), "the row path for {l:?}");
+    #[cfg(target_arch = "x86_64")]
+    let vector = path == Path::Rows && std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let vector = false;
     let t = &t;
     let work = |k: usize, mut planes: Vec<&mut [u8]>, mut s: RowSampler<'_>| {
         let (c0, c1) = ((k * per).min(ch), ((k + 1) * per).min(ch));
         if rows_path {
-            let mut r = RowPath::new(t, (w, h), (sx, sy));
+            let mut r = RowPath::new(t, (w, h), (sx, sy), vector);
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
+            if vector {
+                // SAFETY: `vector` is only set where the CPU has AVX2.
                 unsafe { r.band_avx2(&mut s, &mut planes, (c0, c1), bytes == 2) };
                 return;
             }
@@ -681,6 +682,9 @@ struct RowPath<'t> {
     /// Block sums of the current chroma row.
     cb_sum: Vec<f32>,
     cr_sum: Vec<f32>,
+    /// The AVX2 passes run (the CPU has AVX2).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    vector: bool,
 }
 
 impl<'t> RowPath<'t> {
@@ -688,7 +692,7 @@ impl<'t> RowPath<'t> {
         l.planes >= 3 && l.bytes_per_sample <= 2 && l.chroma_shift_x <= 1 && l.chroma_shift_y <= 1
     }
 
-    fn new(t: &'t Target, (w, h): (usize, usize), (sx, sy): (usize, usize)) -> Self {
+    fn new(t: &'t Target, (w, h): (usize, usize), (sx, sy): (usize, usize), vector: bool) -> Self {
         let cw = (w + (1 << sx) - 1) >> sx;
         RowPath {
             t,
@@ -706,6 +710,7 @@ impl<'t> RowPath<'t> {
             cr: vec![vec![0.0; w]; 1 << sy],
             cb_sum: vec![0.0; cw],
             cr_sum: vec![0.0; cw],
+            vector,
         }
     }
 
@@ -777,17 +782,13 @@ impl<'t> RowPath<'t> {
         let row = &row[..w];
         let [r, g, b] = &mut self.rgb;
         let (r, g, b) = (&mut r[..w], &mut g[..w], &mut b[..w]);
+        let vector = self.vector;
         #[cfg(target_arch = "x86_64")]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2");
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx2 = false;
-        if avx2 {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU has AVX2.
-            unsafe {
-                avx2::straight(row, r, g, b)
-            };
-        } else {
+        if vector {
+            // SAFETY: `vector` is only set where the CPU has AVX2.
+            unsafe { avx2::straight(row, r, g, b) };
+        }
+        if !vector {
             for x in 0..w {
                 [r[x], g[x], b[x]] = straight(row[x]);
             }
@@ -802,15 +803,14 @@ impl<'t> RowPath<'t> {
             for x in 0..w {
                 (idx[x], frac[x]) = oetf_position(c[x]);
             }
-            if avx2 {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU has AVX2; `oetf_position` keeps every
-                // index below OETF_STEPS, and the table has OETF_STEPS + 1
-                // entries.
-                unsafe {
-                    avx2::oetf_lookup(t.oetf, idx, frac, c)
-                };
-            } else {
+            #[cfg(target_arch = "x86_64")]
+            if vector {
+                // SAFETY: `vector` is only set where the CPU has AVX2;
+                // `oetf_position` keeps every index below OETF_STEPS, and
+                // the table has OETF_STEPS + 1 entries.
+                unsafe { avx2::oetf_lookup(t.oetf, idx, frac, c) };
+            }
+            if !vector {
                 for x in 0..w {
                     c[x] = oetf_at(t.oetf, idx[x], frac[x]);
                 }
@@ -829,8 +829,8 @@ impl<'t> RowPath<'t> {
         let (r, g, b) = (&r[..w], &g[..w], &b[..w]);
         let out = &mut out[..w * if WIDE { 2 } else { 1 }];
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
+        if self.vector {
+            // SAFETY: `vector` is only set where the CPU has AVX2.
             unsafe { avx2::luma(t, [r, g, b], thr, cb, cr, out, WIDE) };
             return;
         }
@@ -1364,19 +1364,22 @@ mod tests {
                     for dither in [false, true] {
                         let f = fmt(w, h, pf, tag, dither);
                         let general = convert_with(&canvas, Primaries::Bt709, &f, Path::General);
-                        let rows = convert_with(&canvas, Primaries::Bt709, &f, Path::Rows);
-                        assert_eq!(rows.strides, general.strides);
-                        let l = pix::layout(pf).unwrap();
-                        for p in 0..l.planes {
-                            let n = general.planes[p].len() / l.bytes_per_sample;
-                            for i in 0..n {
-                                let (a, b) = (sample(&general, p, i), sample(&rows, p, i));
-                                assert!(
-                                    a.abs_diff(b) <= 1,
-                                    "{pf} {tag:?} {w}x{h} plane {p} sample {i}: {a} vs {b}"
-                                );
-                                compared += 1;
-                                differ += usize::from(a != b);
+                        for path in [Path::Rows, Path::ScalarRows] {
+                            let rows = convert_with(&canvas, Primaries::Bt709, &f, path);
+                            assert_eq!(rows.strides, general.strides);
+                            let l = pix::layout(pf).unwrap();
+                            for p in 0..l.planes {
+                                let n = general.planes[p].len() / l.bytes_per_sample;
+                                for i in 0..n {
+                                    let (a, b) = (sample(&general, p, i), sample(&rows, p, i));
+                                    assert!(
+                                        a.abs_diff(b) <= 1,
+                                        "{path:?} {pf} {tag:?} {w}x{h} plane {p} sample {i}: \
+                                         {a} vs {b}"
+                                    );
+                                    compared += 1;
+                                    differ += usize::from(a != b);
+                                }
                             }
                         }
                     }
@@ -1424,7 +1427,7 @@ mod tests {
                 Primaries::Bt709,
             ));
         });
-        println!("threads {}", threads_for(1080));
+        println!("threads {}", crate::render::threads_for(1080));
         println!("linearize_rgba8 1080p: {lin_ms:.2} ms");
         for pf in [pix::YUV420P, pix::YUV422P10] {
             let old = time(&mut || {

@@ -110,9 +110,7 @@ impl CpuRenderer {
         if w == 0 || h == 0 {
             return;
         }
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(h.div_ceil(BATCH));
+        let threads = super::threads_for(h.div_ceil(BATCH));
         let ctx = Kernel {
             plan,
             layers: &layers,
@@ -352,54 +350,38 @@ impl<'a> Prepared<'a> {
         }
         let w = out.len();
         let py = y as f32 + 0.5;
-        let m = &self.op.inverse;
-        let [cl, ct, cr, cb] = self.op.crop;
-        let empty = self.tx.0 > self.tx.1 || self.ty.0 > self.ty.1;
         let (mut first, mut end) = (w, 0);
-        let o = self.op.opacity;
-        let sw = self.src.width as usize;
         for (x, px) in out.iter_mut().enumerate() {
-            let pxf = x as f32 + 0.5;
-            let u = m[0] * pxf + m[1] * py + m[2];
-            let v = m[3] * pxf + m[4] * py + m[5];
-            if !(u >= cl && u < cr && v >= ct && v < cb) || empty {
-                *px = [0.0; 4];
-                continue;
-            }
-            first = first.min(x);
-            end = x + 1;
-            let mut c = if let Some((dx, dy)) = self.shift {
-                // `floor(u − 0.5)` is `x + dx` exactly here (see `EXACT`).
-                let tx = (x as i64 + dx).clamp(self.tx.0, self.tx.1) as usize;
-                let ty = (y as i64 + dy).clamp(self.ty.0, self.ty.1) as usize;
-                self.src.data[ty * sw + tx]
-            } else {
-                let (su, sv) = (u - 0.5, v - 0.5);
-                self.sample(su, sv, floor(su), floor(sv))
-            };
-            if !self.op.colour.identity {
-                if colour.vector {
-                    // Graded below, eight at a time.
-                    *px = c;
-                    continue;
+            match self.inside(x, py) {
+                Some((u, v)) => {
+                    first = first.min(x);
+                    end = x + 1;
+                    let (su, sv) = (u - 0.5, v - 0.5);
+                    *px = self.sample(su, sv, floor(su), floor(sv));
                 }
-                c = colour.apply(c);
+                _ => *px = [0.0; 4],
             }
-            *px = [c[0] * o, c[1] * o, c[2] * o, c[3] * o];
         }
         let end = end.max(first);
-        if colour.vector && first < end {
-            let span = &mut out[first..end];
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `vector` is only set where the CPU has AVX2.
-            unsafe {
-                colour.apply_span(span);
-            }
-            for px in span {
-                *px = [px[0] * o, px[1] * o, px[2] * o, px[3] * o];
-            }
+        if !self.op.colour.identity {
+            colour.grade(&mut out[first..end]);
         }
+        fade(&mut out[first..end], self.op.opacity);
         (first, end)
+    }
+
+    /// Source coordinates `(u, v)` of pixel `x` of the row at `py`, when
+    /// they fall inside the crop (written so that NaN is outside) and the
+    /// crop holds texels.
+    #[inline(always)]
+    fn inside(&self, x: usize, py: f32) -> Option<(f32, f32)> {
+        let m = &self.op.inverse;
+        let [cl, ct, cr, cb] = self.op.crop;
+        let pxf = x as f32 + 0.5;
+        let u = m[0] * pxf + m[1] * py + m[2];
+        let v = m[3] * pxf + m[4] * py + m[5];
+        let empty = self.tx.0 > self.tx.1 || self.ty.0 > self.ty.1;
+        (u >= cl && u < cr && v >= ct && v < cb && !empty).then_some((u, v))
     }
 
     /// [`Prepared::shade_row`] for a layer moved by whole pixels (`shift`;
@@ -417,20 +399,8 @@ impl<'a> Prepared<'a> {
         let (dx, dy) = self.shift?;
         let w = out.len();
         let py = y as f32 + 0.5;
-        let m = &self.op.inverse;
-        let [cl, ct, cr, cb] = self.op.crop;
-        let empty = self.tx.0 > self.tx.1 || self.ty.0 > self.ty.1;
-        let inside = |x: usize| {
-            let pxf = x as f32 + 0.5;
-            let u = m[0] * pxf + m[1] * py + m[2];
-            let v = m[3] * pxf + m[4] * py + m[5];
-            u >= cl && u < cr && v >= ct && v < cb
-        };
-        let first = if empty {
-            w
-        } else {
-            (0..w).find(|&x| inside(x)).unwrap_or(w)
-        };
+        let inside = |x: usize| self.inside(x, py).is_some();
+        let first = (0..w).find(|&x| inside(x)).unwrap_or(w);
         let end = (first..w)
             .rev()
             .find(|&x| inside(x))
@@ -454,35 +424,22 @@ impl<'a> Prepared<'a> {
         for (x, px) in out[b..end].iter_mut().enumerate() {
             *px = texel(b + x);
         }
-        let from = (a as i64 + dx).max(0) as usize;
         let graded = !self.op.colour.identity;
-        if graded && colour.vector {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `vector` is only set where the CPU has AVX2.
-            unsafe {
-                // The run graded straight from the source row, the
-                // clamped ends in place.
-                if a < b {
-                    colour.apply_from(&src[from..from + (b - a)], &mut out[a..b]);
-                }
-                colour.apply_span(&mut out[first..a]);
-                colour.apply_span(&mut out[b..end]);
-            }
-        } else if a < b {
-            out[a..b].copy_from_slice(&src[from..from + (b - a)]);
-        }
-        let span = &mut out[first..end];
-        if graded && !colour.vector {
-            for px in span.iter_mut() {
-                *px = colour.apply(*px);
+        if a < b {
+            // The run straight from the source row (graded on the way).
+            let from = (a as i64 + dx) as usize;
+            let run = &src[from..from + (b - a)];
+            if graded {
+                colour.grade_from(run, &mut out[a..b]);
+            } else {
+                out[a..b].copy_from_slice(run);
             }
         }
-        let o = self.op.opacity;
-        if o != 1.0 {
-            for px in span {
-                *px = [px[0] * o, px[1] * o, px[2] * o, px[3] * o];
-            }
+        if graded {
+            colour.grade(&mut out[first..a]);
+            colour.grade(&mut out[b..end]);
         }
+        fade(&mut out[first..end], self.op.opacity);
         Some((first, end))
     }
 
@@ -496,18 +453,9 @@ impl<'a> Prepared<'a> {
     /// `shade(L)` of the module docs at canvas pixel `(x, y)`.
     #[inline]
     fn shade(&self, x: usize, y: usize, transfer: Transfer) -> [f32; 4] {
-        let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
-        let m = &self.op.inverse;
-        let u = m[0] * px + m[1] * py + m[2];
-        let v = m[3] * px + m[4] * py + m[5];
-        let [cl, ct, cr, cb] = self.op.crop;
-        // Written so that NaN coordinates are outside too.
-        if !(u >= cl && u < cr && v >= ct && v < cb)
-            || self.tx.0 > self.tx.1
-            || self.ty.0 > self.ty.1
-        {
+        let Some((u, v)) = self.inside(x, y as f32 + 0.5) else {
             return [0.0; 4];
-        }
+        };
         let (su, sv) = (u - 0.5, v - 0.5);
         let mut c = self.sample(su, sv, su.floor(), sv.floor());
         if !self.op.colour.identity {
@@ -515,6 +463,16 @@ impl<'a> Prepared<'a> {
         }
         let o = self.op.opacity;
         c.map(|v| v * o)
+    }
+}
+
+/// Every pixel times the opacity `o` (nothing to do at 1: `v · 1` is `v`).
+#[inline(always)]
+fn fade(px: &mut [[f32; 4]], o: f32) {
+    if o != 1.0 {
+        for p in px {
+            *p = [p[0] * o, p[1] * o, p[2] * o, p[3] * o];
+        }
     }
 }
 
@@ -585,9 +543,10 @@ struct Colour<'a> {
     /// Per channel, `MEMO` slots of (value's bits, result); every slot
     /// starts as the entry for 0.0, so that any hit is a true one.
     memo: Vec<(u32, f32)>,
-    /// Rows go through `apply_span` (AVX2) rather than `apply` per pixel:
+    /// `grade` takes the AVX2 kernel rather than `apply` per pixel:
     /// operations that are not the identity, no gamma (a power per pixel),
     /// and a CPU with AVX2.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     vector: bool,
 }
 
@@ -662,6 +621,35 @@ impl<'a> Colour<'a> {
             e
         } else {
             e.powf(1.0 / ops.gamma[i])
+        }
+    }
+
+    /// [`Colour::apply`] on every pixel of `px`: eight at a time with the
+    /// AVX2 kernel where `vector` is set, else one by one.
+    #[inline(always)]
+    fn grade(&mut self, px: &mut [[f32; 4]]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.vector {
+            // SAFETY: `vector` is only set where the CPU has AVX2.
+            unsafe { self.apply_span(px) };
+            return;
+        }
+        for p in px {
+            *p = self.apply(*p);
+        }
+    }
+
+    /// `dst[x] = apply(src[x])`, as [`Colour::grade`] (the same length).
+    #[inline(always)]
+    fn grade_from(&mut self, src: &[[f32; 4]], dst: &mut [[f32; 4]]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.vector {
+            // SAFETY: as in `grade`.
+            unsafe { self.apply_from(src, dst) };
+            return;
+        }
+        for (d, p) in dst.iter_mut().zip(src) {
+            *d = self.apply(*p);
         }
     }
 

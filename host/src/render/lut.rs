@@ -230,11 +230,7 @@ impl Lut3d {
             n,
             min: self.domain_min,
             scale: scales(self),
-            offsets: ORDER.map(|(a1, a2)| {
-                let step = [1, n, n * n];
-                let o1 = step[a1 as usize];
-                (o1, o1 + step[a2 as usize])
-            }),
+            offsets: std::array::from_fn(|case| case_offsets(case, n)),
             data: self.data.iter().map(|c| [c[0], c[1], c[2], 0.0]).collect(),
         }
     }
@@ -259,6 +255,17 @@ const ORDER: [(u8, u8); 8] = [
     (1, 0), // fg ≥ fr > fb
     (0, 1), // fr > fg > fb
 ];
+
+/// Offsets in an `n`³ lattice of the second and third corners of the
+/// tetrahedron of [`ORDER`] case `case`: one step along its largest axis,
+/// then along its second too.
+#[inline(always)]
+fn case_offsets(case: usize, n: usize) -> (usize, usize) {
+    let step = [1, n, n * n];
+    let (a1, a2) = ORDER[case];
+    let o1 = step[a1 as usize];
+    (o1, o1 + step[a2 as usize])
+}
 
 /// A [`Lut3d`] laid out for lookups in pixel loops: the domain's scale per
 /// channel and the tetrahedra's corner offsets worked out once, entries
@@ -347,10 +354,7 @@ impl Cell {
     /// Offsets of the second and third corners.
     #[inline(always)]
     fn offsets(&self, n: usize) -> (usize, usize) {
-        let step = [1, n, n * n];
-        let (a1, a2) = ORDER[self.case];
-        let o1 = step[a1 as usize];
-        (o1, o1 + step[a2 as usize])
+        case_offsets(self.case, n)
     }
 
     /// The weighted sum of the four corners (their fourth floats ignored).

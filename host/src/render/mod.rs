@@ -24,6 +24,15 @@ use crate::plugins::Registry;
 pub use image::{Rgba8, Yuv};
 use std::path::{Path, PathBuf};
 
+/// Threads for a frame's work: the machine's, at most one per `units`
+/// (and at least one).
+pub(crate) fn threads_for(units: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(units)
+        .max(1)
+}
+
 /// A render failure: names the clip and the file.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {

@@ -158,10 +158,7 @@ pub fn linearize_ycbcr_into(
     if w == 0 || h == 0 {
         return;
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(h / 64)
-        .max(1);
+    let threads = super::threads_for(h / 64);
     let rows = h.div_ceil(threads);
     let conv = Converter {
         src,
