@@ -68,7 +68,24 @@ fn a_thousand_manifests_at_once_all_processed_once_in_bounded_memory() {
         std::thread::sleep(Duration::from_millis(250));
     }
     let took = start.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
+    // The host moves a job's folder before it journals the move (the
+    // folders are the truth; a crash between the two is repaired from them
+    // at the next start), so on a loaded machine the last few journal
+    // writes may still be on their way when done/ is full: wait for them
+    // rather than kill the host under them.
+    let journal_path = root.join(".deliver/journal.sqlite");
+    let caught_up = Instant::now();
+    loop {
+        let journaled = Journal::open_path(&journal_path)
+            .and_then(|j| j.count_transitions(State::Done))
+            .map(|c| c.len())
+            .unwrap_or(0);
+        if journaled >= n || caught_up.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        assert!(host.alive(), "the host died:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let rss = peak_rss(host.pid());
     eprintln!(
         "{n} jobs in {took:.1?} ({:.1} jobs/s); host peak RSS {:.1} MB",
