@@ -231,6 +231,10 @@ impl Lut3d {
             min: self.domain_min,
             scale: scales(self),
             offsets: std::array::from_fn(|case| case_offsets(case, n)),
+            lane_offsets: [
+                std::array::from_fn(|case| case_offsets(case, n).0 as i32),
+                std::array::from_fn(|case| case_offsets(case, n).1 as i32),
+            ],
             data: self.data.iter().map(|c| [c[0], c[1], c[2], 0.0]).collect(),
         }
     }
@@ -278,6 +282,9 @@ pub struct PreparedLut {
     pub(crate) scale: [f32; 3],
     /// Offsets of the second and third corners for each [`ORDER`] case.
     pub(crate) offsets: [(usize, usize); 8],
+    /// The same offsets as two rows of eight `i32` (second corners, then
+    /// third), for the vector kernel's lane permutes.
+    pub(crate) lane_offsets: [[i32; 8]; 2],
     /// `n³` entries (`prepare` checks), the fourth float 0.
     pub(crate) data: Vec<[f32; 4]>,
 }

@@ -200,13 +200,11 @@ unsafe fn lut(l: &crate::render::lut::PreparedLut, rgb: [__m256; 3]) -> [__m256;
         _mm256_and_si256(_mm256_castps_si256(m4), _mm256_set1_epi32(k4)),
     );
     // The second and third corners' offsets of each case.
-    let (o1s, o2s): (Vec<i32>, Vec<i32>) =
-        l.offsets.iter().map(|&(a, b)| (a as i32, b as i32)).unzip();
     // SAFETY: eight offsets in each.
     let (o1s, o2s) = unsafe {
         (
-            _mm256_loadu_si256(o1s.as_ptr().cast()),
-            _mm256_loadu_si256(o2s.as_ptr().cast()),
+            _mm256_loadu_si256(l.lane_offsets[0].as_ptr().cast()),
+            _mm256_loadu_si256(l.lane_offsets[1].as_ptr().cast()),
         )
     };
     let base = _mm256_add_epi32(
