@@ -158,6 +158,8 @@ fn child(spec: &str) {
     let choice = RendererChoice::parse(renderer).unwrap();
     let mut r = open_renderer(choice, primaries).unwrap();
     let mut tl = Timeline::new(&m, &reg, &lut::load).unwrap_or_else(|e| panic!("{e}"));
+    // As a job does: the CPU renderer has its media graded at the source.
+    tl.grade_sources(r.wants_graded_sources());
     let out = [OutputFormat {
         width: 1920,
         height: 1080,
@@ -171,11 +173,14 @@ fn child(spec: &str) {
     let frames = frames.min(m.canvas.frames);
     let start = Instant::now();
     let mut bytes = 0usize;
-    for n in 0..frames {
-        let (plan, src) = tl.frame(n).unwrap();
-        let pics = r.render(&plan, &src, &out).unwrap();
-        bytes += pics[0].planes[0].len();
-    }
+    // As a job does: the next frame is made while this one is drawn.
+    std::thread::scope(|scope| {
+        for (_, f) in deliver::render::timeline::frames_ahead(scope, &mut tl, 0..frames) {
+            let (plan, src) = f.unwrap();
+            let pics = r.render(&plan, &src, &out).unwrap();
+            bytes += pics[0].planes[0].len();
+        }
+    });
     assert!(bytes > 0);
     println!(
         "RENDERED {} {frames} {:.3}",

@@ -417,13 +417,13 @@ fn output_formats(plans: &[Plan]) -> Result<(Vec<OutputFormat>, Vec<usize>), Job
 /// the format's primaries and transfer; see `encode::Chunk`).
 #[allow(clippy::type_complexity)]
 fn render_frame(
-    timeline: &mut Timeline<'_>,
+    frame: timeline::AheadFrame,
     renderer: &mut dyn Renderer,
     canvas_primaries: Primaries,
-    n: u64,
     formats: &[OutputFormat],
 ) -> Result<(Vec<Arc<Yuv>>, Vec<Arc<Vec<[f32; 3]>>>), JobError> {
-    let (plan, sources) = timeline.frame(n)?;
+    let (n, made) = frame;
+    let (plan, sources) = made?;
     let (pictures, canvas): (Vec<Yuv>, Arc<LinearImage>) = renderer
         .render_with_canvas(&plan, &sources, formats)
         .map_err(|e| JobError::Renderer(format!("{}: frame {n}: {e}", renderer.name())))?;
@@ -521,6 +521,7 @@ fn run_inner(
     let mut renderer =
         open_renderer(opts.renderer, canvas_primaries).map_err(JobError::Renderer)?;
     tracing::info!(renderer = %renderer.name(), "rendering {} frames", m.canvas.frames);
+    timeline.grade_sources(renderer.wants_graded_sources());
     let c = &m.canvas;
     let total = c.frames;
     let render_start = Instant::now();
@@ -584,18 +585,16 @@ fn run_inner(
                 .expect("spawning an encode thread");
             handles.push(h);
         }
-        for n in 0..total {
+        // The timeline makes frame n + 1 (decodes, linearizes) on its own
+        // thread while frame n is drawn here.
+        let frames = timeline::frames_ahead(scope, &mut timeline, 0..total);
+        for frame in frames {
+            let n = frame.0;
             if opts.cancel.load(Ordering::Relaxed) {
                 cancelled = true;
                 break;
             }
-            let frame = render_frame(
-                &mut timeline,
-                renderer.as_mut(),
-                canvas_primaries,
-                n,
-                &formats,
-            );
+            let frame = render_frame(frame, renderer.as_mut(), canvas_primaries, &formats);
             let (pictures, references) = match frame {
                 Ok(f) => f,
                 Err(e) => {

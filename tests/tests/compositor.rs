@@ -486,3 +486,115 @@ fn render_with_renderer_cpu_and_gpu_delivers_the_same_pictures() {
         );
     }
 }
+
+/// Graded media on whole pixels (graded while linearized when the timeline
+/// grades at the source), moved by half a pixel for a while (graded by the
+/// renderer again), dissolving into a second graded clip, under a graded
+/// picture in picture that is scaled (never graded at the source).
+const GRADED_AT_SOURCE: &str = r##"
+[[video]]
+[[video.clip]]
+media = "tagged.mov"
+fit = "none"
+duration = 20
+position = [10, 6]
+colour = { exposure = 0.3, lift = [0.05, 0.0, -0.03], gamma = [1.1, 0.9, 1.0], gain = [0.95, 1.05, 1.1], saturation = 1.2, lut = "look.cube" }
+[[video.clip]]
+media = "tagged.mov"
+in = "0.4s"
+fit = "none"
+start = 15
+duration = 35
+position = [{ at = "0s", value = [0, 0] }, { at = "0.4s", value = [7.5, 3], interp = "hold" }, { at = "0.8s", value = [12, 4], interp = "hold" }]
+colour = { saturation = 0.8, lut = "look.cube" }
+transition_in = { kind = "dissolve", duration = 5 }
+[[video]]
+[[video.clip]]
+media = "tagged.mov"
+duration = "2s"
+scale = 0.5
+position = [100, 40]
+colour = { exposure = -0.5 }
+"##;
+
+#[test]
+fn grading_media_at_the_source_changes_no_bit() {
+    // The CPU renderer's jobs have their media graded while linearized
+    // (`Timeline::grade_sources`): the canvases and every output must be
+    // the ones the renderer's own grade gives, bit for bit, on every frame.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    media(dir);
+    // Tagged BT.709: an untagged 200×120 picture is taken as SD (BT.601
+    // primaries), which the canvas's primaries matrix keeps from being
+    // graded at the source.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=200x120:r=30:d=3",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "10",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-colorspace",
+        "bt709",
+        dir.join("tagged.mov").to_str().unwrap(),
+    ]);
+    let reg = Registry::load(&[plugin_dir(dir, &[])]);
+    let m = manifest(dir, "#000000", GRADED_AT_SOURCE);
+    let formats = outputs();
+    let mut plain = Timeline::new(&m, &reg, &lut::load).unwrap();
+    let mut graded = Timeline::new(&m, &reg, &lut::load).unwrap();
+    graded.grade_sources(true);
+    let mut cpu = CpuRenderer::new(Primaries::Bt709);
+    let (mut at_source, mut by_renderer) = (0, 0);
+    for n in 0..m.canvas.frames {
+        let (pp, ps) = plain.frame(n).unwrap();
+        let (gp, gs) = graded.frame(n).unwrap();
+        for (g, p) in gp.layers.iter().zip(&pp.layers) {
+            if !p.colour.identity {
+                if g.colour.identity {
+                    at_source += 1;
+                } else {
+                    by_renderer += 1;
+                }
+            }
+        }
+        let a = cpu.render_linear(&pp, &ps).unwrap();
+        let b = cpu.render_linear(&gp, &gs).unwrap();
+        if let Some(i) =
+            (0..a.data.len()).find(|&i| a.data[i].map(f32::to_bits) != b.data[i].map(f32::to_bits))
+        {
+            panic!(
+                "frame {n}, pixel {i}: graded by the renderer {:?}, at the source {:?}",
+                a.data[i], b.data[i]
+            );
+        }
+        let (pa, pb) = (
+            cpu.render(&pp, &ps, &formats).unwrap(),
+            cpu.render(&gp, &gs, &formats).unwrap(),
+        );
+        for (f, (x, y)) in formats.iter().zip(pa.iter().zip(&pb)) {
+            assert!(
+                x.planes == y.planes,
+                "frame {n}: output {}×{} differs",
+                f.width,
+                f.height
+            );
+        }
+    }
+    // At the source: the first clip's 20 frames, and the second clip's
+    // frames 15–24 and 35–49 (on whole pixels; the dissolve's both sides
+    // at 15–19). By the renderer: the second clip's frames 25–34 (at half a
+    // pixel) and the scaled picture in picture's 50.
+    println!("layers graded at the source: {at_source}; by the renderer: {by_renderer}");
+    assert_eq!(at_source, 45, "layers graded at the source");
+    assert_eq!(by_renderer, 60, "layers graded by the renderer");
+}

@@ -538,8 +538,8 @@ struct Colour<'a> {
     ops: ColourOps,
     transfer: Transfer,
     oetf: &'static [f32],
-    eotf: &'static [f32],
-    lut: Option<&'a PreparedLut>,
+    /// Saturation, the LUT and the EOTF.
+    finish: Finish<'a>,
     /// Per channel, `MEMO` slots of (value's bits, result); every slot
     /// starts as the entry for 0.0, so that any hit is a true one.
     memo: Vec<(u32, f32)>,
@@ -556,8 +556,7 @@ impl<'a> Colour<'a> {
             ops,
             transfer,
             oetf: convert::oetf_table(transfer),
-            eotf: convert::eotf_table(transfer),
-            lut,
+            finish: Finish::new(&ops, transfer, lut),
             memo: Vec::new(),
             vector: false,
         };
@@ -599,15 +598,6 @@ impl<'a> Colour<'a> {
             convert::oetf_clamped(self.oetf, l)
         } else {
             crate::render::colour::oetf(self.transfer, l)
-        }
-    }
-
-    #[inline(always)]
-    fn eotf(&self, e: f32) -> f32 {
-        if (0.0..=1.0).contains(&e) {
-            convert::eotf_in_unit(self.eotf, e)
-        } else {
-            crate::render::colour::eotf(self.transfer, e)
         }
     }
 
@@ -659,7 +649,7 @@ impl<'a> Colour<'a> {
         if a == 0.0 {
             return c;
         }
-        let mut e = if a == 1.0 {
+        let e = if a == 1.0 {
             // `c / 1.0` is `c`: the channel's result depends on it alone.
             [
                 self.opaque_channel(c[0], 0),
@@ -673,8 +663,44 @@ impl<'a> Colour<'a> {
                 self.channel(c[2], a, 2),
             ]
         };
+        self.finish.apply(e, a)
+    }
+}
+
+/// The steps of [`Colour::apply`] after the per-channel ones: saturation
+/// about BT.709 luma of the encoded values, the LUT, the EOTF, alpha.
+#[derive(Clone, Copy)]
+struct Finish<'a> {
+    saturation: f32,
+    transfer: Transfer,
+    eotf: &'static [f32],
+    lut: Option<&'a PreparedLut>,
+}
+
+impl<'a> Finish<'a> {
+    fn new(ops: &ColourOps, transfer: Transfer, lut: Option<&'a PreparedLut>) -> Self {
+        Finish {
+            saturation: ops.saturation,
+            transfer,
+            eotf: convert::eotf_table(transfer),
+            lut,
+        }
+    }
+
+    #[inline(always)]
+    fn eotf(&self, e: f32) -> f32 {
+        if (0.0..=1.0).contains(&e) {
+            convert::eotf_in_unit(self.eotf, e)
+        } else {
+            crate::render::colour::eotf(self.transfer, e)
+        }
+    }
+
+    /// The channels' encoded values `e` to the premultiplied result.
+    #[inline(always)]
+    fn apply(&self, mut e: [f32; 3], a: f32) -> [f32; 4] {
         let y = 0.2126 * e[0] + 0.7152 * e[1] + 0.0722 * e[2];
-        let s = self.ops.saturation;
+        let s = self.saturation;
         e = [y + (e[0] - y) * s, y + (e[1] - y) * s, y + (e[2] - y) * s];
         if let Some(l) = self.lut {
             e = l.apply([
@@ -689,6 +715,88 @@ impl<'a> Colour<'a> {
             self.eotf(e[2]) * a,
             a,
         ]
+    }
+}
+
+/// A layer's colour operations applied while its source is linearized
+/// from Y'CbCr (see [`crate::render::timeline::Timeline::grade_sources`]),
+/// with the same values as [`Colour::apply`] on the linearized texels.
+///
+/// The linearizer maps every R'G'B' value to one of the
+/// [`ycbcr::STEPS`](crate::render::ycbcr::STEPS) + 1 entries of its EOTF
+/// table, and an opaque texel's per-channel steps (exposure, OETF, lift,
+/// gain, gamma) depend on that channel's value alone: they are worked out
+/// once per table entry, here, so a pixel's grade starts with three table
+/// reads instead of a round trip through the EOTF and the OETF.
+pub(crate) struct SourceGrade {
+    ops: ColourOps,
+    canvas_transfer: Transfer,
+    lut: Option<Arc<PreparedLut>>,
+    /// Per channel, `STEPS + 1` values: `channel(table[k], 1, i)`.
+    pre: Vec<f32>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    vector: bool,
+}
+
+impl SourceGrade {
+    /// The grade `ops` (in the canvas's `canvas_transfer`, with `lut`) of
+    /// texels read through `table`, the linearizer's EOTF table of the
+    /// source's transfer.
+    pub(crate) fn new(
+        ops: ColourOps,
+        canvas_transfer: Transfer,
+        lut: Option<Arc<PreparedLut>>,
+        table: &[f32],
+    ) -> Self {
+        let c = Colour::new(ops, canvas_transfer, None, false);
+        let pre = (0..3)
+            .flat_map(|i| table.iter().map(move |&v| (i, v)))
+            .map(|(i, v)| c.channel(v, 1.0, i))
+            .collect();
+        let vector = {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::arch::is_x86_feature_detected!("avx2")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                false
+            }
+        };
+        SourceGrade {
+            ops,
+            canvas_transfer,
+            lut,
+            pre,
+            vector,
+        }
+    }
+
+    /// The graded opaque texels of table entries `(ir, ig, ib)` (each
+    /// masked to the table) into `out` (all four the same length).
+    pub(crate) fn row(&self, ir: &[u32], ig: &[u32], ib: &[u32], out: &mut [[f32; 4]]) {
+        let finish = Finish::new(&self.ops, self.canvas_transfer, self.lut.as_deref());
+        let steps = self.pre.len() / 3;
+        debug_assert!(steps.is_power_of_two());
+        let (pr, rest) = self.pre.split_at(steps);
+        let (pg, pb) = rest.split_at(steps);
+        let mask = steps - 1;
+        let n = out.len();
+        let (ir, ig, ib) = (&ir[..n], &ig[..n], &ib[..n]);
+        let mut x = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self.vector {
+            // SAFETY: `vector` is only set where the CPU has AVX2.
+            x = unsafe { avx2::source_grade(&finish, [pr, pg, pb], [ir, ig, ib], out) };
+        }
+        for x in x..n {
+            let e = [
+                pr[ir[x] as usize & mask],
+                pg[ig[x] as usize & mask],
+                pb[ib[x] as usize & mask],
+            ];
+            out[x] = finish.apply(e, 1.0);
+        }
     }
 }
 
@@ -863,6 +971,10 @@ impl Kernel<'_> {
 impl Renderer for CpuRenderer {
     fn name(&self) -> String {
         "cpu".to_owned()
+    }
+
+    fn wants_graded_sources(&self) -> bool {
+        true
     }
 
     fn render(

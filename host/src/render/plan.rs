@@ -244,6 +244,14 @@ pub trait Renderer: Send {
     /// "cpu" or "gpu (adapter name)": for logs and the report.
     fn name(&self) -> String;
 
+    /// Whether the timeline should grade media while it linearizes them
+    /// ([`crate::render::timeline::Timeline::grade_sources`]): true where
+    /// the renderer grades on the same cores with the same arithmetic, so
+    /// that moving the work changes no value.
+    fn wants_graded_sources(&self) -> bool {
+        false
+    }
+
     /// Draws `plan` (sources given in `plan.sources` order) and returns one
     /// converted frame per entry of `outputs`, in that order.
     ///

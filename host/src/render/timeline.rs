@@ -49,7 +49,9 @@ use deliver_plugin_api::abi::{self, cap, media, pix};
 use deliver_plugin_api::host::{FileDecoder, Frame};
 
 use super::colour::{self, eotf, linearize_rgba8, SourceColour};
+use super::cpu::SourceGrade;
 use super::image::Yuv;
+use super::lut::PreparedLut;
 use super::plan::{
     ColourOps as PlanColourOps, FramePlan, LayerOp, LinearImage, Lut3d, Mix, MixKind, SourceKey,
 };
@@ -205,6 +207,9 @@ struct Shown {
     key: SourceKey,
     image: Arc<LinearImage>,
     logical: (f32, f32),
+    /// The image already carries the clip's grade (see
+    /// [`Timeline::grade_sources`]): its layer draws it ungraded.
+    graded: bool,
 }
 
 /// A decoded picture as the reader keeps it until it is linearized.
@@ -231,7 +236,28 @@ struct MediaReader {
     /// with the run.
     spare: Option<Picture>,
     eof: bool,
-    linear: Option<(Arc<LinearImage>, u64)>,
+    /// The frame shown, linearized; its generation; whether graded.
+    linear: Option<(Arc<LinearImage>, u64, bool)>,
+    /// Earlier frames' linear images, for their buffers (each 16 bytes a
+    /// pixel): taken again once the renderer lets them go.
+    retired: Vec<Arc<LinearImage>>,
+    /// The picture size the file's header gives.
+    size: (u32, u32),
+    /// The clip's grade as applied while linearizing (made on first use).
+    grade: Option<SourceGrade>,
+}
+
+/// A clip's grade for [`MediaReader::update`] to apply while it
+/// linearizes (see [`Timeline::grade_sources`]).
+#[derive(Clone)]
+struct GradeAtSource {
+    ops: PlanColourOps,
+    /// The canvas's transfer, which the grade works in.
+    transfer: Transfer,
+    lut: Option<Arc<PreparedLut>>,
+    /// The picture size the layer was found on whole pixels for: a frame
+    /// of another size is not graded.
+    size: (u32, u32),
 }
 
 impl MediaReader {
@@ -296,6 +322,9 @@ impl MediaReader {
                 spare: None,
                 eof: false,
                 linear: None,
+                retired: Vec::new(),
+                size: (info.width, info.height),
+                grade: None,
             },
             info,
         ))
@@ -371,38 +400,82 @@ impl MediaReader {
     }
 
     /// Advances to `t`; the frame now shown, linearized into `canvas`
-    /// primaries, when it changed (or was never linearized).
-    fn update(&mut self, t: f64, canvas: Primaries) -> Result<Option<LinearImage>, RenderError> {
-        if !self.advance(t)? && self.linear.is_some() {
-            return Ok(None);
-        }
+    /// primaries (graded by `grade` where it can be, see
+    /// [`MediaReader::gradable`]), with whether it was graded, when it
+    /// changed (or was never linearized, or is to be graded otherwise).
+    fn update(
+        &mut self,
+        t: f64,
+        canvas: Primaries,
+        grade: Option<&GradeAtSource>,
+    ) -> Result<Option<(LinearImage, bool)>, RenderError> {
+        let changed = self.advance(t)?;
         let (img, _) = self.cur.as_ref().ok_or_else(|| RenderError::Decode {
             path: self.path.clone(),
             reason: "the file has no video frames".into(),
         })?;
-        // The last frame's pixels, when no one holds them any more.
-        let mut out = self
-            .linear
-            .take()
-            .and_then(|(l, _)| Arc::try_unwrap(l).ok())
-            .unwrap_or_else(|| LinearImage::new(0, 0));
-        self.linearize(img, canvas, &mut out);
-        Ok(Some(out))
+        let grade = grade.filter(|g| self.gradable(img, g, canvas));
+        if !changed && self.linear.as_ref().is_some_and(|l| l.2 == grade.is_some()) {
+            return Ok(None);
+        }
+        if let Some(g) = grade {
+            if self.grade.is_none() {
+                let table = &ycbcr::table(self.colour.transfer)[..];
+                self.grade = Some(SourceGrade::new(g.ops, g.transfer, g.lut.clone(), table));
+            }
+        }
+        // An earlier frame's pixels that no one holds any more: with frames
+        // made ahead (`frames_ahead`) the renderer still draws the last one.
+        if let Some((l, _, _)) = self.linear.take() {
+            self.retired.push(l);
+        }
+        let mut out = match self.retired.iter().position(|l| Arc::strong_count(l) == 1) {
+            Some(i) => Arc::try_unwrap(self.retired.swap_remove(i)).unwrap_or_else(|_| {
+                unreachable!("the only holder, and the reader lends it to no one now")
+            }),
+            None => LinearImage::new(0, 0),
+        };
+        // Beyond two frames in flight, a buffer is one too many.
+        if self.retired.len() > 2 {
+            self.retired.remove(0);
+        }
+        let (img, _) = self.cur.as_ref().expect("checked above");
+        let graded = self.linearize(img, canvas, grade.and(self.grade.as_ref()), &mut out);
+        Ok(Some((out, graded)))
     }
 
-    /// Linearizes `pic`, one of this reader's pictures, into `out`.
-    fn linearize(&self, pic: &Picture, canvas: Primaries, out: &mut LinearImage) {
+    /// Whether `pic` can be graded while linearized: native Y'CbCr of the
+    /// size the layer was placed for, in the canvas's primaries (the grade
+    /// then starts from the linearizer's table entries, see
+    /// [`SourceGrade`]).
+    fn gradable(&self, pic: &Picture, g: &GradeAtSource, canvas: Primaries) -> bool {
+        matches!(pic, Picture::Ycbcr(y) if (y.width, y.height) == g.size)
+            && self.colour.primaries == canvas
+    }
+
+    /// Linearizes `pic`, one of this reader's pictures, into `out`, graded
+    /// by `grade` where the picture is Y'CbCr (true when it was).
+    fn linearize(
+        &self,
+        pic: &Picture,
+        canvas: Primaries,
+        grade: Option<&SourceGrade>,
+        out: &mut LinearImage,
+    ) -> bool {
         let c = &self.colour;
         match pic {
-            Picture::Rgba(img) => colour::linearize_rgba8_into(
-                &img.data,
-                img.width,
-                img.height,
-                c.transfer,
-                c.primaries,
-                canvas,
-                out,
-            ),
+            Picture::Rgba(img) => {
+                colour::linearize_rgba8_into(
+                    &img.data,
+                    img.width,
+                    img.height,
+                    c.transfer,
+                    c.primaries,
+                    canvas,
+                    out,
+                );
+                false
+            }
             Picture::Ycbcr(img) => {
                 // The frame's own matrix and range when it names ones we
                 // know (as swscale took them), else the stream's, resolved.
@@ -417,15 +490,16 @@ impl MediaReader {
                 } else {
                     c.range
                 };
-                ycbcr::linearize_ycbcr_into(
+                ycbcr::linearize_ycbcr_graded(
                     img,
                     matrix,
                     range == 2,
                     c.transfer,
                     c.primaries,
                     canvas,
+                    grade,
                     out,
-                );
+                )
             }
         }
     }
@@ -513,6 +587,10 @@ pub struct Timeline<'a> {
     pattern_bg: Option<Rgba8>,
     pattern_frame: Option<(u64, Arc<LinearImage>)>,
     notes: Vec<String>,
+    /// See [`Timeline::grade_sources`].
+    grade_sources: bool,
+    /// Per LUT, laid out for grading at the source (made on first use).
+    prepared: Vec<Option<Arc<PreparedLut>>>,
 }
 
 impl<'a> Timeline<'a> {
@@ -645,6 +723,77 @@ impl<'a> Timeline<'a> {
             pattern_bg: None,
             pattern_frame: None,
             notes,
+            grade_sources: false,
+            prepared: Vec::new(),
+        })
+    }
+
+    /// With `on`, a graded media clip placed on whole pixels (no filtering
+    /// between its texels) is graded while its frame is linearized from
+    /// Y'CbCr, and its layer carries no colour operations: the same values
+    /// as the renderer grading each drawn pixel (the CPU renderer's
+    /// arithmetic, bit for bit, tested), with the per-channel steps read
+    /// from a table per source value and each source pixel graded once
+    /// however often it is shown. For the CPU renderer only: a GPU grades
+    /// on its own cores. Off by default.
+    pub fn grade_sources(&mut self, on: bool) {
+        self.grade_sources = on;
+    }
+
+    /// The grade of media clip `(ti, ci)` at frame `n` for its reader to
+    /// apply while linearizing a picture of `size`, where
+    /// [`Timeline::grade_sources`] is on and the layer's inverse is then a
+    /// translation by whole pixels.
+    fn grade_at_source(
+        &mut self,
+        ti: usize,
+        ci: usize,
+        n: u64,
+        size: (u32, u32),
+    ) -> Option<GradeAtSource> {
+        let ops = self.colour[ti][ci];
+        if !self.grade_sources || ops.identity {
+            return None;
+        }
+        let m: &'a Manifest = self.manifest;
+        let clip = &m.video[ti].clips[ci];
+        let f = (n - clip.start) as f64;
+        let inv = layer_inverse(
+            (size.0 as f32, size.1 as f32),
+            (m.canvas.width as f32, m.canvas.height as f32),
+            clip.fit,
+            clip.scale.at(f),
+            [clip.position[0].at(f), clip.position[1].at(f)],
+            clip.rotation.at(f),
+        );
+        let whole = inv[0] == 1.0
+            && inv[1] == 0.0
+            && inv[3] == 0.0
+            && inv[4] == 1.0
+            && inv[2].fract() == 0.0
+            && inv[5].fract() == 0.0;
+        if !whole {
+            return None;
+        }
+        let lut = match ops.lut {
+            None => None,
+            Some(i) => {
+                if self.prepared.len() < self.luts.len() {
+                    self.prepared.resize(self.luts.len(), None);
+                }
+                let luts = &self.luts;
+                Some(
+                    self.prepared[i]
+                        .get_or_insert_with(|| Arc::new(luts[i].prepare()))
+                        .clone(),
+                )
+            }
+        };
+        Some(GradeAtSource {
+            ops,
+            transfer: self.transfer,
+            lut,
+            size,
         })
     }
 
@@ -800,7 +949,11 @@ impl<'a> Timeline<'a> {
             crop,
             opacity: clip.opacity.at(f).clamp(0.0, 1.0),
             blend: clip.blend,
-            colour: self.colour[ti][ci],
+            colour: if shown.graded {
+                PlanColourOps::IDENTITY
+            } else {
+                self.colour[ti][ci]
+            },
             mix: None,
         }
     }
@@ -829,7 +982,7 @@ impl<'a> Timeline<'a> {
         let (w, h) = (m.canvas.width, m.canvas.height);
         let canvas = (w as f32, h as f32);
         if let VideoSource::Media { path } = &clip.source {
-            return self.media(ti, ci, path, source_time(clip, n, m.canvas.frame_rate));
+            return self.media(ti, ci, path, n, source_time(clip, n, m.canvas.frame_rate));
         }
         if let VideoSource::ImageSequence(seq) = &clip.source {
             let number = seq.number_at(source_time(clip, n, m.canvas.frame_rate));
@@ -845,6 +998,7 @@ impl<'a> Timeline<'a> {
                         },
                         image: img.clone(),
                         logical: canvas,
+                        graded: false,
                     });
                 }
             }
@@ -872,6 +1026,7 @@ impl<'a> Timeline<'a> {
                 },
                 image: lin,
                 logical: canvas,
+                graded: false,
             });
         }
         if !self.statics.contains_key(&id) {
@@ -889,6 +1044,7 @@ impl<'a> Timeline<'a> {
             key: id.key(),
             image,
             logical,
+            graded: false,
         })
     }
 
@@ -948,7 +1104,7 @@ impl<'a> Timeline<'a> {
                 .read()?
                 .ok_or_else(|| open_err("the image file holds no picture".into()))?;
             let mut lin = LinearImage::new(0, 0);
-            r.linearize(&img, self.primaries, &mut lin);
+            r.linearize(&img, self.primaries, None, &mut lin);
             self.sequences
                 .insert(key, (number, Arc::new(lin), self.next_generation));
             self.next_generation += 1;
@@ -961,6 +1117,7 @@ impl<'a> Timeline<'a> {
             },
             logical: (image.width as f32, image.height as f32),
             image,
+            graded: false,
         })
     }
 
@@ -986,30 +1143,36 @@ impl<'a> Timeline<'a> {
         if wanted.len() < 2 {
             return Ok(());
         }
+        let grades: Vec<Option<GradeAtSource>> = wanted
+            .iter()
+            .map(|&((ti, ci), _)| {
+                let size = self.readers[&(ti, ci)].size;
+                self.grade_at_source(ti, ci, n, size)
+            })
+            .collect();
         let primaries = self.primaries;
         // In the order the clips are drawn (the first error is the one the
         // serial path would have met first), whatever order the map has.
-        let mut picked: Vec<(usize, &mut MediaReader, f64)> = Vec::new();
+        let mut picked: Vec<(usize, &mut MediaReader, f64, Option<&GradeAtSource>)> = Vec::new();
         for (key, r) in self.readers.iter_mut() {
             if let Some(i) = wanted.iter().position(|(k, _)| k == key) {
-                picked.push((i, r, wanted[i].1));
+                picked.push((i, r, wanted[i].1, grades[i].as_ref()));
             }
         }
         picked.sort_by_key(|p| p.0);
         let order: Vec<(usize, usize)> = picked.iter().map(|p| wanted[p.0].0).collect();
-        let jobs: Vec<(&mut MediaReader, f64)> =
-            picked.into_iter().map(|(_, r, t)| (r, t)).collect();
-        let results: Vec<Result<Option<LinearImage>, RenderError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
+        type Update = Result<Option<(LinearImage, bool)>, RenderError>;
+        let results: Vec<Update> = std::thread::scope(|scope| {
+            let handles: Vec<_> = picked
                 .into_iter()
-                .map(|(r, t)| scope.spawn(move || r.update(t, primaries)))
+                .map(|(_, r, t, g)| scope.spawn(move || r.update(t, primaries, g)))
                 .collect();
             handles
                 .into_iter()
                 .map(|h| h.join().expect("a media reader thread panicked"))
                 .collect()
         });
-        let mut fresh: Vec<((usize, usize), LinearImage)> = Vec::new();
+        let mut fresh: Vec<((usize, usize), (LinearImage, bool))> = Vec::new();
         for (key, res) in order.into_iter().zip(results) {
             if let Some(lin) = res? {
                 fresh.push((key, lin));
@@ -1017,9 +1180,9 @@ impl<'a> Timeline<'a> {
         }
         for (key, _) in &wanted {
             if let Some(i) = fresh.iter().position(|(k, _)| k == key) {
-                let (_, lin) = fresh.swap_remove(i);
+                let (_, (lin, graded)) = fresh.swap_remove(i);
                 let r = self.readers.get_mut(key).expect("opened above");
-                r.linear = Some((Arc::new(lin), self.next_generation));
+                r.linear = Some((Arc::new(lin), self.next_generation, graded));
                 self.next_generation += 1;
             }
         }
@@ -1056,15 +1219,25 @@ impl<'a> Timeline<'a> {
         Ok(())
     }
 
-    fn media(&mut self, ti: usize, ci: usize, path: &Path, t: f64) -> Result<Shown, RenderError> {
+    /// The frame media clip `(ti, ci)` shows at canvas frame `n`, source
+    /// time `t`.
+    fn media(
+        &mut self,
+        ti: usize,
+        ci: usize,
+        path: &Path,
+        n: u64,
+        t: f64,
+    ) -> Result<Shown, RenderError> {
         let key = (ti, ci);
         self.open_reader(ti, ci, path, t)?;
+        let grade = self.grade_at_source(ti, ci, n, self.readers[&key].size);
         let r = self.readers.get_mut(&key).expect("inserted");
-        if let Some(lin) = r.update(t, self.primaries)? {
-            r.linear = Some((Arc::new(lin), self.next_generation));
+        if let Some((lin, graded)) = r.update(t, self.primaries, grade.as_ref())? {
+            r.linear = Some((Arc::new(lin), self.next_generation, graded));
             self.next_generation += 1;
         }
-        let (img, generation) = r.linear.clone().expect("set above");
+        let (img, generation, graded) = r.linear.clone().expect("set above");
         Ok(Shown {
             key: SourceKey {
                 id: key,
@@ -1072,8 +1245,39 @@ impl<'a> Timeline<'a> {
             },
             logical: (img.width as f32, img.height as f32),
             image: img,
+            graded,
         })
     }
+}
+
+/// What [`frames_ahead`] hands on: a frame's number, and its plan and
+/// sources or why they could not be made.
+pub type AheadFrame = (u64, Result<(FramePlan, Vec<Arc<LinearImage>>), RenderError>);
+
+/// Makes frames `frames` of `tl` on a thread of `scope`, each while the
+/// caller draws the one before (decoding and linearizing overlap drawing,
+/// instead of taking turns with it on the same cores), and hands them on
+/// in order through a queue of one. The thread stops after the first
+/// error (handed on) or when the receiver is dropped.
+pub fn frames_ahead<'scope, 'a: 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    tl: &'scope mut Timeline<'a>,
+    frames: std::ops::Range<u64>,
+) -> std::sync::mpsc::Receiver<AheadFrame> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    std::thread::Builder::new()
+        .name("timeline".into())
+        .spawn_scoped(scope, move || {
+            for n in frames {
+                let f = tl.frame(n);
+                let failed = f.is_err();
+                if tx.send((n, f)).is_err() || failed {
+                    break;
+                }
+            }
+        })
+        .expect("spawning the timeline thread");
+    rx
 }
 
 /// The model's colour operations as the plan executes them.
@@ -1313,7 +1517,7 @@ mod tests {
         let png = grey_ramp_media(dir.path());
         let first = |path: &Path, native: bool| {
             let (mut r, _) = MediaReader::open(registry(), path, 0.0, native).unwrap();
-            let lin = r.update(0.0, Primaries::Bt709).unwrap().unwrap();
+            let lin = r.update(0.0, Primaries::Bt709, None).unwrap().unwrap().0;
             let ycbcr = matches!(r.cur, Some((Picture::Ycbcr(_), _)));
             (ycbcr, lin)
         };

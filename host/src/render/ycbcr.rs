@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 use deliver_plugin_api::abi::pix;
 
 use super::colour::{self, apply, matrix_coefficients, primaries_matrix};
+use super::cpu::SourceGrade;
 use super::image::Yuv;
 use super::plan::LinearImage;
 use crate::manifest::model::{Primaries, Transfer};
@@ -59,7 +60,7 @@ type Table = [f32; STEPS + 1];
 const ROUNDER: f32 = 8_388_608.0;
 
 /// The EOTF of `t` sampled at `k / STEPS`, made once per transfer.
-fn table(t: Transfer) -> &'static Table {
+pub(crate) fn table(t: Transfer) -> &'static Table {
     static TABLES: [OnceLock<Box<Table>>; 5] = [const { OnceLock::new() }; 5];
     let slot = match t {
         Transfer::Bt709 => 0,
@@ -132,31 +133,38 @@ impl Coeffs {
 /// primaries (see the module docs), reusing `out`'s allocation when it is
 /// the right size.
 ///
+/// With `grade` (made for `transfer`'s [`table`]), the texels come out
+/// graded, as the CPU renderer would grade them, where `from` is `canvas`
+/// (no primaries matrix between the table and the grade); returns whether
+/// they did.
+///
 /// # Panics
 /// When `src` is not one of [`FORMATS`] or its planes are shorter than its
 /// size says.
 #[allow(clippy::too_many_arguments)]
-pub fn linearize_ycbcr_into(
+pub(crate) fn linearize_ycbcr_graded(
     src: &Yuv,
     matrix: u32,
     full_range: bool,
     transfer: Transfer,
     from: Primaries,
     canvas: Primaries,
+    grade: Option<&SourceGrade>,
     out: &mut LinearImage,
-) {
+) -> bool {
     assert!(supports(src.pix_fmt), "pixel format {}", src.pix_fmt);
     let l = pix::layout(src.pix_fmt).expect("a known format");
     let k = Coeffs::new(matrix, full_range, l.bit_depth);
     let m = (from != canvas).then(|| primaries_matrix(from, canvas));
     let table = table(transfer);
+    let grade = grade.filter(|_| m.is_none());
     let (w, h) = (src.width as usize, src.height as usize);
     if out.data.len() != w * h {
         *out = LinearImage::new(src.width, src.height);
     }
     (out.width, out.height) = (src.width, src.height);
     if w == 0 || h == 0 {
-        return;
+        return grade.is_some();
     }
     let threads = super::threads_for(h / 64);
     let rows = h.div_ceil(threads);
@@ -166,6 +174,7 @@ pub fn linearize_ycbcr_into(
         k,
         m,
         table,
+        grade,
     };
     std::thread::scope(|scope| {
         let mut bands = out.data.chunks_mut(rows * w).enumerate();
@@ -178,6 +187,23 @@ pub fn linearize_ycbcr_into(
             conv.band(0, o);
         }
     });
+    grade.is_some()
+}
+
+/// [`linearize_ycbcr_graded`] without a grade.
+///
+/// # Panics
+/// As [`linearize_ycbcr_graded`].
+pub fn linearize_ycbcr_into(
+    src: &Yuv,
+    matrix: u32,
+    full_range: bool,
+    transfer: Transfer,
+    from: Primaries,
+    canvas: Primaries,
+    out: &mut LinearImage,
+) {
+    linearize_ycbcr_graded(src, matrix, full_range, transfer, from, canvas, None, out);
 }
 
 struct Converter<'a> {
@@ -186,6 +212,8 @@ struct Converter<'a> {
     k: Coeffs,
     m: Option<[[f32; 3]; 3]>,
     table: &'a Table,
+    /// Only where `m` is `None`.
+    grade: Option<&'a SourceGrade>,
 }
 
 impl Converter<'_> {
@@ -245,6 +273,10 @@ impl Converter<'_> {
             let t = self.table;
             let at = |i: u32| t[i as usize & STEPS];
             let row = &mut row[..w];
+            if let Some(g) = self.grade {
+                g.row(ir, ig, ib, row);
+                continue;
+            }
             match &self.m {
                 None => {
                     for x in 0..w {

@@ -9,7 +9,7 @@
 //! transposes within each 128-bit half give); every step is lane-wise and
 //! the transpose back restores the order.
 
-use super::Colour;
+use super::{Colour, Finish};
 use crate::render::convert::{EOTF_STEPS, OETF_STEPS};
 use crate::render::simd::{clamp01, deinterleave, lerp, load_pixels, store_pixels};
 use std::arch::x86_64::*;
@@ -113,50 +113,111 @@ impl Colour<'_> {
             let t = _mm256_mul_ps(lift, _mm256_sub_ps(one, v));
             e[i] = _mm256_max_ps(_mm256_mul_ps(gain, _mm256_add_ps(v, t)), zero);
         }
-        // Saturation about BT.709 luma of the encoded values.
-        let y = _mm256_add_ps(
-            _mm256_add_ps(
-                _mm256_mul_ps(_mm256_set1_ps(0.2126), e[0]),
-                _mm256_mul_ps(_mm256_set1_ps(0.7152), e[1]),
-            ),
-            _mm256_mul_ps(_mm256_set1_ps(0.0722), e[2]),
-        );
-        let s = _mm256_set1_ps(ops.saturation);
-        for v in &mut e {
-            *v = _mm256_add_ps(y, _mm256_mul_ps(_mm256_sub_ps(*v, y), s));
-        }
-        if let Some(l) = self.lut {
-            // SAFETY: AVX2.
-            unsafe {
-                e = lut(l, [clamp01(e[0]), clamp01(e[1]), clamp01(e[2])]);
-            }
-        }
-        // The EOTF by its table, for values inside [0, 1] (NaN fails).
-        let mut unit = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-        for v in e {
-            let ge0 = _mm256_cmp_ps::<_CMP_GE_OQ>(v, zero);
-            let le1 = _mm256_cmp_ps::<_CMP_LE_OQ>(v, one);
-            unit = _mm256_and_ps(unit, _mm256_and_ps(ge0, le1));
-        }
-        if _mm256_movemask_ps(unit) != 0xFF {
+        // SAFETY: AVX2.
+        let Some([r, g, b]) = (unsafe { finish(&self.finish, e) }) else {
             return false;
-        }
-        let steps = _mm256_set1_ps(EOTF_STEPS as f32);
-        let last = _mm256_set1_epi32(EOTF_STEPS as i32 - 1);
-        let mut out = [zero; 3];
-        for (o, v) in out.iter_mut().zip(e) {
-            let x = _mm256_mul_ps(v, steps);
-            let k = _mm256_min_epi32(_mm256_cvttps_epi32(x), last);
-            let f = _mm256_sub_ps(x, _mm256_cvtepi32_ps(k));
-            // Times alpha, which is 1: the value itself. SAFETY: k ≤
-            // EOTF_STEPS − 1; the table has EOTF_STEPS + 1 entries.
-            *o = unsafe { lerp(self.eotf, k, f) };
-        }
-        let [r, g, b] = out;
+        };
         // SAFETY: 32 floats behind `dst`.
         unsafe { store_pixels(dst.as_mut_ptr().cast(), [r, g, b, a]) };
         true
     }
+}
+
+/// [`Finish::apply`] on eight opaque pixels' encoded channels `e`: the
+/// linear colours, or `None` when a value leaves the EOTF table's
+/// `[0, 1]` (the caller takes the scalar code).
+#[target_feature(enable = "avx2")]
+unsafe fn finish(f: &Finish<'_>, mut e: [__m256; 3]) -> Option<[__m256; 3]> {
+    let zero = _mm256_setzero_ps();
+    let one = _mm256_set1_ps(1.0);
+    // Saturation about BT.709 luma of the encoded values.
+    let y = _mm256_add_ps(
+        _mm256_add_ps(
+            _mm256_mul_ps(_mm256_set1_ps(0.2126), e[0]),
+            _mm256_mul_ps(_mm256_set1_ps(0.7152), e[1]),
+        ),
+        _mm256_mul_ps(_mm256_set1_ps(0.0722), e[2]),
+    );
+    let s = _mm256_set1_ps(f.saturation);
+    for v in &mut e {
+        *v = _mm256_add_ps(y, _mm256_mul_ps(_mm256_sub_ps(*v, y), s));
+    }
+    if let Some(l) = f.lut {
+        // SAFETY: AVX2.
+        unsafe {
+            e = lut(l, [clamp01(e[0]), clamp01(e[1]), clamp01(e[2])]);
+        }
+    }
+    // The EOTF by its table, for values inside [0, 1] (NaN fails).
+    let mut unit = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for v in e {
+        let ge0 = _mm256_cmp_ps::<_CMP_GE_OQ>(v, zero);
+        let le1 = _mm256_cmp_ps::<_CMP_LE_OQ>(v, one);
+        unit = _mm256_and_ps(unit, _mm256_and_ps(ge0, le1));
+    }
+    if _mm256_movemask_ps(unit) != 0xFF {
+        return None;
+    }
+    let steps = _mm256_set1_ps(EOTF_STEPS as f32);
+    let last = _mm256_set1_epi32(EOTF_STEPS as i32 - 1);
+    let mut out = [zero; 3];
+    for (o, v) in out.iter_mut().zip(e) {
+        let x = _mm256_mul_ps(v, steps);
+        let k = _mm256_min_epi32(_mm256_cvttps_epi32(x), last);
+        let frac = _mm256_sub_ps(x, _mm256_cvtepi32_ps(k));
+        // Times alpha, which is 1: the value itself. SAFETY: k ≤
+        // EOTF_STEPS − 1; the table has EOTF_STEPS + 1 entries.
+        *o = unsafe { lerp(f.eotf, k, frac) };
+    }
+    Some(out)
+}
+
+/// [`SourceGrade::row`] eight pixels at a time: the per-channel values
+/// gathered from `pre` by the table indices, then [`finish`]. Returns how
+/// many pixels it wrote (whole blocks; the caller does the rest).
+///
+/// # Safety
+/// The CPU has AVX2; each of `pre` holds a power of two of values.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn source_grade(
+    f: &Finish<'_>,
+    pre: [&[f32]; 3],
+    idx: [&[u32]; 3],
+    out: &mut [[f32; 4]],
+) -> usize {
+    let n = out.len();
+    let mask = pre[0].len() - 1;
+    let lanes = _mm256_set1_epi32(mask as i32);
+    // `store_pixels` takes lanes in the order 0 2 4 6 1 3 5 7.
+    let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    let one = _mm256_set1_ps(1.0);
+    let mut x = 0;
+    while x + 8 <= n {
+        let mut e = [_mm256_setzero_ps(); 3];
+        for c in 0..3 {
+            // SAFETY: eight indices from `x` (x + 8 ≤ n ≤ their length),
+            // masked into the table.
+            unsafe {
+                let i = _mm256_loadu_si256(idx[c].as_ptr().add(x).cast());
+                let i = _mm256_permutevar8x32_epi32(_mm256_and_si256(i, lanes), order);
+                e[c] = _mm256_i32gather_ps::<4>(pre[c].as_ptr(), i);
+            }
+        }
+        let block: &mut [[f32; 4]; 8] = (&mut out[x..x + 8]).try_into().expect("8 pixels");
+        // SAFETY: AVX2.
+        match unsafe { finish(f, e) } {
+            // SAFETY: 32 floats behind `block`.
+            Some([r, g, b]) => unsafe { store_pixels(block.as_mut_ptr().cast(), [r, g, b, one]) },
+            None => {
+                for (k, p) in block.iter_mut().enumerate() {
+                    let at = |c: usize| pre[c][idx[c][x + k] as usize & mask];
+                    *p = f.apply([at(0), at(1), at(2)], 1.0);
+                }
+            }
+        }
+        x += 8;
+    }
+    x
 }
 
 /// `PreparedLut::apply` on eight colours.
