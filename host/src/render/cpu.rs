@@ -186,7 +186,9 @@ impl CpuRenderer {
         let live: std::collections::HashSet<SourceKey> = plan.sources.iter().copied().collect();
         self.opaque.retain(|k, _| live.contains(k));
         let n = plan.layers.len();
-        for i in (0..n).rev() {
+        // Down to layer 1: the answer for layer 0 is 0 whatever it holds,
+        // and proving a 1080p source opaque reads all its 33 MB.
+        for i in (1..n).rev() {
             let l = &plan.layers[i];
             let paired = l.mix.is_some() || plan.layers.get(i + 1).is_some_and(|u| u.mix.is_some());
             if paired || l.blend != BlendMode::Normal || l.opacity != 1.0 {
@@ -916,11 +918,38 @@ impl Kernel<'_> {
     fn row(&self, y: usize, acc: &mut [[f32; 4]], s: &mut Rows, colours: &mut [Colour<'_>]) {
         let plan = self.plan;
         let w = acc.len();
-        acc.fill(plan.background);
         let mut i = self.start;
         let n = self.layers.len();
+        // The first layer drawn Normal over the background alone (no mix
+        // partner) is shaded straight into the row.
+        let direct = self.layers.get(i).is_some_and(|l| {
+            l.op.blend == BlendMode::Normal
+                && self.layers.get(i + 1).is_none_or(|u| u.op.mix.is_none())
+        });
+        if !direct {
+            acc.fill(plan.background);
+        }
         while i < n {
             let l = &self.layers[i];
+            if direct && i == self.start {
+                // Over the background alone: shaded straight into the row
+                // and blended there (a pixel outside the layer's span is
+                // `[0; 4]`, and `0 + b·(1 − 0)` is `b`), instead of filling
+                // the row, shading beside it and blending across.
+                l.shade_row(y, acc, &mut colours[i]);
+                let bg = plan.background;
+                for b in acc.iter_mut() {
+                    let k = 1.0 - b[3];
+                    *b = [
+                        b[0] + bg[0] * k,
+                        b[1] + bg[1] * k,
+                        b[2] + bg[2] * k,
+                        b[3] + bg[3] * k,
+                    ];
+                }
+                i += 1;
+                continue;
+            }
             let mut span = l.shade_row(y, &mut s.c, &mut colours[i]);
             let mut mode = l.op.blend;
             if let Some(m) = self.layers.get(i + 1).and_then(|l| l.op.mix) {
