@@ -275,6 +275,17 @@ struct Prepared<'a> {
     shift: Option<(i64, i64)>,
 }
 
+/// A shifted layer's row: pixels `first..end` are inside its crop, of
+/// which `a..b` read `src[from..]` without clamping.
+struct ShiftSpans<'s> {
+    first: usize,
+    end: usize,
+    a: usize,
+    b: usize,
+    src: &'s [[f32; 4]],
+    from: usize,
+}
+
 /// Rows a drawing thread takes at a time.
 const BATCH: usize = 16;
 
@@ -386,6 +397,92 @@ impl<'a> Prepared<'a> {
         (u >= cl && u < cr && v >= ct && v < cb && !empty).then_some((u, v))
     }
 
+    /// Where row `y` (`w` pixels) of a layer moved by whole pixels
+    /// (`shift`) finds its texels: `None` for any other layer.
+    fn shift_spans(&self, y: usize, w: usize) -> Option<ShiftSpans<'a>> {
+        let (dx, dy) = self.shift?;
+        let py = y as f32 + 0.5;
+        let inside = |x: usize| self.inside(x, py).is_some();
+        let first = (0..w).find(|&x| inside(x)).unwrap_or(w);
+        let end = (first..w)
+            .rev()
+            .find(|&x| inside(x))
+            .map_or(first, |x| x + 1);
+        let sw = self.src.width as usize;
+        // `floor(v − 0.5)` is `y + dy` exactly here (see `EXACT`).
+        let ty = (y as i64 + dy).clamp(self.ty.0, self.ty.1) as usize;
+        let src = &self.src.data[ty * sw..(ty + 1) * sw];
+        // The pixels whose texel `x + dx` needs no clamp.
+        let a = (self.tx.0 - dx).clamp(first as i64, end as i64) as usize;
+        let b = (self.tx.1 + 1 - dx).clamp(a as i64, end as i64) as usize;
+        Some(ShiftSpans {
+            first,
+            end,
+            a,
+            b,
+            src,
+            from: (a as i64 + dx).max(0) as usize,
+        })
+    }
+
+    /// The texel of pixel `x` of a shifted row `src` (clamped into the
+    /// crop's texels).
+    #[inline]
+    fn shifted_texel(&self, src: &[[f32; 4]], x: usize) -> [f32; 4] {
+        let dx = self.shift.map_or(0, |s| s.0);
+        src[(x as i64 + dx).clamp(self.tx.0, self.tx.1) as usize]
+    }
+
+    /// [`Prepared::shade_row`] then a Normal blend over the plain colour
+    /// `bg`, into `out`, for a layer moved by whole pixels with no colour
+    /// operations at full opacity: the source run blended straight from
+    /// its row, the same bits, without copying it first. False (nothing
+    /// written) for any other layer.
+    fn over_row(&self, y: usize, out: &mut [[f32; 4]], bg: [f32; 4]) -> bool {
+        if !self.op.colour.identity || self.op.opacity != 1.0 {
+            return false;
+        }
+        let m = &self.op.inverse;
+        let [_, ct, _, cb] = self.op.crop;
+        // As `shade_row`: a row the crop misses whole is transparent.
+        let v = m[3] * 0.5 + m[4] * (y as f32 + 0.5) + m[5];
+        if m[3] != 0.0 || !(v >= ct && v < cb) {
+            return false;
+        }
+        let Some(ShiftSpans {
+            first,
+            end,
+            a,
+            b,
+            src,
+            from,
+        }) = self.shift_spans(y, out.len())
+        else {
+            return false;
+        };
+        let over = |s: [f32; 4]| {
+            let k = 1.0 - s[3];
+            [
+                s[0] + bg[0] * k,
+                s[1] + bg[1] * k,
+                s[2] + bg[2] * k,
+                s[3] + bg[3] * k,
+            ]
+        };
+        let clear = over([0.0; 4]);
+        out[..first].fill(clear);
+        out[end..].fill(clear);
+        for x in (first..a).chain(b..end) {
+            out[x] = over(self.shifted_texel(src, x));
+        }
+        if a < b {
+            for (o, &s) in out[a..b].iter_mut().zip(&src[from..from + (b - a)]) {
+                *o = over(s);
+            }
+        }
+        true
+    }
+
     /// [`Prepared::shade_row`] for a layer moved by whole pixels (`shift`;
     /// else `None`): the pixels inside the crop are one run (`u` grows
     /// with `x`, `v` is the row's), found with the per-pixel test; the
@@ -398,28 +495,20 @@ impl<'a> Prepared<'a> {
         out: &mut [[f32; 4]],
         colour: &mut Colour<'_>,
     ) -> Option<(usize, usize)> {
-        let (dx, dy) = self.shift?;
-        let w = out.len();
-        let py = y as f32 + 0.5;
-        let inside = |x: usize| self.inside(x, py).is_some();
-        let first = (0..w).find(|&x| inside(x)).unwrap_or(w);
-        let end = (first..w)
-            .rev()
-            .find(|&x| inside(x))
-            .map_or(first, |x| x + 1);
+        let ShiftSpans {
+            first,
+            end,
+            a,
+            b,
+            src,
+            from,
+        } = self.shift_spans(y, out.len())?;
         out[..first].fill([0.0; 4]);
         out[end..].fill([0.0; 4]);
         if first == end {
             return Some((first, end));
         }
-        let sw = self.src.width as usize;
-        // `floor(v − 0.5)` is `y + dy` exactly here (see `EXACT`).
-        let ty = (y as i64 + dy).clamp(self.ty.0, self.ty.1) as usize;
-        let src = &self.src.data[ty * sw..(ty + 1) * sw];
-        let texel = |x: usize| src[(x as i64 + dx).clamp(self.tx.0, self.tx.1) as usize];
-        // The pixels whose texel `x + dx` needs no clamp.
-        let a = (self.tx.0 - dx).clamp(first as i64, end as i64) as usize;
-        let b = (self.tx.1 + 1 - dx).clamp(a as i64, end as i64) as usize;
+        let texel = |x: usize| self.shifted_texel(src, x);
         for (x, px) in out[first..a].iter_mut().enumerate() {
             *px = texel(first + x);
         }
@@ -429,7 +518,6 @@ impl<'a> Prepared<'a> {
         let graded = !self.op.colour.identity;
         if a < b {
             // The run straight from the source row (graded on the way).
-            let from = (a as i64 + dx) as usize;
             let run = &src[from..from + (b - a)];
             if graded {
                 colour.grade_from(run, &mut out[a..b]);
@@ -935,9 +1023,14 @@ impl Kernel<'_> {
                 // Over the background alone: shaded straight into the row
                 // and blended there (a pixel outside the layer's span is
                 // `[0; 4]`, and `0 + b·(1 − 0)` is `b`), instead of filling
-                // the row, shading beside it and blending across.
-                l.shade_row(y, acc, &mut colours[i]);
+                // the row, shading beside it and blending across; a plain
+                // shifted layer is blended straight from its source row.
                 let bg = plan.background;
+                if l.over_row(y, acc, bg) {
+                    i += 1;
+                    continue;
+                }
+                l.shade_row(y, acc, &mut colours[i]);
                 for b in acc.iter_mut() {
                     let k = 1.0 - b[3];
                     *b = [
@@ -1158,6 +1251,15 @@ mod tests {
             bits(&fast),
             bits(&slow),
             "the vector kernel must not change a value"
+        );
+        // Into a canvas that held another frame (as `render` reuses its
+        // own): every pixel is drawn, none left over.
+        let mut reused = LinearImage::filled(p.width, p.height, [f32::NAN, 7.0, -1.0, 0.5]);
+        CpuRenderer::new(Primaries::Bt709).draw_into(p, s, &mut reused);
+        assert_eq!(
+            bits(&reused),
+            bits(&slow),
+            "a reused canvas must not show through"
         );
         fast
     }
@@ -1499,6 +1601,20 @@ mod tests {
             let mut p = plan(w, h, [0.1, 0.2, 0.3, 0.9], vec![full, shifted, top], 3);
             p.luts = Arc::new(vec![lut.clone()]);
             draw(&p, &sources);
+        }
+        // A plain layer moved by whole pixels at the bottom (blended
+        // straight from its source rows over the background), its crop
+        // inside the source and reaching past its edges (clamped texels),
+        // over a translucent and a transparent background.
+        let mut plain = layer(1, w, h);
+        plain.inverse = [1.0, 0.0, -5.0, 0.0, 1.0, 3.0];
+        for crop in [[2.0, 1.0, 50.0, 27.0], [-3.0, -2.0, 70.0, 31.0]] {
+            plain.crop = crop;
+            for bg in [[0.1, 0.2, 0.3, 0.9], [0.0; 4]] {
+                let mut p = plan(w, h, bg, vec![plain, scaled], 3);
+                p.luts = Arc::new(vec![lut.clone()]);
+                draw(&p, &sources);
+            }
         }
         for kind in [
             MixKind::Dissolve,
