@@ -65,10 +65,10 @@ fn outputs() -> Vec<OutputFormat> {
     ]
 }
 
-fn media(dir: &Path) {
-    // 30 fps on a 25 fps canvas, a size that is neither the canvas's nor
-    // its aspect.
-    ffmpeg(&[
+/// 3 s of `testsrc2` at 200×120, 30 fps, H.264 4:2:0 into `path`, with
+/// `extra` output arguments (colour tags).
+fn testsrc_clip(path: &Path, extra: &[&str]) {
+    let mut args = vec![
         "-f",
         "lavfi",
         "-i",
@@ -79,8 +79,16 @@ fn media(dir: &Path) {
         "libx264",
         "-crf",
         "10",
-        dir.join("clip.mov").to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().expect("a UTF-8 temporary path"));
+    ffmpeg(&args);
+}
+
+fn media(dir: &Path) {
+    // 30 fps on a 25 fps canvas, a size that is neither the canvas's nor
+    // its aspect.
+    testsrc_clip(&dir.join("clip.mov"), &[]);
     // A still with an alpha ramp.
     ffmpeg(&[
         "-f",
@@ -528,25 +536,17 @@ fn grading_media_at_the_source_changes_no_bit() {
     // Tagged BT.709: an untagged 200×120 picture is taken as SD (BT.601
     // primaries), which the canvas's primaries matrix keeps from being
     // graded at the source.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=s=200x120:r=30:d=3",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-crf",
-        "10",
-        "-color_primaries",
-        "bt709",
-        "-color_trc",
-        "bt709",
-        "-colorspace",
-        "bt709",
-        dir.join("tagged.mov").to_str().unwrap(),
-    ]);
+    testsrc_clip(
+        &dir.join("tagged.mov"),
+        &[
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+            "-colorspace",
+            "bt709",
+        ],
+    );
     let reg = Registry::load(&[plugin_dir(dir, &[])]);
     let m = manifest(dir, "#000000", GRADED_AT_SOURCE);
     let formats = outputs();
