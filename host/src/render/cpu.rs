@@ -297,13 +297,7 @@ const EXACT: f32 = (1u32 << 21) as f32;
 impl<'a> Prepared<'a> {
     fn new(op: &'a LayerOp, src: &'a LinearImage, luts: &'a [Lut3d], fast: bool) -> Self {
         let m = &op.inverse;
-        let integer = fast
-            && m[0] == 1.0
-            && m[1] == 0.0
-            && m[3] == 0.0
-            && m[4] == 1.0
-            && m[2].fract() == 0.0
-            && m[5].fract() == 0.0;
+        let integer = fast && super::plan::whole_pixel_translation(m);
         let [l, t, r, b] = op.crop;
         let (w, h) = (src.width as i64, src.height as i64);
         let bound = |lo: f32, hi: f32, n: i64| {

@@ -144,6 +144,17 @@ impl ColourOps {
     };
 }
 
+/// Whether an inverse (canvas pixel → source pixel) is a translation by
+/// whole pixels: each canvas pixel then reads one texel, unfiltered.
+pub fn whole_pixel_translation(m: &[f32; 6]) -> bool {
+    m[0] == 1.0
+        && m[1] == 0.0
+        && m[3] == 0.0
+        && m[4] == 1.0
+        && m[2].fract() == 0.0
+        && m[5].fract() == 0.0
+}
+
 /// One layer of one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LayerOp {

@@ -766,13 +766,7 @@ impl<'a> Timeline<'a> {
             [clip.position[0].at(f), clip.position[1].at(f)],
             clip.rotation.at(f),
         );
-        let whole = inv[0] == 1.0
-            && inv[1] == 0.0
-            && inv[3] == 0.0
-            && inv[4] == 1.0
-            && inv[2].fract() == 0.0
-            && inv[5].fract() == 0.0;
-        if !whole {
+        if !super::plan::whole_pixel_translation(&inv) {
             return None;
         }
         let lut = match ops.lut {
