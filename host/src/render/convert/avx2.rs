@@ -1,6 +1,6 @@
 //! The row path's two passes that the compiler leaves scalar, eight pixels
 //! at a time with AVX2: un-premultiplying (a branch per pixel) and the OETF
-//! table's lookups (gathers). The same operations in the same order as the
+//! table's lookups ([`lerp`]). The same operations in the same order as the
 //! scalar passes, so the same bits.
 
 use crate::render::simd::{clamp01, lerp, load_pixels};

@@ -1,7 +1,7 @@
 //! [`Colour::apply`] eight pixels at a time with AVX2, for the common case:
 //! opaque pixels, every gamma 1, linear light and graded values inside the
 //! tables' `[0, 1]`. The same operations in the same order, each rounded as
-//! the scalar code rounds it (no FMA; table reads by gathers), so the same
+//! the scalar code rounds it (no FMA; table reads by scalar loads), so the same
 //! bits; a block of eight where any pixel leaves that case goes through
 //! the scalar code instead.
 //!
@@ -11,7 +11,7 @@
 
 use super::{Colour, Finish};
 use crate::render::convert::{EOTF_STEPS, OETF_STEPS};
-use crate::render::simd::{clamp01, deinterleave, lerp, load_pixels, store_pixels};
+use crate::render::simd::{clamp01, deinterleave, lerp, load_pixels, lookup, store_pixels};
 use std::arch::x86_64::*;
 
 impl Colour<'_> {
@@ -200,7 +200,7 @@ pub(super) unsafe fn source_grade(
             unsafe {
                 let i = _mm256_loadu_si256(idx[c].as_ptr().add(x).cast());
                 let i = _mm256_permutevar8x32_epi32(_mm256_and_si256(i, lanes), order);
-                e[c] = _mm256_i32gather_ps::<4>(pre[c].as_ptr(), i);
+                e[c] = lookup(pre[c], i);
             }
         }
         let block: &mut [[f32; 4]; 8] = (&mut out[x..x + 8]).try_into().expect("8 pixels");
