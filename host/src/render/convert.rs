@@ -596,18 +596,12 @@ fn convert_with(
     let work = |k: usize, mut planes: Vec<&mut [u8]>, mut s: RowSampler<'_>| {
         let (c0, c1) = ((k * per).min(ch), ((k + 1) * per).min(ch));
         if rows_path {
-            let mut r = RowPath::new(t, (w, h), (sx, sy), vector);
-            #[cfg(target_arch = "x86_64")]
-            if vector {
-                // SAFETY: `vector` is only set where the CPU has AVX2.
-                unsafe { r.band_avx2(&mut s, &mut planes, (c0, c1), bytes == 2) };
-                return;
-            }
-            if bytes == 1 {
-                r.band::<false>(&mut s, &mut planes, (c0, c1));
-            } else {
-                r.band::<true>(&mut s, &mut planes, (c0, c1));
-            }
+            RowPath::new(t, (w, h), (sx, sy), vector).run(
+                &mut s,
+                &mut planes,
+                (c0, c1),
+                bytes == 2,
+            );
             return;
         }
         let y0 = (c0 << sy).min(h);
@@ -661,6 +655,181 @@ fn convert_with(
         }
     });
     out
+}
+
+/// Where the row path reads the canvas: output row `y`, as wide as the
+/// output.
+trait CanvasRows {
+    fn row(&mut self, y: usize) -> &[[f32; 4]];
+}
+
+impl CanvasRows for RowSampler<'_> {
+    fn row(&mut self, y: usize) -> &[[f32; 4]] {
+        RowSampler::row(self, y)
+    }
+}
+
+/// Rows `y0..` of a canvas of the output's size, one after the other.
+struct Batch<'b> {
+    y0: usize,
+    w: usize,
+    rows: &'b [[f32; 4]],
+}
+
+impl CanvasRows for Batch<'_> {
+    fn row(&mut self, y: usize) -> &[[f32; 4]] {
+        &self.rows[(y - self.y0) * self.w..][..self.w]
+    }
+}
+
+/// Conversions made batch by batch while a renderer draws the canvas, each
+/// batch of rows converted by the thread that drew it, while they are
+/// still in its cache: the canvas is not written out and read back from
+/// memory (33 MB each way at 1080p), and need not be kept at all. For
+/// formats of the canvas's size in layouts the row path handles; the same
+/// arithmetic as [`convert`], so the same codes.
+pub(crate) struct Fused {
+    targets: Vec<Target>,
+    pictures: Vec<Yuv>,
+    w: usize,
+    h: usize,
+    vector: bool,
+}
+
+impl Fused {
+    /// `None` unless every format is `width × height` and the row path
+    /// handles its layout.
+    pub(crate) fn new(
+        canvas_primaries: Primaries,
+        formats: &[OutputFormat],
+        (width, height): (u32, u32),
+    ) -> Option<Fused> {
+        let size = (width, height);
+        if formats.is_empty() || !formats.iter().all(|f| Fused::fits(f, size)) {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        let vector = std::arch::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let vector = false;
+        Some(Fused {
+            targets: formats
+                .iter()
+                .map(|f| Target::new(canvas_primaries, f))
+                .collect(),
+            pictures: formats
+                .iter()
+                .map(|f| {
+                    let tags = abi::ColorTags {
+                        primaries: f.primaries,
+                        transfer: f.transfer,
+                        matrix: f.matrix,
+                        range: f.range,
+                    };
+                    Yuv::new(f.width, f.height, f.pix_fmt, tags)
+                })
+                .collect(),
+            w: width as usize,
+            h: height as usize,
+            vector,
+        })
+    }
+
+    /// Whether `f` can be converted while a `width × height` canvas is
+    /// drawn.
+    pub(crate) fn fits(f: &OutputFormat, (width, height): (u32, u32)) -> bool {
+        (f.width, f.height) == (width, height)
+            && width > 0
+            && height > 0
+            && pix::layout(f.pix_fmt).is_some_and(|l| RowPath::handles(&l))
+    }
+
+    /// The pictures' planes cut every `batch` canvas rows (an even number:
+    /// a chroma row's two luma rows fall in one batch), indexed
+    /// `[batch][format][plane]`, and what converts a batch into them.
+    pub(crate) fn batches(&mut self, batch: usize) -> (Vec<FusedPlanes<'_>>, FusedTargets<'_>) {
+        assert!(batch > 0 && batch.is_multiple_of(2), "an even batch of rows");
+        let n = self.h.div_ceil(batch);
+        let mut out: Vec<FusedPlanes<'_>> = (0..n).map(|_| Vec::new()).collect();
+        for (t, pic) in self.targets.iter().zip(&mut self.pictures) {
+            let sy = t.layout.chroma_shift_y as usize;
+            let mut parts: Vec<Vec<&mut [u8]>> = (0..n).map(|_| Vec::new()).collect();
+            for (p, plane) in pic.planes.iter_mut().enumerate() {
+                let rows = if p == 0 || p == 3 { batch } else { batch >> sy };
+                let chunks = plane.chunks_mut(rows * pic.strides[p]);
+                for (part, chunk) in parts.iter_mut().zip(chunks) {
+                    part.push(chunk);
+                }
+            }
+            for (o, part) in out.iter_mut().zip(parts) {
+                o.push(part);
+            }
+        }
+        let targets = FusedTargets {
+            targets: &self.targets,
+            w: self.w,
+            h: self.h,
+            batch,
+            vector: self.vector,
+        };
+        (out, targets)
+    }
+
+    pub(crate) fn into_pictures(self) -> Vec<Yuv> {
+        self.pictures
+    }
+}
+
+/// One batch's planes, per format.
+pub(crate) type FusedPlanes<'a> = Vec<Vec<&'a mut [u8]>>;
+
+/// What converts batches (shared by the drawing threads).
+pub(crate) struct FusedTargets<'a> {
+    targets: &'a [Target],
+    w: usize,
+    h: usize,
+    batch: usize,
+    vector: bool,
+}
+
+impl<'a> FusedTargets<'a> {
+    /// A drawing thread's converter (its own scratch rows).
+    pub(crate) fn converter(&self) -> BatchConverter<'a> {
+        BatchConverter {
+            paths: self
+                .targets
+                .iter()
+                .map(|t| {
+                    let l = t.layout;
+                    let shift = (l.chroma_shift_x as usize, l.chroma_shift_y as usize);
+                    RowPath::new(t, (self.w, self.h), shift, self.vector)
+                })
+                .collect(),
+            batch: self.batch,
+        }
+    }
+}
+
+/// One thread's row paths, one per format.
+pub(crate) struct BatchConverter<'a> {
+    paths: Vec<RowPath<'a>>,
+    batch: usize,
+}
+
+impl BatchConverter<'_> {
+    /// Batch `k` (its canvas rows, whole, in `rows`) into its `planes`.
+    pub(crate) fn convert(&mut self, k: usize, rows: &[[f32; 4]], planes: &mut FusedPlanes<'_>) {
+        let y0 = k * self.batch;
+        for (path, planes) in self.paths.iter_mut().zip(planes.iter_mut()) {
+            let (w, h, sy) = (path.w, path.h, path.sy);
+            let ch = (h + (1 << sy) - 1) >> sy;
+            let c0 = y0 >> sy;
+            let c1 = ((y0 + self.batch) >> sy).min(ch);
+            let wide = path.t.layout.bytes_per_sample == 2;
+            let mut src = Batch { y0, w, rows };
+            path.run(&mut src, planes, (c0, c1), wide);
+        }
+    }
 }
 
 /// Steps 2–8 over whole rows for layouts of 1 or 2 bytes a sample and
@@ -728,26 +897,48 @@ impl<'t> RowPath<'t> {
     /// The CPU has AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn band_avx2(
+    unsafe fn band_avx2<R: CanvasRows>(
         &mut self,
-        s: &mut RowSampler<'_>,
+        s: &mut R,
         planes: &mut [&mut [u8]],
         rows: (usize, usize),
         wide: bool,
     ) {
         if wide {
-            self.band::<true>(s, planes, rows);
+            self.band::<true, R>(s, planes, rows);
         } else {
-            self.band::<false>(s, planes, rows);
+            self.band::<false, R>(s, planes, rows);
+        }
+    }
+
+    /// [`RowPath::band`] for samples of 2 bytes (`wide`) or 1, with the
+    /// AVX2 passes where this path has them.
+    fn run<R: CanvasRows>(
+        &mut self,
+        s: &mut R,
+        planes: &mut [&mut [u8]],
+        rows: (usize, usize),
+        wide: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.vector {
+            // SAFETY: `vector` is only set where the CPU has AVX2.
+            unsafe { self.band_avx2(s, planes, rows, wide) };
+            return;
+        }
+        if wide {
+            self.band::<true, R>(s, planes, rows);
+        } else {
+            self.band::<false, R>(s, planes, rows);
         }
     }
 
     /// Chroma rows `c0..c1` and the luma rows they cover into `planes`
     /// (this band's part of each plane). `WIDE`: 2 bytes a sample.
     #[inline(always)]
-    fn band<const WIDE: bool>(
+    fn band<const WIDE: bool, R: CanvasRows>(
         &mut self,
-        s: &mut RowSampler<'_>,
+        s: &mut R,
         planes: &mut [&mut [u8]],
         (c0, c1): (usize, usize),
     ) {

@@ -84,13 +84,22 @@ impl CpuRenderer {
     /// timeline builds plans; a wrong index is a bug there).
     pub fn draw(&mut self, plan: &FramePlan, sources: &[Arc<LinearImage>]) -> LinearImage {
         let mut out = LinearImage::new(0, 0);
-        self.draw_into(plan, sources, &mut out);
+        self.draw_into(plan, sources, Some(&mut out), None);
         out
     }
 
     /// [`CpuRenderer::draw`] into `out`, reusing its allocation when it is
-    /// the canvas's size (every pixel is written).
-    fn draw_into(&mut self, plan: &FramePlan, sources: &[Arc<LinearImage>], out: &mut LinearImage) {
+    /// the canvas's size (every pixel is written); with `fused`, each batch
+    /// of rows is converted by the thread that drew it, right after. Without
+    /// `out`, the rows go to a scratch batch per thread and only the
+    /// conversions remain.
+    fn draw_into(
+        &mut self,
+        plan: &FramePlan,
+        sources: &[Arc<LinearImage>],
+        out: Option<&mut LinearImage>,
+        fused: Option<&mut convert::Fused>,
+    ) {
         let luts = self.prepared_luts(&plan.luts);
         let layers: Vec<Prepared<'_>> = plan
             .layers
@@ -103,13 +112,23 @@ impl CpuRenderer {
             0
         };
         let (w, h) = (plan.width as usize, plan.height as usize);
-        if out.data.len() != w * h {
-            *out = LinearImage::new(plan.width, plan.height);
-        }
-        (out.width, out.height) = (plan.width, plan.height);
+        let canvas = out.map(|out| {
+            if out.data.len() != w * h {
+                *out = LinearImage::new(plan.width, plan.height);
+            }
+            (out.width, out.height) = (plan.width, plan.height);
+            out.data.chunks_mut(BATCH * w.max(1))
+        });
         if w == 0 || h == 0 {
             return;
         }
+        let (planes, targets) = match fused {
+            Some(f) => {
+                let (planes, targets) = f.batches(BATCH);
+                (Some(planes.into_iter()), Some(targets))
+            }
+            None => (None, None),
+        };
         let threads = super::threads_for(h.div_ceil(BATCH));
         let ctx = Kernel {
             plan,
@@ -121,10 +140,19 @@ impl CpuRenderer {
         let fast = self.fast_paths && (w as f32) < EXACT && (h as f32) < EXACT;
         let luts = luts.as_slice();
         let vector = self.vector;
+        let targets = targets.as_ref();
         // Rows go out in batches to whichever thread is free: layers cover
         // the canvas unevenly (a picture in picture in one corner), and
-        // fixed bands left a core waiting for the busiest.
-        let batches = std::sync::Mutex::new(out.data.chunks_mut(BATCH * w).enumerate());
+        // fixed bands left a core waiting for the busiest. Each batch: its
+        // number, its rows of the canvas (if one is kept), its planes of
+        // the fused conversions (if any).
+        let (mut canvas, mut planes) = (canvas, planes);
+        let batches = (0..h.div_ceil(BATCH)).map(move |k| {
+            let rows = canvas.as_mut().and_then(Iterator::next);
+            let planes = planes.as_mut().and_then(Iterator::next);
+            (k, rows, planes)
+        });
+        let batches = std::sync::Mutex::new(batches);
         let batches = &batches;
         let next = move || {
             batches
@@ -133,29 +161,38 @@ impl CpuRenderer {
                 .next()
         };
         let draw = move || {
-            if fast {
-                let mut scratch = Rows::new(w);
-                let mut colours: Vec<Colour<'_>> = ctx
-                    .layers
-                    .iter()
-                    .map(|l| {
-                        let lut = l.op.colour.lut.map(|i| &luts[i]);
-                        Colour::new(l.op.colour, ctx.plan.transfer, lut, vector)
-                    })
-                    .collect();
-                while let Some((k, rows)) = next() {
-                    for (r, row) in rows.chunks_mut(w).enumerate() {
-                        ctx.row(k * BATCH + r, row, &mut scratch, &mut colours);
+            let mut scratch = Rows::new(w);
+            let mut colours: Vec<Colour<'_>> = ctx
+                .layers
+                .iter()
+                .map(|l| {
+                    let lut = l.op.colour.lut.map(|i| &luts[i]);
+                    Colour::new(l.op.colour, ctx.plan.transfer, lut, vector)
+                })
+                .collect();
+            let mut converter = targets.map(convert::FusedTargets::converter);
+            let mut own: Vec<[f32; 4]> = Vec::new();
+            while let Some((k, rows, planes)) = next() {
+                let n = (h - k * BATCH).min(BATCH) * w;
+                let rows = match rows {
+                    Some(rows) => rows,
+                    None => {
+                        own.resize(n, [0.0; 4]);
+                        &mut own[..n]
                     }
-                }
-                return;
-            }
-            while let Some((k, rows)) = next() {
+                };
                 for (r, row) in rows.chunks_mut(w).enumerate() {
                     let y = k * BATCH + r;
-                    for (x, px) in row.iter_mut().enumerate() {
-                        *px = ctx.pixel(x, y);
+                    if fast {
+                        ctx.row(y, row, &mut scratch, &mut colours);
+                    } else {
+                        for (x, px) in row.iter_mut().enumerate() {
+                            *px = ctx.pixel(x, y);
+                        }
                     }
+                }
+                if let (Some(c), Some(mut planes)) = (converter.as_mut(), planes) {
+                    c.convert(k, rows, &mut planes);
                 }
             }
         };
@@ -1105,10 +1142,17 @@ impl Renderer for CpuRenderer {
                 .map(|f| convert::convert(src, self.canvas_primaries, f))
                 .collect());
         }
+        let size = (plan.width, plan.height);
+        if let Some(mut fused) = convert::Fused::new(self.canvas_primaries, outputs, size) {
+            // No canvas at all: each batch of rows is drawn into its
+            // thread's scratch and converted from there.
+            self.draw_into(plan, sources, None, Some(&mut fused));
+            return Ok(fused.into_pictures());
+        }
         // The canvas is the renderer's own here: its buffer serves the next
         // frame too (33 MB at 1080p, not reallocated and faulted in again).
         let mut canvas = self.spare.take().unwrap_or_else(|| LinearImage::new(0, 0));
-        self.draw_into(plan, sources, &mut canvas);
+        self.draw_into(plan, sources, Some(&mut canvas), None);
         let pictures = outputs
             .iter()
             .map(|f| convert::convert(&canvas, self.canvas_primaries, f))
@@ -1131,15 +1175,36 @@ impl Renderer for CpuRenderer {
         sources: &[Arc<LinearImage>],
         outputs: &[OutputFormat],
     ) -> Result<(Vec<Yuv>, Arc<LinearImage>), String> {
-        let canvas = match self.passthrough(plan, sources) {
-            Some(src) => src.clone(),
-            None => Arc::new(self.draw(plan, sources)),
+        if let Some(src) = self.passthrough(plan, sources) {
+            let pictures = outputs
+                .iter()
+                .map(|f| convert::convert(src, self.canvas_primaries, f))
+                .collect();
+            return Ok((pictures, src.clone()));
+        }
+        let mut canvas = LinearImage::new(0, 0);
+        let size = (plan.width, plan.height);
+        // The formats of the canvas's size are converted as it is drawn;
+        // the others (scaled) from the finished canvas.
+        let same: Vec<OutputFormat> = outputs
+            .iter()
+            .filter(|f| convert::Fused::fits(f, size))
+            .copied()
+            .collect();
+        let mut fused = convert::Fused::new(self.canvas_primaries, &same, size);
+        self.draw_into(plan, sources, Some(&mut canvas), fused.as_mut());
+        let mut done: Vec<(OutputFormat, Yuv)> = match fused {
+            Some(f) => same.into_iter().zip(f.into_pictures()).collect(),
+            None => Vec::new(),
         };
         let pictures = outputs
             .iter()
-            .map(|f| convert::convert(&canvas, self.canvas_primaries, f))
+            .map(|f| match done.iter().position(|(g, _)| g == f) {
+                Some(i) => done.swap_remove(i).1,
+                None => convert::convert(&canvas, self.canvas_primaries, f),
+            })
             .collect();
-        Ok((pictures, canvas))
+        Ok((pictures, Arc::new(canvas)))
     }
 }
 
@@ -1249,7 +1314,7 @@ mod tests {
         // Into a canvas that held another frame (as `render` reuses its
         // own): every pixel is drawn, none left over.
         let mut reused = LinearImage::filled(p.width, p.height, [f32::NAN, 7.0, -1.0, 0.5]);
-        CpuRenderer::new(Primaries::Bt709).draw_into(p, s, &mut reused);
+        CpuRenderer::new(Primaries::Bt709).draw_into(p, s, Some(&mut reused), None);
         assert_eq!(
             bits(&reused),
             bits(&slow),
@@ -1624,6 +1689,74 @@ mod tests {
                 let mut p = plan(w, h, [0.0; 4], vec![full, incoming, scaled], 3);
                 p.luts = Arc::new(vec![lut.clone()]);
                 draw(&p, &sources);
+            }
+        }
+    }
+
+    /// Formats of the canvas's size are converted batch by batch as the
+    /// canvas is drawn (`render`: with no canvas kept; `render_with_canvas`:
+    /// beside it): the codes of converting the finished canvas, for 4:2:0
+    /// with a last chroma row of one luma row, 10-bit 4:2:2, alpha, other
+    /// primaries; a scaled format beside them goes through the canvas.
+    #[test]
+    fn converting_while_drawing_gives_the_codes_of_the_finished_canvas() {
+        use deliver_plugin_api::abi::pix;
+        for (w, h) in [(67u32, 37u32), (64, 32)] {
+            let lut = Lut3d::from_fn(9, |[r, g, b]| [g, b, r]);
+            let mut full = layer(0, w, h);
+            full.colour = ColourOps {
+                identity: false,
+                saturation: 1.3,
+                lut: Some(0),
+                ..ColourOps::IDENTITY
+            };
+            let mut pip = layer(1, 40, 20);
+            pip.inverse = [0.6, 0.1, 1.5, -0.1, 0.6, 2.25];
+            pip.opacity = 0.8;
+            let mut p = plan(w, h, [0.1, 0.2, 0.3, 0.9], vec![full, pip], 2);
+            p.luts = Arc::new(vec![lut]);
+            let sources = vec![busy(w, h, 1), busy(40, 20, 2)];
+            let f = |w: u32, h: u32, pix_fmt: u32, primaries: u32, range: u32, dither: bool| {
+                OutputFormat {
+                    width: w,
+                    height: h,
+                    pix_fmt,
+                    primaries,
+                    transfer: 1,
+                    matrix: if primaries == 9 { 9 } else { 1 },
+                    range,
+                    dither,
+                }
+            };
+            let same = [
+                f(w, h, pix::YUV420P, 1, 1, true),
+                f(w, h, pix::YUV422P10, 1, 1, false),
+                f(w, h, pix::YUVA444P10, 1, 2, true),
+                f(w, h, pix::YUV420P10, 9, 1, true),
+            ];
+            let mut all = same.to_vec();
+            all.insert(1, f(w / 2, h / 2, pix::YUV420P, 1, 1, true));
+            let canvas = draw(&p, &sources);
+            let want = |formats: &[OutputFormat]| -> Vec<Yuv> {
+                formats
+                    .iter()
+                    .map(|f| convert::convert(&canvas, Primaries::Bt709, f))
+                    .collect()
+            };
+            for mut r in [
+                CpuRenderer::new(Primaries::Bt709),
+                CpuRenderer::without_vector_kernels(Primaries::Bt709),
+            ] {
+                assert!(convert::Fused::new(Primaries::Bt709, &same, (w, h)).is_some());
+                assert!(convert::Fused::new(Primaries::Bt709, &all, (w, h)).is_none());
+                assert_eq!(r.render(&p, &sources, &same).unwrap(), want(&same));
+                assert_eq!(r.render(&p, &sources, &all).unwrap(), want(&all));
+                let (pictures, drawn) = r.render_with_canvas(&p, &sources, &all).unwrap();
+                assert_eq!(pictures, want(&all));
+                let bits = |i: &LinearImage| -> Vec<[u32; 4]> {
+                    i.data.iter().map(|p| p.map(f32::to_bits)).collect()
+                };
+                assert_eq!(bits(&drawn), bits(&canvas));
             }
         }
     }
