@@ -748,7 +748,10 @@ impl Fused {
     /// a chroma row's two luma rows fall in one batch), indexed
     /// `[batch][format][plane]`, and what converts a batch into them.
     pub(crate) fn batches(&mut self, batch: usize) -> (Vec<FusedPlanes<'_>>, FusedTargets<'_>) {
-        assert!(batch > 0 && batch.is_multiple_of(2), "an even batch of rows");
+        assert!(
+            batch > 0 && batch.is_multiple_of(2),
+            "an even batch of rows"
+        );
         let n = self.h.div_ceil(batch);
         let mut out: Vec<FusedPlanes<'_>> = (0..n).map(|_| Vec::new()).collect();
         for (t, pic) in self.targets.iter().zip(&mut self.pictures) {

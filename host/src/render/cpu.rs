@@ -104,7 +104,14 @@ impl CpuRenderer {
         let layers: Vec<Prepared<'_>> = plan
             .layers
             .iter()
-            .map(|l| Prepared::new(l, &sources[l.source], &plan.luts, self.fast_paths))
+            .map(|l| {
+                let p = Prepared::new(l, &sources[l.source], &plan.luts, self.fast_paths);
+                if self.fast_paths {
+                    p.with_columns(plan.width as usize)
+                } else {
+                    p
+                }
+            })
             .collect();
         let start = if self.fast_paths {
             self.first_visible(plan, sources)
@@ -310,6 +317,27 @@ struct Prepared<'a> {
     /// `x + dx` (and `v − 0.5` exactly `y + dy`) in f32: the row path
     /// fetches texel `(x + dx, y + dy)` without flooring.
     shift: Option<(i64, i64)>,
+    /// For a filtered layer without rotation or shear (`u` depends on `x`
+    /// alone, `v` on `y` alone): each canvas column's bilinear taps, made
+    /// once per frame; the row path then looks up two source rows per row.
+    columns: Option<Columns>,
+}
+
+/// A canvas column's horizontal taps: texel columns `x0`, `x1` (clamped
+/// into the crop) and the weight `fx` of `x1`; `x0 == u32::MAX` outside the
+/// crop.
+#[derive(Clone, Copy)]
+struct Tap {
+    x0: u32,
+    x1: u32,
+    fx: f32,
+}
+
+/// The taps of every canvas column, and the span of those inside the crop.
+struct Columns {
+    taps: Vec<Tap>,
+    first: usize,
+    end: usize,
 }
 
 /// A shifted layer's row: pixels `first..end` are inside its crop, of
@@ -352,7 +380,101 @@ impl<'a> Prepared<'a> {
             tx: bound(l, r, w),
             ty: bound(t, b, h),
             shift,
+            columns: None,
         }
+    }
+
+    /// [`Prepared::new`], with the column taps made for a layer that has
+    /// none of rotation, shear or whole-pixel placement, on a canvas
+    /// `width` wide (below [`EXACT`]).
+    fn with_columns(mut self, width: usize) -> Self {
+        let m = &self.op.inverse;
+        if self.integer || m[1] != 0.0 || m[3] != 0.0 || (width as f32) >= EXACT {
+            return self;
+        }
+        // As `inside` and `sample` compute them: `u` at any row is the
+        // same (`0 · py` adds a zero), so row 0's stands for all.
+        let py = 0.5;
+        let taps: Vec<Tap> = (0..width)
+            .map(|x| match self.inside_u(x, py) {
+                Some(u) => {
+                    let su = u - 0.5;
+                    let fu = floor(su);
+                    let x0 = fu as i64;
+                    Tap {
+                        x0: x0.clamp(self.tx.0, self.tx.1) as u32,
+                        x1: (x0 + 1).clamp(self.tx.0, self.tx.1) as u32,
+                        fx: su - fu,
+                    }
+                }
+                None => Tap {
+                    x0: u32::MAX,
+                    x1: 0,
+                    fx: 0.0,
+                },
+            })
+            .collect();
+        let first = taps.iter().position(|t| t.x0 != u32::MAX).unwrap_or(width);
+        let end = taps
+            .iter()
+            .rposition(|t| t.x0 != u32::MAX)
+            .map_or(first, |x| x + 1);
+        self.columns = Some(Columns { taps, first, end });
+        self
+    }
+
+    /// `u` of pixel `x` of the row at `py` when it falls inside the crop
+    /// across (and the crop holds texels); `inside`'s test less `v`'s.
+    #[inline(always)]
+    fn inside_u(&self, x: usize, py: f32) -> Option<f32> {
+        let m = &self.op.inverse;
+        let [cl, _, cr, _] = self.op.crop;
+        let u = m[0] * (x as f32 + 0.5) + m[1] * py + m[2];
+        let empty = self.tx.0 > self.tx.1 || self.ty.0 > self.ty.1;
+        (u >= cl && u < cr && !empty).then_some(u)
+    }
+
+    /// [`Prepared::shade_row`]'s sampling for a layer with column taps
+    /// (else `None`): row `y`'s two source rows and weight looked up once,
+    /// then per pixel the four texels and the same three lerps as
+    /// [`Prepared::sample`]. Returns the span inside the crop.
+    fn sample_columns(&self, y: usize, out: &mut [[f32; 4]]) -> Option<(usize, usize)> {
+        let cols = self.columns.as_ref()?;
+        let m = &self.op.inverse;
+        let [_, ct, _, cb] = self.op.crop;
+        // `v` as `inside` computes it (`m[3] · pxf` is a zero here).
+        let v = m[3] * 0.5 + m[4] * (y as f32 + 0.5) + m[5];
+        if !(v >= ct && v < cb) {
+            out.fill([0.0; 4]);
+            return Some((out.len(), out.len()));
+        }
+        let sv = v - 0.5;
+        let fv = floor(sv);
+        let fy = sv - fv;
+        let y0 = fv as i64;
+        let sw = self.src.width as usize;
+        let row = |y: i64| {
+            let y = y.clamp(self.ty.0, self.ty.1) as usize;
+            &self.src.data[y * sw..(y + 1) * sw]
+        };
+        let (r0, r1) = (row(y0), row(y0 + 1));
+        let (first, end) = (cols.first, cols.end);
+        out[..first].fill([0.0; 4]);
+        out[end..].fill([0.0; 4]);
+        let lerp = |a: [f32; 4], b: [f32; 4], f: f32| -> [f32; 4] {
+            std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
+        };
+        for (px, t) in out[first..end].iter_mut().zip(&cols.taps[first..end]) {
+            if t.x0 == u32::MAX {
+                *px = [0.0; 4];
+                continue;
+            }
+            let (x0, x1) = (t.x0 as usize, t.x1 as usize);
+            let top = lerp(r0[x0], r0[x1], t.fx);
+            let bot = lerp(r1[x0], r1[x1], t.fx);
+            *px = lerp(top, bot, fy);
+        }
+        Some((first, end))
     }
 
     /// The source at texel-centre coordinates `(su, sv)`, given their
@@ -391,6 +513,15 @@ impl<'a> Prepared<'a> {
         }
         if let Some(span) = self.shift_row(y, out, colour) {
             return span;
+        }
+        if let Some((first, end)) = self.sample_columns(y, out) {
+            if first < end {
+                if !self.op.colour.identity {
+                    colour.grade(&mut out[first..end]);
+                }
+                fade(&mut out[first..end], self.op.opacity);
+            }
+            return (first, end);
         }
         let w = out.len();
         let py = y as f32 + 0.5;
@@ -1671,6 +1802,25 @@ mod tests {
             plain.crop = crop;
             for bg in [[0.1, 0.2, 0.3, 0.9], [0.0; 4]] {
                 let mut p = plan(w, h, bg, vec![plain, scaled], 3);
+                p.luts = Arc::new(vec![lut.clone()]);
+                draw(&p, &sources);
+            }
+        }
+        // Scaled without rotation (the column taps): graded and
+        // translucent, its crop inside the source and reaching past its
+        // edges, mirrored across, and as the bottom layer.
+        let mut pip = layer(2, 40, 20);
+        for (inverse, crop) in [
+            ([0.6, 0.0, 1.5, 0.0, 0.6, 2.25], [1.0, 0.5, 35.0, 18.0]),
+            ([0.7, 0.0, -4.3, 0.0, 1.3, -3.1], [-3.0, -2.0, 45.0, 25.0]),
+            ([-0.6, 0.0, 39.5, 0.0, 0.55, 0.3], [0.0, 0.0, 40.0, 20.0]),
+        ] {
+            pip.inverse = inverse;
+            pip.crop = crop;
+            pip.opacity = 0.6;
+            pip.colour = grade;
+            for layers in [vec![full, pip], vec![pip, full]] {
+                let mut p = plan(w, h, [0.1, 0.2, 0.3, 0.9], layers, 3);
                 p.luts = Arc::new(vec![lut.clone()]);
                 draw(&p, &sources);
             }
