@@ -1150,6 +1150,20 @@ impl Renderer for GpuRenderer {
             .0
             .ok_or_else(|| format!("{}: no canvas read back", self.name))
     }
+
+    /// One submission: the canvas is drawn, converted to every format and
+    /// read back with them (the trait's default draws, reads the canvas
+    /// back, uploads it again and converts it: twice the traffic).
+    fn render_with_canvas(
+        &mut self,
+        plan: &FramePlan,
+        sources: &[Arc<LinearImage>],
+        outputs: &[OutputFormat],
+    ) -> Result<(Vec<Yuv>, Arc<LinearImage>), String> {
+        let (canvas, pictures) = self.run(plan, sources, outputs, true)?;
+        let canvas = canvas.ok_or_else(|| format!("{}: no canvas read back", self.name))?;
+        Ok((pictures, Arc::new(canvas)))
+    }
 }
 
 #[cfg(test)]
@@ -1678,6 +1692,39 @@ mod tests {
         // Colour is straight: 75 % white ((16 + 219 · 0.75) · 4) wherever alpha is not 0.
         assert_eq!([sample(0, 0), sample(0, 1), sample(0, 2)], [721, 721, 64]);
         assert_eq!([sample(1, 0), sample(2, 1)], [512, 512]);
+    }
+
+    /// The canvas and the pictures of one submission are what drawing and
+    /// converting separately give (and a duplicate format is converted
+    /// once, in the caller's order).
+    #[test]
+    fn the_canvas_and_its_conversions_come_back_from_one_submission() {
+        let Some(mut g) = gpu() else { return };
+        let (w, h) = (24, 10);
+        let mut pip = layer(1, 12, 6);
+        pip.inverse = [0.5, 0.0, -3.0, 0.0, 0.5, -1.0];
+        pip.opacity = 0.7;
+        let p = plan(w, h, [0.1, 0.2, 0.3, 0.9], vec![layer(0, w, h), pip], 2);
+        let srcs = [ramp(w, h, 0.2), ramp(12, 6, 0.7)];
+        let formats = [
+            format(w, h, pix::YUV420P, true),
+            format(w / 2, h / 2, pix::YUV422P10, false),
+            format(w, h, pix::YUVA444P10, true),
+            format(w, h, pix::YUV420P, true),
+        ];
+        let (pictures, canvas) = g.render_with_canvas(&p, &srcs, &formats).unwrap();
+        let drawn = g.render_linear(&p, &srcs).unwrap();
+        let bits = |i: &LinearImage| -> Vec<[u32; 4]> {
+            i.data.iter().map(|p| p.map(f32::to_bits)).collect()
+        };
+        assert_eq!((canvas.width, canvas.height), (w, h));
+        assert_eq!(bits(&canvas), bits(&drawn));
+        assert_eq!(pictures, g.render(&p, &srcs, &formats).unwrap());
+        let copy = crate::render::cpu::copy_plan(&drawn, p.transfer, 99);
+        let separately = g.render(&copy, &[Arc::new(drawn)], &formats).unwrap();
+        assert_eq!(pictures, separately);
+        assert_eq!(pictures[0], pictures[3]);
+        assert_eq!(pictures[1].width, w / 2);
     }
 
     #[test]
