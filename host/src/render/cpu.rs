@@ -466,18 +466,15 @@ impl<'a> Prepared<'a> {
         let (first, end) = (cols.first, cols.end);
         out[..first].fill([0.0; 4]);
         out[end..].fill([0.0; 4]);
-        let lerp = |a: [f32; 4], b: [f32; 4], f: f32| -> [f32; 4] {
-            std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
-        };
         for (px, t) in out[first..end].iter_mut().zip(&cols.taps[first..end]) {
             if t.x0 == u32::MAX {
                 *px = [0.0; 4];
                 continue;
             }
             let (x0, x1) = (t.x0 as usize, t.x1 as usize);
-            let top = lerp(r0[x0], r0[x1], t.fx);
-            let bot = lerp(r1[x0], r1[x1], t.fx);
-            *px = lerp(top, bot, fy);
+            let top = lerp4(r0[x0], r0[x1], t.fx);
+            let bot = lerp4(r1[x0], r1[x1], t.fx);
+            *px = lerp4(top, bot, fy);
         }
         Some((first, end))
     }
@@ -492,12 +489,9 @@ impl<'a> Prepared<'a> {
             return self.texel(x0, y0);
         }
         let (fx, fy) = (su - fu, sv - fv);
-        let lerp = |a: [f32; 4], b: [f32; 4], f: f32| -> [f32; 4] {
-            std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
-        };
-        let top = lerp(self.texel(x0, y0), self.texel(x0 + 1, y0), fx);
-        let bot = lerp(self.texel(x0, y0 + 1), self.texel(x0 + 1, y0 + 1), fx);
-        lerp(top, bot, fy)
+        let top = lerp4(self.texel(x0, y0), self.texel(x0 + 1, y0), fx);
+        let bot = lerp4(self.texel(x0, y0 + 1), self.texel(x0 + 1, y0 + 1), fx);
+        lerp4(top, bot, fy)
     }
 
     /// `shade` for every pixel of canvas row `y` (`out.len()` pixels, fewer
@@ -556,12 +550,10 @@ impl<'a> Prepared<'a> {
     #[inline(always)]
     fn inside(&self, x: usize, py: f32) -> Option<(f32, f32)> {
         let m = &self.op.inverse;
-        let [cl, ct, cr, cb] = self.op.crop;
-        let pxf = x as f32 + 0.5;
-        let u = m[0] * pxf + m[1] * py + m[2];
-        let v = m[3] * pxf + m[4] * py + m[5];
-        let empty = self.tx.0 > self.tx.1 || self.ty.0 > self.ty.1;
-        (u >= cl && u < cr && v >= ct && v < cb && !empty).then_some((u, v))
+        let [_, ct, _, cb] = self.op.crop;
+        let v = m[3] * (x as f32 + 0.5) + m[4] * py + m[5];
+        let u = self.inside_u(x, py)?;
+        (v >= ct && v < cb).then_some((u, v))
     }
 
     /// Where row `y` (`w` pixels) of a layer moved by whole pixels
@@ -721,6 +713,12 @@ impl<'a> Prepared<'a> {
         let o = self.op.opacity;
         c.map(|v| v * o)
     }
+}
+
+/// `a + (b − a)·f` per channel: the bilinear sample's step.
+#[inline(always)]
+fn lerp4(a: [f32; 4], b: [f32; 4], f: f32) -> [f32; 4] {
+    std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
 }
 
 /// Every pixel times the opacity `o` (nothing to do at 1: `v · 1` is `v`).
