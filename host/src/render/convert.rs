@@ -545,19 +545,24 @@ enum Path {
     ScalarRows,
 }
 
-fn convert_with(
-    canvas: &LinearImage,
-    canvas_primaries: Primaries,
-    f: &OutputFormat,
-    path: Path,
-) -> Yuv {
+/// A picture of format `f`, tagged as `f` says, its samples zero.
+pub(crate) fn blank(f: &OutputFormat) -> Yuv {
     let tags = abi::ColorTags {
         primaries: f.primaries,
         transfer: f.transfer,
         matrix: f.matrix,
         range: f.range,
     };
-    let mut out = Yuv::new(f.width, f.height, f.pix_fmt, tags);
+    Yuv::new(f.width, f.height, f.pix_fmt, tags)
+}
+
+fn convert_with(
+    canvas: &LinearImage,
+    canvas_primaries: Primaries,
+    f: &OutputFormat,
+    path: Path,
+) -> Yuv {
+    let mut out = blank(f);
     let t = Target::new(canvas_primaries, f);
     let l = t.layout;
     let (w, h) = (f.width as usize, f.height as usize);
@@ -588,10 +593,7 @@ fn convert_with(
     }
     let rows_path = path != Path::General;
     assert!(!rows_path || RowPath::handles(&l), "the row path for {l:?}");
-    #[cfg(target_arch = "x86_64")]
-    let vector = path == Path::Rows && std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    let vector = false;
+    let vector = path == Path::Rows && super::has_avx2();
     let t = &t;
     let work = |k: usize, mut planes: Vec<&mut [u8]>, mut s: RowSampler<'_>| {
         let (c0, c1) = ((k * per).min(ch), ((k + 1) * per).min(ch));
@@ -708,27 +710,13 @@ impl Fused {
         if formats.is_empty() || !formats.iter().all(|f| Fused::fits(f, size)) {
             return None;
         }
-        #[cfg(target_arch = "x86_64")]
-        let vector = std::arch::is_x86_feature_detected!("avx2");
-        #[cfg(not(target_arch = "x86_64"))]
-        let vector = false;
+        let vector = super::has_avx2();
         Some(Fused {
             targets: formats
                 .iter()
                 .map(|f| Target::new(canvas_primaries, f))
                 .collect(),
-            pictures: formats
-                .iter()
-                .map(|f| {
-                    let tags = abi::ColorTags {
-                        primaries: f.primaries,
-                        transfer: f.transfer,
-                        matrix: f.matrix,
-                        range: f.range,
-                    };
-                    Yuv::new(f.width, f.height, f.pix_fmt, tags)
-                })
-                .collect(),
+            pictures: formats.iter().map(blank).collect(),
             w: width as usize,
             h: height as usize,
             vector,

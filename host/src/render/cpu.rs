@@ -1008,16 +1008,7 @@ impl SourceGrade {
             .flat_map(|i| table.iter().map(move |&v| (i, v)))
             .map(|(i, v)| c.channel(v, 1.0, i))
             .collect();
-        let vector = {
-            #[cfg(target_arch = "x86_64")]
-            {
-                std::arch::is_x86_feature_detected!("avx2")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                false
-            }
-        };
+        let vector = super::has_avx2();
         SourceGrade {
             ops,
             canvas_transfer,

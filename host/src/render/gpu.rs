@@ -27,7 +27,7 @@ use crate::render::plan::{
     FramePlan, LayerOp, LinearImage, Lut3d, MixKind, OutputFormat, Renderer, SourceKey,
 };
 use bytemuck::{Pod, Zeroable};
-use deliver_plugin_api::abi::{self, pix};
+use deliver_plugin_api::abi::pix;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -742,17 +742,7 @@ impl GpuRenderer {
             for (k, (oi, _, _)) in convert_blocks.iter().enumerate() {
                 let f = &outputs[*oi];
                 let slot = &slots[k];
-                let mut y = Yuv::new(
-                    f.width,
-                    f.height,
-                    f.pix_fmt,
-                    abi::ColorTags {
-                        primaries: f.primaries,
-                        transfer: f.transfer,
-                        matrix: f.matrix,
-                        range: f.range,
-                    },
-                );
+                let mut y = crate::render::convert::blank(f);
                 let base = slot.word as usize * 4;
                 for (p, &(off, len)) in slot.planes.iter().enumerate() {
                     y.planes[p].copy_from_slice(&bytes[base + off..base + off + len]);

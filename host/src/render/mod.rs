@@ -33,6 +33,19 @@ pub(crate) fn threads_for(units: usize) -> usize {
         .max(1)
 }
 
+/// Whether this CPU runs the AVX2 kernels (x86-64 with AVX2; never
+/// elsewhere).
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// A render failure: names the clip and the file.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {

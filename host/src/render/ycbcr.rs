@@ -152,10 +152,7 @@ pub(crate) fn linearize_ycbcr_graded(
     grade: Option<&SourceGrade>,
     out: &mut LinearImage,
 ) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    let vector = std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    let vector = false;
+    let vector = super::has_avx2();
     let colour = (matrix, full_range, transfer, from, canvas);
     linearize(src, colour, grade, out, vector)
 }
